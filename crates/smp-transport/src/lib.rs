@@ -1,0 +1,84 @@
+//! The transport layer of the `smp` workspace: how SMP frames move, not what they mean.
+//!
+//! This crate defines the [`Transport`] trait that the client is written against,
+//! [`Connect`] for transports that reach a device by address, the one error type of all
+//! transports ([`TransportError`]), and the framing pieces every datagram transport
+//! shares: [`Reassembler`] (whole frames out of datagrams, IO-free) and [`split_frame`].
+//! [`MemoryTransport`] is a real in-memory transport pair for testing the layers above.
+//!
+//! It knows the 8-byte header (re-exported as [`header`]) but nothing of CBOR, sequence
+//! matching, timeouts or retries: those belong to the client.
+//!
+//! # Concurrency
+//! Every method takes `&self`, so a transport can be shared (`Arc<T>`) between a task that
+//! sends and a task that receives: several requests can be in flight while one reader
+//! collects the replies. Concurrent calls to [`Transport::receive`] are serialized by the
+//! transport (each whole frame goes to exactly one caller); concurrent sends are allowed
+//! and each frame is sent as a unit of datagrams.
+#![forbid(unsafe_code)]
+
+mod error;
+mod memory;
+mod reassembly;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use error::TransportError;
+pub use memory::MemoryTransport;
+pub use reassembly::{Reassembler, split_frame};
+/// The SMP header codec this layer frames with.
+pub use smp_header as header;
+
+/// A bidirectional carrier of whole SMP frames (header and CBOR payload).
+///
+/// Implementations send a frame as one or more datagrams of at most
+/// [`max_unencoded_size`](Transport::max_unencoded_size) bytes and hand back whole frames
+/// from [`receive`](Transport::receive). See the [crate docs](crate#concurrency) for the
+/// concurrency contract.
+pub trait Transport: Send + Sync {
+    /// Sends one whole SMP frame.
+    fn send(&self, frame: &[u8]) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Waits for and returns one whole SMP frame.
+    ///
+    /// This future is cancel-safe: dropping it never loses part of a frame that
+    /// another call will later complete. It has no timeout of its own; callers bound it.
+    fn receive(&self) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
+
+    /// Sends `frame`, then receives the next whole frame, whatever it answers.
+    ///
+    /// This mirrors the reference transport. A client with several requests in flight
+    /// sends and receives separately and matches replies itself.
+    fn send_and_receive(
+        &self,
+        frame: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send {
+        async move {
+            self.send(frame).await?;
+            self.receive().await
+        }
+    }
+
+    /// Closes the transport: later sends and receives fail with [`TransportError::Closed`],
+    /// and receives waiting now return that error.
+    fn disconnect(&self) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// The maximum transmission unit of the link, in bytes.
+    fn mtu(&self) -> usize;
+
+    /// The largest datagram payload this transport sends without splitting a frame.
+    fn max_unencoded_size(&self) -> usize;
+}
+
+/// A transport that is opened by connecting to a target (an address, a device path).
+pub trait Connect: Transport + Sized {
+    /// What to connect to, with the transport's settings.
+    type Target: Send;
+
+    /// Connects to `target`, giving up with [`TransportError::ConnectTimeout`] after `timeout`.
+    fn connect(
+        target: Self::Target,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Self, TransportError>> + Send;
+}

@@ -1,0 +1,49 @@
+//! Shared support for the workspace's integration tests: frames, fake peers on real
+//! loopback sockets, and the addresses of real servers for the interop suite.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+
+use smp_client::header::{Header, Op};
+use tokio::net::UdpSocket;
+
+/// Environment variable naming the real Zephyr IPv4 UDP server (`127.0.0.1:1337`).
+pub const INTEROP_UDP4: &str = "SMP_INTEROP_UDP4";
+/// Environment variable naming the real Zephyr IPv6 UDP server (`[::1]:1337`).
+pub const INTEROP_UDP6: &str = "SMP_INTEROP_UDP6";
+
+/// Sends tracing output to the test harness, once; `RUST_LOG` selects what.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A frame of `payload` with a header announcing exactly its length.
+pub fn frame(op: Op, group: u16, command: u8, sequence: u8, payload: &[u8]) -> Vec<u8> {
+    let length = u16::try_from(payload.len()).expect("payload fits a frame");
+    let mut out = Header::new(op, group, command, length)
+        .with_sequence(sequence)
+        .encode()
+        .to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A UDP socket on a loopback address that plays the device in a test.
+pub async fn fake_device(ip: &str) -> (UdpSocket, SocketAddr) {
+    let socket = UdpSocket::bind((ip, 0)).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// The address of a real server started by `cargo xtask interop`.
+///
+/// Panics with instructions when the variable is missing: an interop test never passes
+/// without having talked to the real server.
+pub fn interop_server(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the interop suite with `cargo xtask interop`, which starts the real Zephyr servers")
+    })
+}
