@@ -5,6 +5,12 @@
 //! depend on this crate alone.
 #![forbid(unsafe_code)]
 
+pub mod codes;
+mod error;
+mod message;
+
+pub use error::{ClientError, DeviceError, ErrorScope};
+pub use message::Request;
 pub use smp_transport::{self as transport, Transport, TransportError, header};
 #[cfg(feature = "udp")]
 pub use smp_udp as udp;
