@@ -1,0 +1,742 @@
+//! `cargo xtask interop [FILTER]`: the interop suite against the real Zephyr SMP servers.
+//!
+//! Setup, each part skipped when already done, so that it works from nothing on a fresh
+//! Debian machine (as root) and costs a second on the next run:
+//! 1. the 32-bit C runtime the `native_sim` servers are linked against (`apt-get`);
+//! 2. the `smpclient` sdist, which ships the Zephyr servers as test fixtures (`pip download`),
+//!    extracted to `target/interop/smpclient-<version>/`; in parallel, a Python venv with the
+//!    reference client (`smp`, `smpclient`) at `target/interop/venv/`;
+//! 3. the two UDP servers checked against the SHA-256 sums pinned here and in the sdist.
+//!
+//! Then, one server at a time (both bind UDP port 1337): check the port is free, start the
+//! server in a fresh directory with its output in a log, wait for `smp_udp: Started`, run
+//! the matching `#[ignore]`d tests of `tests/interop.rs` with the server's address in the
+//! environment, and stop the server by its process id, whatever the tests did.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{self, Result};
+
+/// The `smpclient` release whose sdist carries the servers.
+const SMPCLIENT_VERSION: &str = "7.3.0";
+/// The `smp` release the Python reference venv pins.
+const SMP_VERSION: &str = "4.2.0";
+/// The UDP port both servers bind.
+const PORT: u16 = 1337;
+/// The log line a server prints once its UDP socket is bound.
+const READY: &str = "smp_udp: Started";
+/// The log line a server prints when the port is taken; it keeps running regardless.
+const BIND_FAILED: &str = "smp_udp: Could not bind";
+/// How long a server may take to print [`READY`] (it takes ~20 ms).
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// 32-bit runtime files the servers need, and the Debian packages that provide them.
+const RUNTIME_FILES: [&str; 2] = ["/lib32/libc.so.6", "/usr/lib32/libgcc_s.so.1"];
+const RUNTIME_PACKAGES: [&str; 2] = ["libc6-i386", "lib32gcc-s1"];
+/// The test package and target that hold the interop tests.
+const TEST_PACKAGE: &str = "smp-integration-tests";
+const TEST_TARGET: &str = "interop";
+
+/// One real server and the tests that run against it.
+struct Server {
+    /// Short name for headings, the run directory and the summary.
+    name: &'static str,
+    /// File name in the sdist's `tests/fixtures/smp-server/`.
+    exe: &'static str,
+    /// Its SHA-256, pinned here so that a changed sdist cannot swap the server silently.
+    sha256: &'static str,
+    args: &'static [&'static str],
+    /// The variable `tests/support` reads the address from, and the address.
+    env: &'static str,
+    addr: &'static str,
+    /// Tests whose names start with this run against this server.
+    prefix: &'static str,
+}
+
+const SERVERS: [Server; 2] = [
+    Server {
+        name: "udp4",
+        exe: "zephyr_4.4.0_smp_server_0eae053d_native_sim_udp.exe",
+        sha256: "9affd08d35402b94b3f0b75dd3bfd31616151c5016bc00fcc58f8f2207a3600f",
+        // Flash in RAM: no flash.bin is left behind to carry state into the next run.
+        args: &["-flash_in_ram"],
+        env: "SMP_INTEROP_UDP4",
+        addr: "127.0.0.1:1337",
+        prefix: "zephyr_udp4_",
+    },
+    Server {
+        name: "udp6",
+        exe: "zephyr_4.4.0_smp_server_0eae053d_native_sim_udp6.exe",
+        sha256: "b4dc889715cb50ee478bf851ed2b6ae8c14dec84efd8c92670e164d84b18de85",
+        args: &[],
+        env: "SMP_INTEROP_UDP6",
+        addr: "[::1]:1337",
+        prefix: "zephyr_udp6_",
+    },
+];
+
+/// What happened to one server's run.
+enum Outcome {
+    /// The filter left no test for this server; it was not started.
+    Skipped,
+    /// The tests ran; `error` says why the run counts as failed, if it does.
+    Ran {
+        passed: usize,
+        failed: usize,
+        elapsed: Duration,
+        error: Option<String>,
+    },
+}
+
+pub(crate) fn run(filter: Option<&str>) -> Result {
+    let started = Instant::now();
+    let dir = util::target_dir().join("interop");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+
+    util::heading("interop: setup");
+    ensure_runtime()?;
+    let sdist = ensure_sdist_and_venv(&dir)?;
+    let fixtures = sdist.join("tests/fixtures/smp-server");
+    verify_servers(&fixtures)?;
+
+    util::heading("interop: building and listing the interop tests");
+    let tests = list_tests()?;
+    let setup = started.elapsed();
+    println!("interop: setup done in {}", util::seconds(setup));
+
+    let plan: Vec<(&Server, Vec<&String>)> = SERVERS
+        .iter()
+        .map(|server| {
+            let selected = tests
+                .iter()
+                .filter(|name| name.starts_with(server.prefix))
+                .filter(|name| filter.is_none_or(|filter| name.contains(filter)))
+                .collect();
+            (server, selected)
+        })
+        .collect();
+    if plan.iter().all(|(_, selected)| selected.is_empty()) {
+        return Err(match filter {
+            Some(filter) => format!(
+                "no interop test matches `{filter}` (tests: {}); a filter that selects nothing is not a pass",
+                tests.join(", ")
+            ),
+            None => format!("no interop tests found in {TEST_PACKAGE} --test {TEST_TARGET}"),
+        });
+    }
+
+    let mut outcomes = Vec::new();
+    for (server, selected) in &plan {
+        let outcome = if selected.is_empty() && filter.is_some() {
+            println!(
+                "\ninterop: {}: no test matches the filter; not started",
+                server.name
+            );
+            Outcome::Skipped
+        } else if selected.is_empty() {
+            // Without a filter every server must have tests: zero tests is not a pass.
+            Outcome::Ran {
+                passed: 0,
+                failed: 0,
+                elapsed: Duration::ZERO,
+                error: Some(format!("no test named {}*", server.prefix)),
+            }
+        } else {
+            run_server(server, selected, &fixtures, &dir)
+        };
+        outcomes.push((*server, outcome));
+    }
+
+    summary(&outcomes, setup, started.elapsed());
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(server, outcome)| match outcome {
+            Outcome::Ran {
+                error: Some(error), ..
+            } => Some(format!("{}: {error}", server.name)),
+            _ => None,
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("interop failed:\n  {}", failures.join("\n  ")))
+    }
+}
+
+/// Installs the 32-bit C runtime with apt-get unless its files are already there.
+fn ensure_runtime() -> Result {
+    let missing = || -> Vec<&str> {
+        RUNTIME_FILES
+            .into_iter()
+            .filter(|path| !Path::new(path).exists())
+            .collect()
+    };
+    let before = missing();
+    if before.is_empty() {
+        println!("interop: 32-bit runtime present");
+        return Ok(());
+    }
+    println!(
+        "interop: {} missing; installing {} (needs root)",
+        before.join(", "),
+        RUNTIME_PACKAGES.join(" ")
+    );
+    let hint = |e: String| {
+        format!(
+            "{e}; the Zephyr native_sim servers are 32-bit programs and need Debian's {} (install them as root)",
+            RUNTIME_PACKAGES.join(" ")
+        )
+    };
+    util::run(Command::new("apt-get").arg("update").stdin(Stdio::null())).map_err(hint)?;
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(RUNTIME_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null()),
+    )
+    .map_err(hint)?;
+    let after = missing();
+    if after.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "still missing after apt-get install: {}",
+            after.join(", ")
+        ))
+    }
+}
+
+/// Gets the extracted sdist (the slow part, ~1 min from nothing) while the venv is set up
+/// on another thread, and returns the sdist's directory.
+fn ensure_sdist_and_venv(dir: &Path) -> Result<PathBuf> {
+    std::thread::scope(|scope| {
+        let venv = scope.spawn(|| ensure_venv(dir));
+        let sdist = ensure_sdist(dir);
+        let venv = venv
+            .join()
+            .unwrap_or_else(|_| Err("the venv setup thread panicked".to_owned()));
+        let sdist = sdist?;
+        venv?;
+        Ok(sdist)
+    })
+}
+
+/// Downloads and extracts the `smpclient` sdist unless its directory exists. Extraction
+/// goes through a scratch directory, so the directory only ever exists complete.
+fn ensure_sdist(dir: &Path) -> Result<PathBuf> {
+    let name = format!("smpclient-{SMPCLIENT_VERSION}");
+    let sdist = dir.join(&name);
+    if sdist.is_dir() {
+        println!("interop: sdist present at {}", sdist.display());
+        return Ok(sdist);
+    }
+    let tarball = dir.join(format!("{name}.tar.gz"));
+    if !tarball.is_file() {
+        println!("interop: downloading the {name} sdist with pip (about a minute)");
+        let started = Instant::now();
+        util::run(
+            Command::new("python3")
+                .args(["-m", "pip", "download", "--disable-pip-version-check"])
+                .args(["--no-deps", "--no-binary", ":all:"])
+                .arg(format!("smpclient=={SMPCLIENT_VERSION}"))
+                .arg("-d")
+                .arg(dir)
+                .stdin(Stdio::null()),
+        )?;
+        println!(
+            "interop: sdist downloaded in {}",
+            util::seconds(started.elapsed())
+        );
+        if !tarball.is_file() {
+            return Err(format!(
+                "pip download finished but {} is not there",
+                tarball.display()
+            ));
+        }
+    }
+    let scratch = dir.join("extract.tmp");
+    remove_dir_if_exists(&scratch)?;
+    fs::create_dir_all(&scratch)
+        .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    util::run(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&scratch),
+    )?;
+    fs::rename(scratch.join(&name), &sdist).map_err(|e| {
+        format!(
+            "{} has no {name}/ directory at its top ({e})",
+            tarball.display()
+        )
+    })?;
+    remove_dir_if_exists(&scratch)?;
+    println!("interop: sdist extracted to {}", sdist.display());
+    Ok(sdist)
+}
+
+/// Creates `venv/` with the Python reference client unless it already imports. Its output
+/// goes to `venv-setup.log`, as it runs alongside the sdist download.
+fn ensure_venv(dir: &Path) -> Result {
+    let venv = dir.join("venv");
+    let python = venv.join("bin/python");
+    let check = format!(
+        "import smp, smpclient; from importlib.metadata import version as v; \
+         assert (v('smp'), v('smpclient')) == ('{SMP_VERSION}', '{SMPCLIENT_VERSION}')"
+    );
+    let ready = || util::succeeds(Command::new(&python).args(["-c", &check]));
+    if ready() {
+        println!("interop: venv present at {}", venv.display());
+        return Ok(());
+    }
+    let log_path = dir.join("venv-setup.log");
+    println!(
+        "interop: creating {} with smp=={SMP_VERSION} smpclient=={SMPCLIENT_VERSION} (log: {})",
+        venv.display(),
+        log_path.display()
+    );
+    let started = Instant::now();
+    let log = File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let logged = |command: &mut Command| -> Result {
+        let out = log.try_clone().map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        util::run(command.stdin(Stdio::null()).stdout(out).stderr(err))
+            .map_err(|e| format!("{e}; see {}", log_path.display()))
+    };
+    logged(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
+    logged(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check"])
+            .arg(format!("smp=={SMP_VERSION}"))
+            .arg(format!("smpclient=={SMPCLIENT_VERSION}")),
+    )?;
+    if !ready() {
+        return Err(format!(
+            "the venv at {} does not import smp and smpclient at the pinned versions; see {}",
+            venv.display(),
+            log_path.display()
+        ));
+    }
+    println!(
+        "interop: venv ready in {}",
+        util::seconds(started.elapsed())
+    );
+    Ok(())
+}
+
+/// Checks each server against the sum pinned in [`SERVERS`] and the sdist's `SHA256SUMS`,
+/// and makes sure it is executable.
+fn verify_servers(fixtures: &Path) -> Result {
+    let sums_path = fixtures.join("SHA256SUMS");
+    let sums = fs::read_to_string(&sums_path)
+        .map_err(|e| format!("cannot read {}: {e}", sums_path.display()))?;
+    for server in &SERVERS {
+        let listed = sums.lines().find_map(|line| {
+            let (sum, file) = line.split_once(char::is_whitespace)?;
+            (file.trim_start().trim_start_matches('*') == server.exe).then_some(sum)
+        });
+        if listed != Some(server.sha256) {
+            return Err(format!(
+                "{} lists {} with sum {listed:?}, expected {}: is this the smpclient {SMPCLIENT_VERSION} sdist?",
+                sums_path.display(),
+                server.exe,
+                server.sha256
+            ));
+        }
+        let exe = fixtures.join(server.exe);
+        let output = Command::new("sha256sum")
+            .arg(&exe)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("could not run sha256sum: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "sha256sum {} failed: {}",
+                exe.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let actual = stdout.split_whitespace().next().unwrap_or_default();
+        if actual != server.sha256 {
+            return Err(format!(
+                "{} has SHA-256 {actual}, expected {}; delete {} and run again",
+                exe.display(),
+                server.sha256,
+                fixtures.display()
+            ));
+        }
+        let mut permissions = fs::metadata(&exe)
+            .map_err(|e| format!("cannot stat {}: {e}", exe.display()))?
+            .permissions();
+        if permissions.mode() & 0o111 != 0o111 {
+            permissions.set_mode(permissions.mode() | 0o755);
+            fs::set_permissions(&exe, permissions)
+                .map_err(|e| format!("cannot make {} executable: {e}", exe.display()))?;
+        }
+        println!(
+            "interop: {} verified ({}...)",
+            server.exe,
+            &server.sha256[..16]
+        );
+    }
+    Ok(())
+}
+
+/// Builds the interop test binary and returns the names of its `#[ignore]`d tests.
+fn list_tests() -> Result<Vec<String>> {
+    let mut command = util::cargo();
+    command
+        .args(["test", "-p", TEST_PACKAGE, "--test", TEST_TARGET])
+        .args(["--", "--ignored", "--list"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    let shown = util::show(&command);
+    let output = command
+        .output()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "could not build or list the interop tests: `{shown}` failed ({})",
+            output.status
+        ));
+    }
+    let tests: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect();
+    println!("interop: tests: {}", tests.join(", "));
+    Ok(tests)
+}
+
+/// Starts `server`, runs `tests` against it and stops it again.
+fn run_server(server: &Server, tests: &[&String], fixtures: &Path, dir: &Path) -> Outcome {
+    util::heading(&format!(
+        "interop: {} server (tests: {})",
+        server.name,
+        tests
+            .iter()
+            .map(|test| test.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let started = Instant::now();
+    let result = start_server(server, fixtures, dir).and_then(|mut guard| {
+        wait_ready(&mut guard)?;
+        let counts = run_tests(server, tests);
+        drop(guard);
+        counts
+    });
+    let elapsed = started.elapsed();
+    match result {
+        Ok((passed, failed, error)) => Outcome::Ran {
+            passed,
+            failed,
+            elapsed,
+            error,
+        },
+        Err(error) => Outcome::Ran {
+            passed: 0,
+            failed: 0,
+            elapsed,
+            error: Some(error),
+        },
+    }
+}
+
+/// A running server; dropping it kills the process by its id and reaps it, so it is
+/// stopped on every path out of [`run_server`], an error or a panic included.
+struct ServerGuard {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        // An error here means the process has already exited; wait() reaps it either way.
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(status) => println!(
+                "interop: stopped the {} server (pid {pid}, {status})",
+                self.name
+            ),
+            Err(e) => eprintln!(
+                "interop: could not reap the {} server (pid {pid}): {e}",
+                self.name
+            ),
+        }
+    }
+}
+
+/// Checks the port, then starts the server in a fresh `run-<name>/` with its output in
+/// `run-<name>/server.log`.
+fn start_server(server: &Server, fixtures: &Path, dir: &Path) -> Result<ServerGuard> {
+    check_port_free()?;
+    let run_dir = dir.join(format!("run-{}", server.name));
+    remove_dir_if_exists(&run_dir)?;
+    fs::create_dir_all(&run_dir)
+        .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+    let log = run_dir.join("server.log");
+    let stdout = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let stderr = stdout
+        .try_clone()
+        .map_err(|e| format!("cannot share {}: {e}", log.display()))?;
+    let exe = fixtures.join(server.exe);
+    let child = Command::new(&exe)
+        .args(server.args)
+        .current_dir(&run_dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    println!(
+        "interop: started {} (pid {}, log: {})",
+        [server.exe]
+            .iter()
+            .chain(server.args)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+        child.id(),
+        log.display()
+    );
+    Ok(ServerGuard {
+        name: server.name,
+        child,
+        log,
+    })
+}
+
+/// Fails with a clear message if anything holds UDP port [`PORT`] on either loopback.
+fn check_port_free() -> Result {
+    let addrs = [
+        SocketAddr::from((Ipv4Addr::LOCALHOST, PORT)),
+        SocketAddr::from((Ipv6Addr::LOCALHOST, PORT)),
+    ];
+    for addr in addrs {
+        match UdpSocket::bind(addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::AddrInUse => {
+                return Err(format!(
+                    "UDP port {PORT} is in use ({addr})\n  another SMP server, perhaps \
+                     left from an interrupted run, or another program holds it; find it \
+                     with `ss -ulpn 'sport = :{PORT}'` and stop it"
+                ));
+            }
+            Err(e) if addr.is_ipv6() && e.kind() == ErrorKind::AddrNotAvailable => {
+                println!("interop: warning: no IPv6 loopback here ({e}); udp6 tests will fail");
+            }
+            Err(e) => return Err(format!("cannot check UDP port {addr} is free: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the server's log says it is serving, or fails with the log's end.
+fn wait_ready(guard: &mut ServerGuard) -> Result {
+    let started = Instant::now();
+    loop {
+        let log = fs::read(&guard.log).unwrap_or_default();
+        let log = String::from_utf8_lossy(&log);
+        if log.contains(READY) {
+            println!(
+                "interop: {} server ready after {} ms",
+                guard.name,
+                started.elapsed().as_millis()
+            );
+            return Ok(());
+        }
+        if log.contains(BIND_FAILED) {
+            return Err(format!(
+                "the {} server could not bind UDP port {PORT}; is another server running?\n{}",
+                guard.name,
+                tail(&log)
+            ));
+        }
+        if let Ok(Some(status)) = guard.child.try_wait() {
+            return Err(format!(
+                "the {} server exited before it was ready ({status}):\n{}",
+                guard.name,
+                tail(&log)
+            ));
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(format!(
+                "the {} server did not log `{READY}` within {}s:\n{}",
+                guard.name,
+                READY_TIMEOUT.as_secs(),
+                tail(&log)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs exactly `tests` against `server`, its output passed through, and returns
+/// `(passed, failed, why the run counts as failed)`.
+fn run_tests(server: &Server, tests: &[&String]) -> Result<(usize, usize, Option<String>)> {
+    let mut command = util::cargo();
+    command
+        .args(["test", "-p", TEST_PACKAGE, "--test", TEST_TARGET])
+        .args(["--", "--ignored", "--test-threads=1", "--exact"])
+        .args(tests.iter().map(|test| test.as_str()))
+        .env(server.env, server.addr)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for other in &SERVERS {
+        if other.env != server.env {
+            command.env_remove(other.env);
+        }
+    }
+    let shown = util::show(&command);
+    println!("interop: {shown}");
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("reading the test output: {e}"))?;
+            println!("{line}");
+            if let Some(result) = line.strip_prefix("test result: ") {
+                passed += count(result, "passed");
+                failed += count(result, "failed");
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for `{shown}`: {e}"))?;
+    let error = if !status.success() {
+        Some(format!("tests failed ({status})"))
+    } else if passed + failed == 0 {
+        Some("the test run executed no test".to_owned())
+    } else {
+        None
+    };
+    Ok((passed, failed, error))
+}
+
+/// `count("ok. 2 passed; 0 failed; ...", "passed")` is 2.
+fn count(result: &str, what: &str) -> usize {
+    let words: Vec<&str> = result
+        .split_whitespace()
+        .map(|word| word.trim_end_matches([';', '.', ',']))
+        .collect();
+    words
+        .windows(2)
+        .find(|pair| pair[1] == what)
+        .and_then(|pair| pair[0].parse().ok())
+        .unwrap_or(0)
+}
+
+/// The last lines of a server log, without its ANSI colour codes.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines.len().saturating_sub(20);
+    lines[start..]
+        .iter()
+        .map(|line| format!("    | {}", strip_ansi(line)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Removes `ESC [ ... letter` sequences.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn remove_dir_if_exists(path: &Path) -> Result {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+    }
+}
+
+fn summary(outcomes: &[(&Server, Outcome)], setup: Duration, total: Duration) {
+    println!("\ninterop summary (setup {}):", util::seconds(setup));
+    println!(
+        "  {:<6} {:>6} {:>6} {:>8}  result",
+        "server", "passed", "failed", "elapsed"
+    );
+    for (server, outcome) in outcomes {
+        match outcome {
+            Outcome::Skipped => println!(
+                "  {:<6} {:>6} {:>6} {:>8}  skipped (filter)",
+                server.name, "-", "-", "-"
+            ),
+            Outcome::Ran {
+                passed,
+                failed,
+                elapsed,
+                error,
+            } => {
+                let result = match error {
+                    None => "ok".to_owned(),
+                    Some(error) => format!("FAILED: {}", error.lines().next().unwrap_or_default()),
+                };
+                println!(
+                    "  {:<6} {passed:>6} {failed:>6} {:>8}  {result}",
+                    server.name,
+                    util::seconds(*elapsed)
+                );
+            }
+        }
+    }
+    println!("  total {}", util::seconds(total));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_a_libtest_summary() {
+        let line =
+            "ok. 2 passed; 1 failed; 0 ignored; 0 measured; 3 filtered out; finished in 0.01s";
+        assert_eq!(count(line, "passed"), 2);
+        assert_eq!(count(line, "failed"), 1);
+        assert_eq!(count("ok. 0 passed; 0 failed;", "passed"), 0);
+        assert_eq!(count("nonsense", "passed"), 0);
+    }
+
+    #[test]
+    fn strips_colour_codes() {
+        let line = "[00:00:00.000,000] \u{1b}[0m<inf> smp_udp: Started (IPv4)\u{1b}[0m";
+        assert_eq!(
+            strip_ansi(line),
+            "[00:00:00.000,000] <inf> smp_udp: Started (IPv4)"
+        );
+    }
+}
