@@ -5,12 +5,22 @@
 //! depend on this crate alone.
 #![forbid(unsafe_code)]
 
+mod cbor;
+mod client;
+#[cfg(test)]
+mod client_tests;
 pub mod codes;
+mod engine;
 mod error;
 mod message;
+pub mod messages;
+mod transfer;
 
+pub use client::{Client, ClientOptions};
+pub use engine::RetryPolicy;
 pub use error::{ClientError, DeviceError, ErrorScope};
 pub use message::Request;
 pub use smp_transport::{self as transport, Transport, TransportError, header};
 #[cfg(feature = "udp")]
 pub use smp_udp as udp;
+pub use transfer::{ImageUploadOptions, Progress, UploadSummary, cbor_len_extra, fit_data};

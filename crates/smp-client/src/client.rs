@@ -1,0 +1,400 @@
+//! The async client: drives the engine's state over a transport.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use smp_transport::header::{self, Header, Op, Version};
+use smp_transport::{Transport, TransportError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::engine::{Pending, RetryPolicy};
+use crate::messages::os::{McumgrParamsRequest, McumgrParamsResponse};
+use crate::{ClientError, DeviceError, Request};
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Timeouts, retries and backoff of every request.
+    pub retry: RetryPolicy,
+    /// SMP version of the requests (devices answer with the lower of theirs and this).
+    pub version: Version,
+    /// Read the device's MCUmgr parameters when the client starts, to size frames to its
+    /// buffers. A device that does not support them keeps the defaults.
+    pub read_params: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            version: Version::V2,
+            read_params: true,
+        }
+    }
+}
+
+/// An SMP client for one device over any [`Transport`].
+///
+/// Requests can be issued from many tasks at once (`&self`); replies are matched to
+/// requests on sequence, group, command and op, and anything else that arrives is
+/// dropped with a debug log. Dropping the client stops its reader task.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), smp_client::ClientError> {
+/// use smp_client::{Client, ClientOptions};
+/// use smp_client::messages::os::EchoRequest;
+///
+/// let client = Client::connect_udp("192.0.2.1:1337".parse()?, ClientOptions::default()).await?;
+/// let reply = client.request(&EchoRequest { d: "hello".into() }).await?;
+/// assert_eq!(reply.r, "hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Client<T: Transport + 'static> {
+    shared: Arc<Shared<T>>,
+    reader: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    transport: T,
+    pending: Mutex<Pending<oneshot::Sender<Vec<u8>>>>,
+    options: ClientOptions,
+    frame_limit: AtomicUsize,
+    buf_count: AtomicUsize,
+}
+
+impl<T> Shared<T> {
+    fn pending(&self) -> MutexGuard<'_, Pending<oneshot::Sender<Vec<u8>>>> {
+        // The table stays consistent even if a holder panicked: every operation on it is
+        // a single map update.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Forgets a registered request when its future ends or is dropped.
+struct Registration<'a, T> {
+    shared: &'a Shared<T>,
+    sequence: u8,
+}
+
+impl<T> Drop for Registration<'_, T> {
+    fn drop(&mut self) {
+        self.shared.pending().cancel(self.sequence);
+    }
+}
+
+#[cfg(feature = "udp")]
+impl Client<smp_udp::UdpTransport> {
+    /// Connects over UDP (bounded by the retry policy's timeout) and starts the client.
+    pub async fn connect_udp(
+        target: smp_udp::UdpTarget,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let transport = smp_udp::UdpTransport::connect(target, options.retry.timeout).await?;
+        Self::new(transport, options).await
+    }
+}
+
+impl<T: Transport + 'static> Client<T> {
+    /// Starts a client on a connected transport; reads the MCUmgr parameters if the
+    /// options ask for it.
+    pub async fn new(transport: T, options: ClientOptions) -> Result<Self, ClientError> {
+        let client = Self::start(transport, options);
+        if client.shared.options.read_params {
+            client.read_params().await?;
+        }
+        Ok(client)
+    }
+
+    fn start(transport: T, options: ClientOptions) -> Self {
+        let frame_limit = transport.max_unencoded_size().min(header::MAX_FRAME_SIZE);
+        let shared = Arc::new(Shared {
+            transport,
+            pending: Mutex::new(Pending::new(random_u8())),
+            options,
+            frame_limit: AtomicUsize::new(frame_limit),
+            buf_count: AtomicUsize::new(0),
+        });
+        let reader = tokio::spawn(read_replies(shared.clone()));
+        Self { shared, reader }
+    }
+
+    /// Reads MCUmgr parameters and narrows the frame limit to the device's buffer size.
+    /// Returns them, or `None` when the device does not offer them (or does not answer).
+    pub async fn read_params(&self) -> Result<Option<McumgrParamsResponse>, ClientError> {
+        match self.request(&McumgrParamsRequest {}).await {
+            Ok(params) => {
+                let buf_size = usize::try_from(params.buf_size).unwrap_or(usize::MAX);
+                let limit = self
+                    .shared
+                    .transport
+                    .max_unencoded_size()
+                    .min(buf_size)
+                    .min(header::MAX_FRAME_SIZE);
+                self.shared.frame_limit.store(limit, Ordering::Relaxed);
+                self.shared.buf_count.store(
+                    usize::try_from(params.buf_count).unwrap_or(usize::MAX),
+                    Ordering::Relaxed,
+                );
+                tracing::debug!(
+                    params.buf_size,
+                    params.buf_count,
+                    frame_limit = limit,
+                    "device parameters"
+                );
+                Ok(Some(params))
+            }
+            Err(ClientError::Device(err)) => {
+                tracing::debug!(%err, "device offers no MCUmgr parameters; keeping defaults");
+                Ok(None)
+            }
+            Err(ClientError::Timeout { .. }) => {
+                tracing::warn!("no answer to the MCUmgr parameters request; keeping defaults");
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The largest frame (header and payload) this client sends: the smaller of the
+    /// transport's datagram payload and the device's buffer size.
+    pub fn frame_limit(&self) -> usize {
+        self.shared.frame_limit.load(Ordering::Relaxed)
+    }
+
+    /// The device's `buf_count`, when it reported one.
+    pub fn buf_count(&self) -> Option<usize> {
+        match self.shared.buf_count.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// The client's settings.
+    pub fn options(&self) -> &ClientOptions {
+        &self.shared.options
+    }
+
+    /// The transport underneath.
+    pub fn transport(&self) -> &T {
+        &self.shared.transport
+    }
+
+    /// Sends a typed request and returns the device's typed response.
+    pub async fn request<R: Request>(&self, request: &R) -> Result<R::Response, ClientError> {
+        self.request_with_timeout(request, self.shared.options.retry.timeout)
+            .await
+    }
+
+    /// Like [`request`](Self::request), with a per-attempt timeout for this request only
+    /// (an image upload's first chunk may wait seconds for a slot erase).
+    pub async fn request_with_timeout<R: Request>(
+        &self,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response, ClientError> {
+        let payload =
+            minicbor::to_vec(request).map_err(|err| ClientError::Encode(err.to_string()))?;
+        let reply = self
+            .request_raw(R::OP, R::GROUP, R::COMMAND, &payload, timeout)
+            .await?;
+        minicbor::decode(&reply).map_err(|err| ClientError::Decode {
+            group: R::GROUP,
+            command: R::COMMAND,
+            message: err.to_string(),
+        })
+    }
+
+    /// Sends an already encoded CBOR payload and returns the reply's payload after
+    /// checking it for a device error. Retries on timeout (same frame, same sequence)
+    /// and on busy replies (ENOMEM, EBUSY) as the retry policy says.
+    pub async fn request_raw(
+        &self,
+        op: Op,
+        group: u16,
+        command: u8,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
+        let length = u16::try_from(payload.len()).map_err(|_| ClientError::FrameTooLarge {
+            len: header::SIZE + payload.len(),
+            max: self.frame_limit(),
+        })?;
+        let template =
+            Header::new(op, group, command, length).with_version(self.shared.options.version);
+        let len = template.frame_len();
+        if len > self.frame_limit() {
+            return Err(ClientError::FrameTooLarge {
+                len,
+                max: self.frame_limit(),
+            });
+        }
+        let mut frame = Vec::with_capacity(len);
+        frame.extend_from_slice(&template.encode());
+        frame.extend_from_slice(payload);
+
+        let policy = &self.shared.options.retry;
+        let mut busy_attempts = 0;
+        loop {
+            let reply = self.exchange(template, &mut frame, timeout).await?;
+            match crate::cbor::reply_error(&reply[header::SIZE..], group) {
+                Ok(None) => return Ok(reply[header::SIZE..].to_vec()),
+                Ok(Some(err)) if err.is_back_pressure() && busy_attempts < policy.busy_retries => {
+                    let pause = policy.backoff_after(busy_attempts);
+                    tracing::debug!(%err, ?pause, "device busy; retrying");
+                    busy_attempts += 1;
+                    tokio::time::sleep(pause).await;
+                }
+                Ok(Some(err)) if err.is_back_pressure() => {
+                    return Err(ClientError::Busy {
+                        last: err,
+                        attempts: busy_attempts + 1,
+                    });
+                }
+                Ok(Some(err)) => return Err(err.into()),
+                Err(err) => {
+                    return Err(ClientError::Decode {
+                        group,
+                        command,
+                        message: err.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// One request under one sequence number: send, wait, re-send on timeout.
+    async fn exchange(
+        &self,
+        template: Header,
+        frame: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
+        let shared = &*self.shared;
+        let (tx, mut rx) = oneshot::channel();
+        let request = shared
+            .pending()
+            .register(template, tx)
+            .ok_or(ClientError::Busy {
+                last: DeviceError {
+                    group: template.group,
+                    rc: crate::codes::MGMT_EBUSY,
+                    scope: crate::ErrorScope::Management,
+                    reason: Some("256 requests already in flight".into()),
+                },
+                attempts: 0,
+            })?;
+        let _registration = Registration {
+            shared,
+            sequence: request.sequence,
+        };
+        frame[header::field::SEQUENCE] = request.sequence;
+
+        let policy = &shared.options.retry;
+        let started = Instant::now();
+        for attempt in 0..=policy.retries {
+            match shared.transport.send(frame).await {
+                Ok(()) => {}
+                // A refused port (the device restarting) is a lost datagram: retry.
+                Err(TransportError::Io(err))
+                    if err.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    tracing::debug!(%err, "send refused; will retry");
+                }
+                Err(err) => return Err(err.into()),
+            }
+            let mut wait = timeout;
+            if attempt < policy.retries {
+                wait += policy.backoff_after(attempt);
+            }
+            match tokio::time::timeout(wait, &mut rx).await {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(_)) => return Err(ClientError::Closed),
+                Err(_) => tracing::debug!(
+                    sequence = request.sequence,
+                    group = request.group,
+                    command = request.command,
+                    attempt,
+                    "no reply; re-sending"
+                ),
+            }
+        }
+        Err(ClientError::Timeout {
+            group: request.group,
+            command: request.command,
+            sequence: request.sequence,
+            attempts: policy.retries + 1,
+            waited: started.elapsed(),
+        })
+    }
+
+    /// Disconnects the transport and stops the reader; requests in flight fail with
+    /// [`ClientError::Closed`].
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.shared.transport.disconnect().await?;
+        Ok(())
+    }
+}
+
+impl<T: Transport + 'static> Drop for Client<T> {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Hands every received frame to the request it answers; drops the rest.
+async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
+    loop {
+        match shared.transport.receive().await {
+            Ok(frame) => dispatch(&shared, frame),
+            Err(TransportError::Closed) => break,
+            Err(TransportError::Io(err)) => {
+                // ICMP "port unreachable" and the like: requests time out and retry.
+                tracing::debug!(%err, "transport error while waiting for replies");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => tracing::debug!(%err, "dropping a malformed datagram"),
+        }
+    }
+    tracing::debug!("transport closed; failing requests in flight");
+    // Dropping the senders wakes every waiting request with `Closed`.
+    let waiters: Vec<_> = shared.pending().drain().collect();
+    drop(waiters);
+}
+
+fn dispatch<T>(shared: &Shared<T>, frame: Vec<u8>) {
+    let reply = match Header::decode(&frame) {
+        Ok(reply) => reply,
+        Err(err) => {
+            tracing::debug!(%err, "dropping a frame with an invalid header");
+            return;
+        }
+    };
+    let waiter = shared.pending().complete(&reply);
+    match waiter {
+        Some(waiter) => {
+            // The request may have given up a moment ago; then nobody needs the reply.
+            let _ = waiter.send(frame);
+        }
+        None => tracing::debug!(
+            sequence = reply.sequence,
+            group = reply.group,
+            command = reply.command,
+            op = ?reply.op,
+            "dropping a reply no request waits for"
+        ),
+    }
+}
+
+/// A random starting sequence number, from the standard library's hasher keys.
+fn random_u8() -> u8 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    hasher.finish().to_le_bytes()[0]
+}

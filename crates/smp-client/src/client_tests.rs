@@ -1,0 +1,447 @@
+//! The request engine over an in-memory transport with a scripted device, on tokio's
+//! paused clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smp_transport::header::{Header, Op, group};
+use smp_transport::{MemoryTransport, Transport};
+use tokio::sync::Mutex;
+
+use crate::{Client, ClientError, ClientOptions, ErrorScope, RetryPolicy};
+
+const ECHO: (Op, u16, u8) = (Op::Write, group::OS, 0);
+
+/// `{"r": text}` as Zephyr writes it: an indefinite-length map.
+fn echo_reply(text: &str) -> Vec<u8> {
+    let mut out = vec![0xbf, 0x61, b'r', 0x60 | text.len() as u8];
+    out.extend_from_slice(text.as_bytes());
+    out.push(0xff);
+    out
+}
+
+/// `{"d": text}`, canonical.
+fn echo_request(text: &str) -> Vec<u8> {
+    let mut out = vec![0xa1, 0x61, b'd', 0x60 | text.len() as u8];
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+fn reply_to(request: &Header, payload: &[u8]) -> Vec<u8> {
+    let mut header = *request;
+    header.op = request.op.response();
+    header.length = payload.len() as u16;
+    let mut frame = header.encode().to_vec();
+    frame.extend_from_slice(payload);
+    frame
+}
+
+fn options(timeout_ms: u64, retries: u32) -> ClientOptions {
+    ClientOptions {
+        retry: RetryPolicy {
+            timeout: Duration::from_millis(timeout_ms),
+            retries,
+            ..RetryPolicy::default()
+        },
+        read_params: false,
+        ..ClientOptions::default()
+    }
+}
+
+/// A client and the device end of its link.
+async fn setup(options: ClientOptions) -> (Client<MemoryTransport>, Arc<MemoryTransport>) {
+    let (client, device) = MemoryTransport::pair(1472).unwrap();
+    let device = Arc::new(device);
+    (Client::new(client, options).await.unwrap(), device)
+}
+
+async fn next_request(device: &MemoryTransport) -> (Header, Vec<u8>) {
+    let frame = device.receive().await.unwrap();
+    (Header::decode(&frame).unwrap(), frame)
+}
+
+async fn echo(client: &Client<MemoryTransport>, text: &str) -> Result<Vec<u8>, ClientError> {
+    let (op, group, command) = ECHO;
+    client
+        .request_raw(
+            op,
+            group,
+            command,
+            &echo_request(text),
+            client.options().retry.timeout,
+        )
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_requests_complete_out_of_order() {
+    let (client, device) = setup(options(1000, 0)).await;
+    let answering = tokio::spawn({
+        let device = device.clone();
+        async move {
+            let (first, _) = next_request(&device).await;
+            let (second, _) = next_request(&device).await;
+            device
+                .send(&reply_to(&second, &echo_reply("second")))
+                .await
+                .unwrap();
+            device
+                .send(&reply_to(&first, &echo_reply("first")))
+                .await
+                .unwrap();
+        }
+    });
+    let (a, b) = tokio::join!(echo(&client, "a"), async {
+        tokio::task::yield_now().await;
+        echo(&client, "b").await
+    });
+    answering.await.unwrap();
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // Whichever went first got "first": each reply reached its own request.
+    assert_ne!(a, b);
+    assert!([echo_reply("first"), echo_reply("second")].contains(&a));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_reply_never_shifts_later_replies() {
+    // The reference client's bug: after one timeout it stays one reply behind forever.
+    let (client, device) = setup(options(100, 0)).await;
+    let late = tokio::spawn({
+        let device = device.clone();
+        async move {
+            let (first, _) = next_request(&device).await;
+            // The second request comes only after the client gave up on the first;
+            // the late answer to the first arrives just before the second's.
+            let (second, _) = next_request(&device).await;
+            device
+                .send(&reply_to(&first, &echo_reply("one")))
+                .await
+                .unwrap();
+            device
+                .send(&reply_to(&second, &echo_reply("two")))
+                .await
+                .unwrap();
+            let (third, _) = next_request(&device).await;
+            device
+                .send(&reply_to(&third, &echo_reply("three")))
+                .await
+                .unwrap();
+        }
+    });
+    assert!(matches!(
+        echo(&client, "one").await,
+        Err(ClientError::Timeout { attempts: 1, .. })
+    ));
+    assert_eq!(echo(&client, "two").await.unwrap(), echo_reply("two"));
+    assert_eq!(echo(&client, "three").await.unwrap(), echo_reply("three"));
+    late.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_resends_the_same_frame_with_the_same_sequence() {
+    let (client, device) = setup(options(200, 3)).await;
+    let device_task = tokio::spawn({
+        let device = device.clone();
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                seen.push(next_request(&device).await);
+            }
+            device
+                .send(&reply_to(&seen[2].0, &echo_reply("hi")))
+                .await
+                .unwrap();
+            seen
+        }
+    });
+    let started = tokio::time::Instant::now();
+    assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+    let seen = device_task.await.unwrap();
+    assert_eq!(seen[0].1, seen[1].1);
+    assert_eq!(seen[1].1, seen[2].1);
+    // Two timeouts of 200 ms with backoffs of 50 and 100 ms.
+    assert_eq!(started.elapsed(), Duration::from_millis(550));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_reply_to_an_earlier_attempt_completes_the_request() {
+    let (client, device) = setup(options(200, 3)).await;
+    tokio::spawn({
+        let device = device.clone();
+        async move {
+            let (first, _) = next_request(&device).await;
+            let _retry = next_request(&device).await;
+            device
+                .send(&reply_to(&first, &echo_reply("late")))
+                .await
+                .unwrap();
+            // A duplicate of the same reply afterwards is dropped.
+            device
+                .send(&reply_to(&first, &echo_reply("late")))
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(echo(&client, "x").await.unwrap(), echo_reply("late"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_reply_at_all_is_a_timeout_within_the_budget() {
+    let (client, device) = setup(options(100, 2)).await;
+    let started = tokio::time::Instant::now();
+    match echo(&client, "x").await {
+        Err(ClientError::Timeout {
+            attempts: 3,
+            waited,
+            group: 0,
+            command: 0,
+            ..
+        }) => {
+            assert_eq!(
+                waited,
+                client.options().retry.budget(Duration::from_millis(100))
+            );
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(100 + 50 + 100 + 100 + 100)
+    );
+    drop(device);
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_replies_are_back_pressure() {
+    let (client, device) = setup(options(100, 0)).await;
+    tokio::spawn({
+        let device = device.clone();
+        async move {
+            // ENOMEM {rc: 2}, then EBUSY {rc: 10}, then the answer.
+            for rc in [2u8, 10] {
+                let (request, _) = next_request(&device).await;
+                device
+                    .send(&reply_to(&request, &[0xbf, 0x62, b'r', b'c', rc, 0xff]))
+                    .await
+                    .unwrap();
+            }
+            let (request, _) = next_request(&device).await;
+            device
+                .send(&reply_to(&request, &echo_reply("ok")))
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(echo(&client, "x").await.unwrap(), echo_reply("ok"));
+
+    let mut impatient = options(100, 0);
+    impatient.retry.busy_retries = 1;
+    let (client, device) = setup(impatient).await;
+    tokio::spawn(async move {
+        loop {
+            let (request, _) = next_request(&device).await;
+            device
+                .send(&reply_to(&request, &[0xa1, 0x62, b'r', b'c', 0x02]))
+                .await
+                .unwrap();
+        }
+    });
+    match echo(&client, "x").await {
+        Err(ClientError::Busy { last, attempts: 2 }) => assert_eq!(last.name(), Some("ENOMEM")),
+        other => panic!("expected busy, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_and_mismatched_replies_are_dropped() {
+    let (client, device) = setup(options(1000, 0)).await;
+    tokio::spawn({
+        let device = device.clone();
+        async move {
+            let (request, _) = next_request(&device).await;
+            device.send_datagram(&[0xde, 0xad]).unwrap();
+            device.send_datagram(&[0x0f, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+            let wrong_op = Header {
+                op: Op::ReadRsp,
+                ..request
+            };
+            device
+                .send(&reply_to(&wrong_op, &echo_reply("op")))
+                .await
+                .unwrap();
+            let wrong_group = Header {
+                group: 9,
+                ..request
+            };
+            device
+                .send(&reply_to(&wrong_group, &echo_reply("grp")))
+                .await
+                .unwrap();
+            let wrong_seq = request.with_sequence(request.sequence.wrapping_add(1));
+            device
+                .send(&reply_to(&wrong_seq, &echo_reply("seq")))
+                .await
+                .unwrap();
+            device
+                .send(&reply_to(&request, &echo_reply("mine")))
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(echo(&client, "x").await.unwrap(), echo_reply("mine"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn device_errors_are_typed() {
+    let (client, device) = setup(options(1000, 0)).await;
+    tokio::spawn({
+        let device = device.clone();
+        async move {
+            // v2: {"err": {"group": 1, "rc": 30}}
+            let (request, _) = next_request(&device).await;
+            let v2 = b"\xa1\x63err\xa2\x62rc\x18\x1e\x65group\x01";
+            device.send(&reply_to(&request, v2)).await.unwrap();
+            // v1: {"rc": 8, "rsn": "no"}
+            let (request, _) = next_request(&device).await;
+            let v1 = b"\xa2\x62rc\x08\x63rsn\x62no";
+            device.send(&reply_to(&request, v1)).await.unwrap();
+            // "rc": 0 is success.
+            let (request, _) = next_request(&device).await;
+            device
+                .send(&reply_to(&request, b"\xa2\x61r\x61x\x62rc\x00"))
+                .await
+                .unwrap();
+        }
+    });
+    match echo(&client, "x").await {
+        Err(ClientError::Device(err)) => {
+            assert_eq!((err.group, err.rc, err.scope), (1, 30, ErrorScope::Group));
+            assert_eq!(err.to_string(), "IMG 30 INVALID_IMAGE_TOO_LARGE");
+        }
+        other => panic!("expected a device error, got {other:?}"),
+    }
+    match echo(&client, "x").await {
+        Err(ClientError::Device(err)) => assert_eq!(err.to_string(), "MGMT 8 ENOTSUP (no)"),
+        other => panic!("expected a device error, got {other:?}"),
+    }
+    assert!(echo(&client, "x").await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn params_narrow_the_frame_limit() {
+    let (client_end, device) = MemoryTransport::pair(1472).unwrap();
+    let device = Arc::new(device);
+    let seen = Arc::new(Mutex::new(0usize));
+    tokio::spawn({
+        let (device, seen) = (device.clone(), seen.clone());
+        async move {
+            let (request, _) = next_request(&device).await;
+            assert_eq!(
+                (request.op, request.group, request.command),
+                (Op::Read, 0, 6)
+            );
+            // {"buf_size": 512, "buf_count": 4}, indefinite as Zephyr sends it.
+            let params = b"\xbf\x68buf_size\x19\x02\x00\x69buf_count\x04\xff";
+            device.send(&reply_to(&request, params)).await.unwrap();
+            loop {
+                let (request, _) = next_request(&device).await;
+                *seen.lock().await += 1;
+                device
+                    .send(&reply_to(&request, &echo_reply("ok")))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let client = Client::new(
+        client_end,
+        ClientOptions {
+            read_params: true,
+            ..options(1000, 0)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(client.frame_limit(), 512);
+    assert_eq!(client.buf_count(), Some(4));
+    // 512 B frame: 8 B header, 4 B of map and key, 3 B text head, 497 B of text... fits.
+    let (op, group, command) = ECHO;
+    let fits = vec![0u8; 512 - 8];
+    client
+        .request_raw(op, group, command, &fits, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let too_big = vec![0u8; 512 - 7];
+    match client
+        .request_raw(op, group, command, &too_big, Duration::from_secs(1))
+        .await
+    {
+        Err(ClientError::FrameTooLarge { len: 513, max: 512 }) => {}
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        *seen.lock().await,
+        1,
+        "an oversized frame must never be sent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_without_params_keeps_the_transport_limit() {
+    let (client_end, device) = MemoryTransport::pair(1472).unwrap();
+    tokio::spawn(async move {
+        let (request, _) = next_request(&device).await;
+        device
+            .send(&reply_to(&request, b"\xbf\x62rc\x08\xff"))
+            .await
+            .unwrap();
+        std::future::pending::<()>().await;
+    });
+    let client = Client::new(
+        client_end,
+        ClientOptions {
+            read_params: true,
+            ..options(1000, 0)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(client.frame_limit(), 1472);
+    assert_eq!(client.buf_count(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_in_flight_fail_when_the_link_closes() {
+    let (client, device) = setup(options(10_000, 0)).await;
+    let pending = tokio::spawn(async move { echo(&client, "x").await });
+    let _ = next_request(&device).await;
+    drop(device);
+    assert!(matches!(pending.await.unwrap(), Err(ClientError::Closed)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn sequence_numbers_wrap() {
+    let (client, device) = setup(options(1000, 0)).await;
+    let sequences = tokio::spawn({
+        let device = device.clone();
+        async move {
+            let mut sequences = Vec::new();
+            for _ in 0..300 {
+                let (request, _) = next_request(&device).await;
+                sequences.push(request.sequence);
+                device
+                    .send(&reply_to(&request, &echo_reply("ok")))
+                    .await
+                    .unwrap();
+            }
+            sequences
+        }
+    });
+    for _ in 0..300 {
+        echo(&client, "x").await.unwrap();
+    }
+    let sequences = sequences.await.unwrap();
+    for pair in sequences.windows(2) {
+        assert_eq!(pair[1], pair[0].wrapping_add(1));
+    }
+}

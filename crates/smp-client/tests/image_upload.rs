@@ -1,0 +1,301 @@
+//! Image upload against an in-process fake device on the in-memory transport: a device
+//! that follows Zephyr's image-upload rules (PROTOCOL.md 5.7) closely enough to test
+//! chunking, resynchronisation, loss and resume.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use minicbor::Encoder;
+use sha2::{Digest, Sha256};
+use smp_client::header::{Header, group};
+use smp_client::messages::image::UploadRequest;
+use smp_client::transport::MemoryTransport;
+use smp_client::{
+    Client, ClientError, ClientOptions, ImageUploadOptions, Progress, RetryPolicy, Transport,
+};
+
+const MAGIC: [u8; 4] = [0x3d, 0xb8, 0xf3, 0x96];
+const SLOT_SIZE: u64 = 512 * 1024;
+
+/// What the fake device holds and how it misbehaves.
+#[derive(Debug, Default)]
+struct Device {
+    /// The upload in progress: length, announced SHA-256, bytes received.
+    upload: Option<(u64, Vec<u8>, Vec<u8>)>,
+    /// Drop every n-th request (0: none).
+    drop_every: usize,
+    requests: usize,
+    data_bytes_received: usize,
+    largest_frame: usize,
+    /// Report `match: false` at the end.
+    lie_about_match: bool,
+}
+
+fn reply_frame(request: &Header, body: impl FnOnce(&mut Encoder<&mut Vec<u8>>)) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let mut e = Encoder::new(&mut payload);
+    e.begin_map().unwrap();
+    body(&mut e);
+    e.end().unwrap();
+    let mut header = *request;
+    header.op = request.op.response();
+    header.length = payload.len() as u16;
+    let mut frame = header.encode().to_vec();
+    frame.extend(payload);
+    frame
+}
+
+fn group_error(request: &Header, rc: u32) -> Vec<u8> {
+    reply_frame(request, |e| {
+        e.str("err").unwrap().begin_map().unwrap();
+        e.str("group").unwrap().u16(request.group).unwrap();
+        e.str("rc").unwrap().u32(rc).unwrap();
+        e.end().unwrap();
+    })
+}
+
+impl Device {
+    fn handle(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        self.requests += 1;
+        self.largest_frame = self.largest_frame.max(frame.len());
+        if self.drop_every > 0 && self.requests % self.drop_every == 0 {
+            return None;
+        }
+        let request = Header::decode(frame).unwrap();
+        match (request.group, request.command) {
+            (group::OS, 6) => Some(reply_frame(&request, |e| {
+                e.str("buf_size").unwrap().u32(2048).unwrap();
+                e.str("buf_count").unwrap().u32(2).unwrap();
+            })),
+            (group::IMAGE, 1) => {
+                let chunk: UploadRequest<'_> = minicbor::decode(&frame[8..]).unwrap();
+                Some(self.upload(&request, &chunk))
+            }
+            _ => Some(reply_frame(&request, |e| {
+                e.str("rc").unwrap().u32(8).unwrap();
+            })),
+        }
+    }
+
+    fn upload(&mut self, request: &Header, chunk: &UploadRequest<'_>) -> Vec<u8> {
+        self.data_bytes_received += chunk.data.len();
+        if chunk.off == 0 {
+            let len = chunk.len.expect("the first chunk carries len");
+            let sha = chunk.sha.clone().expect("the first chunk carries sha");
+            if let Some((held_len, held_sha, held)) = &self.upload {
+                if *held_len == len && *held_sha == sha && !held.is_empty() {
+                    let off = held.len() as u64;
+                    return reply_frame(request, |e| {
+                        e.str("off").unwrap().u64(off).unwrap();
+                    });
+                }
+            }
+            if chunk.data.len() < 32 || chunk.data[..4] != MAGIC {
+                return group_error(request, 23);
+            }
+            if len > SLOT_SIZE {
+                return group_error(request, 30);
+            }
+            self.upload = Some((len, sha, Vec::new()));
+        }
+        let Some((len, sha, held)) = self.upload.as_mut() else {
+            return reply_frame(request, |e| {
+                e.str("rc").unwrap().u32(3).unwrap();
+            });
+        };
+        if chunk.off != held.len() as u64 {
+            // Wrong offset: dropped, the expected offset answered as success.
+            let off = held.len() as u64;
+            return reply_frame(request, |e| {
+                e.str("off").unwrap().u64(off).unwrap();
+            });
+        }
+        if held.len() as u64 + chunk.data.len() as u64 > *len {
+            return group_error(request, 31);
+        }
+        held.extend_from_slice(&chunk.data);
+        let off = held.len() as u64;
+        let done = off == *len;
+        let matched =
+            Sha256::digest(&held[..]).as_slice() == sha.as_slice() && !self.lie_about_match;
+        reply_frame(request, |e| {
+            e.str("off").unwrap().u64(off).unwrap();
+            if done {
+                e.str("match").unwrap().bool(matched).unwrap();
+            }
+        })
+    }
+}
+
+/// Serves `device` on the far end of a link until the link closes.
+fn serve(end: MemoryTransport, device: Arc<Mutex<Device>>) {
+    tokio::spawn(async move {
+        while let Ok(frame) = end.receive().await {
+            let reply = device.lock().unwrap().handle(&frame);
+            if let Some(reply) = reply {
+                if end.send(&reply).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+async fn client_for(device: Arc<Mutex<Device>>) -> Client<MemoryTransport> {
+    let (client_end, device_end) = MemoryTransport::pair(1472).unwrap();
+    serve(device_end, device);
+    let options = ClientOptions {
+        retry: RetryPolicy {
+            timeout: Duration::from_millis(200),
+            ..RetryPolicy::default()
+        },
+        ..ClientOptions::default()
+    };
+    Client::new(client_end, options).await.unwrap()
+}
+
+fn image(len: usize) -> Vec<u8> {
+    let mut data: Vec<u8> = (0..len).map(|i| (i * 31 % 253) as u8).collect();
+    data[..4].copy_from_slice(&MAGIC);
+    data
+}
+
+fn fast_options() -> ImageUploadOptions {
+    ImageUploadOptions {
+        first_timeout: Duration::from_millis(500),
+        last_timeout: Duration::from_millis(500),
+        ..ImageUploadOptions::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_image_arrives_byte_identical_with_progress() {
+    let device = Arc::new(Mutex::new(Device::default()));
+    let client = client_for(device.clone()).await;
+    let data = image(100_000);
+    let mut seen: Vec<Progress> = Vec::new();
+    let summary = client
+        .upload_image(&data, &fast_options(), |p| seen.push(p))
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    assert_eq!(summary.len, 100_000);
+    assert_eq!(summary.resumed_at, 0);
+    assert_eq!(summary.sha256.as_slice(), Sha256::digest(&data).as_slice());
+    let device = device.lock().unwrap();
+    assert_eq!(device.upload.as_ref().unwrap().2, data);
+    assert_eq!(
+        device.largest_frame, 1472,
+        "chunks fill the frame limit exactly"
+    );
+    assert_eq!(device.data_bytes_received, data.len());
+    assert!(seen.windows(2).all(|w| w[0].done < w[1].done));
+    assert_eq!(
+        seen.last(),
+        Some(&Progress {
+            done: 100_000,
+            total: 100_000
+        })
+    );
+    assert_eq!(seen.len() as u64, summary.chunks);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_requests_are_retried_and_the_image_is_intact() {
+    let device = Arc::new(Mutex::new(Device {
+        drop_every: 7,
+        ..Device::default()
+    }));
+    let client = client_for(device.clone()).await;
+    let data = image(60_000);
+    let summary = client
+        .upload_image(&data, &fast_options(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    assert_eq!(device.lock().unwrap().upload.as_ref().unwrap().2, data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_upload_resumes_where_the_device_stopped() {
+    let device = Arc::new(Mutex::new(Device::default()));
+    let client = client_for(device.clone()).await;
+    let data = image(200_000);
+
+    // Cut the upload half way by dropping its future.
+    let (half_tx, half_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut half_tx = Some(half_tx);
+    let options = fast_options();
+    let cut = tokio::select! {
+        result = client.upload_image(&data, &options, |p| {
+            if p.done >= p.total / 2 {
+                if let Some(tx) = half_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }) => panic!("the upload should have been cut, it ended with {result:?}"),
+        _ = half_rx => device.lock().unwrap().upload.as_ref().unwrap().2.len(),
+    };
+    assert!((100_000..200_000).contains(&cut), "cut at {cut}");
+    let sent_before = device.lock().unwrap().data_bytes_received;
+
+    let summary = client
+        .upload_image(&data, &fast_options(), |_| {})
+        .await
+        .unwrap();
+    assert!(
+        summary.resumed_at >= cut as u64,
+        "resumed at {}",
+        summary.resumed_at
+    );
+    assert_eq!(summary.matched, Some(true));
+    let device = device.lock().unwrap();
+    assert_eq!(device.upload.as_ref().unwrap().2, data);
+    // Only the first chunk's data and the rest were sent again, not the whole image.
+    let sent_after = device.data_bytes_received - sent_before;
+    assert!(
+        sent_after < data.len() - cut + 1500,
+        "sent {sent_after} bytes again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn device_refusals_are_typed_errors() {
+    let device = Arc::new(Mutex::new(Device::default()));
+    let client = client_for(device.clone()).await;
+    let mut not_mcuboot = image(10_000);
+    not_mcuboot[0] = 0;
+    match client
+        .upload_image(&not_mcuboot, &fast_options(), |_| {})
+        .await
+    {
+        Err(ClientError::Device(err)) => {
+            assert_eq!(err.to_string(), "IMG 23 INVALID_IMAGE_HEADER_MAGIC");
+        }
+        other => panic!("expected a device error, got {other:?}"),
+    }
+    let too_big = image(SLOT_SIZE as usize + 1);
+    match client.upload_image(&too_big, &fast_options(), |_| {}).await {
+        Err(ClientError::Device(err)) => assert_eq!(err.name(), Some("INVALID_IMAGE_TOO_LARGE")),
+        other => panic!("expected a device error, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mismatch_at_the_end_is_an_error() {
+    let device = Arc::new(Mutex::new(Device {
+        lie_about_match: true,
+        ..Device::default()
+    }));
+    let client = client_for(device).await;
+    match client
+        .upload_image(&image(5_000), &fast_options(), |_| {})
+        .await
+    {
+        Err(ClientError::Transfer(message)) => {
+            assert!(message.contains("does not match"), "{message}")
+        }
+        other => panic!("expected a transfer error, got {other:?}"),
+    }
+}
