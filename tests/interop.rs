@@ -57,3 +57,285 @@ async fn zephyr_udp4_echo_raw() {
 async fn zephyr_udp6_echo_raw() {
     raw_echo(INTEROP_UDP6).await;
 }
+
+// ---------------------------------------------------------------------------------
+// The client against the real IPv4 server (groups os, stat, settings, fs, shell, enum,
+// zephyr; buf_size 2048, buf_count 2; littlefs of 16 KiB at /lfs1).
+
+use std::collections::BTreeSet;
+
+use smp_client::messages::{enumeration, fs, image, os, settings, shell, stat};
+use smp_client::{Client, ClientError, ClientOptions, FileTransferOptions};
+
+async fn client(var: &str) -> Client<UdpTransport> {
+    init_tracing();
+    let target: UdpTarget = interop_server(var).parse().unwrap();
+    Client::connect_udp(target, ClientOptions::default())
+        .await
+        .unwrap()
+}
+
+fn device_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> smp_client::DeviceError {
+    match result {
+        Err(ClientError::Device(err)) => err,
+        other => panic!("expected a device error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_params_size_frames() {
+    let client = client(INTEROP_UDP4).await;
+    let params = client
+        .read_params()
+        .await
+        .unwrap()
+        .expect("the server reports parameters");
+    assert_eq!((params.buf_size, params.buf_count), (2048, 2));
+    assert_eq!(client.frame_limit(), 1472, "min(1500 - 28, 2048)");
+    assert_eq!(client.buf_count(), Some(2));
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_echo_short_and_at_the_frame_limit() {
+    let client = client(INTEROP_UDP4).await;
+    let reply = client
+        .request(&os::EchoRequest { d: "hi".into() })
+        .await
+        .unwrap();
+    assert_eq!(reply.r, "hi");
+    // 8 B header + a1 + 61 64 + 79 xx xx + text = 1472 B.
+    let longest = "z".repeat(1472 - 14);
+    let reply = client
+        .request(&os::EchoRequest { d: longest.clone() })
+        .await
+        .unwrap();
+    assert_eq!(reply.r, longest);
+    let too_long = os::EchoRequest {
+        d: "z".repeat(1472 - 13),
+    };
+    match client.request(&too_long).await {
+        Err(ClientError::FrameTooLarge {
+            len: 1473,
+            max: 1472,
+        }) => {}
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_os_task_and_memory_statistics() {
+    let client = client(INTEROP_UDP4).await;
+    let tasks = client.request(&os::TaskStatRequest).await.unwrap().tasks;
+    assert!(tasks.contains_key("smp_udp4"), "tasks: {:?}", tasks.keys());
+    assert!(tasks.values().all(|t| t.stksiz.is_some()));
+    // This build has no memory pools: a typed "not supported".
+    assert!(device_error(client.request(&os::MpStatRequest).await).is_not_supported());
+    let info = client
+        .request(&os::InfoRequest { format: None })
+        .await
+        .unwrap();
+    assert_eq!(info.output, "Zephyr");
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_stats_list_and_group() {
+    let client = client(INTEROP_UDP4).await;
+    let list = client.request(&stat::ListRequest).await.unwrap().stat_list;
+    assert!(list.iter().any(|name| name == "smp_svr_stats"), "{list:?}");
+    let group = client
+        .request(&stat::GroupDataRequest {
+            name: "smp_svr_stats".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(group.name, "smp_svr_stats");
+    assert!(group.fields.contains_key("ticks"), "{:?}", group.fields);
+    let err = device_error(
+        client
+            .request(&stat::GroupDataRequest {
+                name: "no_such_group".into(),
+            })
+            .await,
+    );
+    assert_eq!(err.group, group::STAT);
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_settings_write_read_delete() {
+    let client = client(INTEROP_UDP4).await;
+    // The sample registers no settings handler: every key's root is unknown, and the
+    // device says so in its settings error table.
+    let write = settings::WriteRequest {
+        name: "smp/interop".into(),
+        val: vec![1, 2, 3],
+    };
+    let err = device_error(client.request(&write).await);
+    assert_eq!(
+        (err.group, err.name()),
+        (group::SETTINGS, Some("ROOT_KEY_NOT_FOUND"))
+    );
+    let read = settings::ReadRequest {
+        name: "smp/interop".into(),
+        max_size: None,
+    };
+    let err = device_error(client.request(&read).await);
+    assert_eq!(err.name(), Some("ROOT_KEY_NOT_FOUND"));
+    let delete = settings::DeleteRequest {
+        name: "smp/interop".into(),
+    };
+    let err = device_error(client.request(&delete).await);
+    assert_eq!(err.name(), Some("KEY_NOT_FOUND"));
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_file_upload_download_status_hash() {
+    let client = client(INTEROP_UDP4).await;
+    let name = "/lfs1/interop.bin";
+    let data: Vec<u8> = (0..6000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let mut uploaded = 0;
+    let summary = client
+        .upload_file(name, &data, &FileTransferOptions::default(), |p| {
+            uploaded = p.done
+        })
+        .await
+        .unwrap();
+    assert_eq!((summary.len, uploaded), (6000, 6000));
+    assert_eq!(summary.verified_with, Some("sha256"));
+    let status = client
+        .request(&fs::StatusRequest { name: name.into() })
+        .await
+        .unwrap();
+    assert_eq!(status.len, 6000);
+    let (downloaded, summary) = client
+        .download_file(name, &FileTransferOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(downloaded, data);
+    assert_eq!(summary.verified_with, Some("sha256"));
+    let crc = client
+        .request(&fs::HashRequest {
+            name: name.into(),
+            r#type: Some("crc32".into()),
+            off: None,
+            len: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        crc.output,
+        fs::HashOutput::Int(smp_client::crc32(&data).into())
+    );
+    let types = client
+        .request(&fs::SupportedHashTypesRequest)
+        .await
+        .unwrap();
+    assert!(types.types.contains_key("sha256") && types.types.contains_key("crc32"));
+    client.request(&fs::CloseRequest).await.unwrap();
+    let err = device_error(
+        client
+            .request(&fs::StatusRequest {
+                name: "/lfs1/missing".into(),
+            })
+            .await,
+    );
+    assert_eq!((err.group, err.name()), (group::FS, Some("FILE_NOT_FOUND")));
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_shell_exec() {
+    let client = client(INTEROP_UDP4).await;
+    let argv = ["kernel", "version"].map(String::from).to_vec();
+    let reply = client.request(&shell::ExecRequest { argv }).await.unwrap();
+    assert!(reply.o.contains("Zephyr version"), "{:?}", reply.o);
+    assert_eq!(reply.ret, 0);
+    let reply = client
+        .request(&shell::ExecRequest {
+            argv: vec!["no-such-command".into()],
+        })
+        .await
+        .unwrap();
+    assert_ne!(reply.ret, 0);
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_enumeration() {
+    let client = client(INTEROP_UDP4).await;
+    let groups: BTreeSet<u16> = client
+        .request(&enumeration::ListRequest)
+        .await
+        .unwrap()
+        .groups
+        .into_iter()
+        .collect();
+    assert_eq!(groups, BTreeSet::from([0, 2, 3, 8, 9, 10, 63]));
+    let count = client.request(&enumeration::CountRequest).await.unwrap();
+    assert_eq!(count.count as usize, groups.len());
+    let first = client
+        .request(&enumeration::SingleRequest { index: Some(0) })
+        .await
+        .unwrap();
+    assert!(groups.contains(&first.group));
+    let details = client
+        .request(&enumeration::DetailsRequest { groups: None })
+        .await
+        .unwrap();
+    let os = details
+        .groups
+        .iter()
+        .find(|g| g.group == 0)
+        .expect("OS group details");
+    assert_eq!(os.name.as_deref(), Some("os mgmt"));
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_unsupported_command_is_a_typed_error() {
+    let client = client(INTEROP_UDP4).await;
+    let err = device_error(client.request(&image::StateRead).await);
+    assert!(err.is_not_supported(), "{err}");
+    assert_eq!(err.to_string(), "MGMT 8 ENOTSUP");
+}
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_two_clients_at_once_get_their_own_replies() {
+    let (a, b) = tokio::join!(client(INTEROP_UDP4), client(INTEROP_UDP4));
+    let run = |client: Client<UdpTransport>, tag: &'static str| async move {
+        for i in 0..20 {
+            let text = format!("{tag}-{i}");
+            let reply = client
+                .request(&os::EchoRequest { d: text.clone() })
+                .await
+                .unwrap();
+            assert_eq!(reply.r, text);
+        }
+    };
+    tokio::join!(run(a, "a"), run(b, "b"));
+}
+
+// The IPv6 server (groups os, stat, enum).
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp6_echo_and_stats() {
+    let client = client(INTEROP_UDP6).await;
+    assert!(client.transport().is_ipv6());
+    assert_eq!(client.frame_limit(), 1452, "min(1500 - 48, 2048)");
+    let reply = client
+        .request(&os::EchoRequest {
+            d: "over v6".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.r, "over v6");
+    let list = client.request(&stat::ListRequest).await.unwrap().stat_list;
+    assert!(list.iter().any(|name| name == "smp_svr_stats"), "{list:?}");
+}

@@ -23,4 +23,7 @@ pub use message::Request;
 pub use smp_transport::{self as transport, Transport, TransportError, header};
 #[cfg(feature = "udp")]
 pub use smp_udp as udp;
-pub use transfer::{ImageUploadOptions, Progress, UploadSummary, cbor_len_extra, fit_data};
+pub use transfer::{
+    FileTransferOptions, FileTransferSummary, ImageUploadOptions, Progress, UploadSummary,
+    cbor_len_extra, crc32, fit_data,
+};
