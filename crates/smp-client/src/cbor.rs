@@ -649,7 +649,13 @@ pub(crate) fn reply_error(
     let mut rc: Option<i64> = None;
     let mut rsn: Option<String> = None;
     let mut err: Option<(Option<u16>, Option<i64>)> = None;
+    // Older Zephyr answers shell exec with `{o, rc}`, `rc` being the command's exit code.
+    let mut shell_output = false;
     decode_map(&mut d, |key, d| match key {
+        "o" if request_group == smp_transport::header::group::SHELL => {
+            shell_output = true;
+            Ok(false)
+        }
         "rc" if is_int(d)? => {
             rc = Some(saturating_int(d)?);
             Ok(true)
@@ -688,7 +694,7 @@ pub(crate) fn reply_error(
         }
     }
     Ok(match rc {
-        Some(code) if code != 0 => Some(DeviceError {
+        Some(code) if code != 0 && !shell_output => Some(DeviceError {
             group: request_group,
             rc: code,
             scope: ErrorScope::Management,
@@ -845,6 +851,20 @@ mod tests {
         assert_eq!(
             reply_error(&hex("a1 627263 6178"), 0).expect("decodes"),
             None
+        );
+    }
+
+    #[test]
+    fn legacy_shell_exit_codes_are_not_device_errors() {
+        // {"o": "x", "rc": 1} from an older Zephyr shell: the command's exit code.
+        let legacy = hex("a2 616f 6178 627263 01");
+        assert_eq!(reply_error(&legacy, 9).expect("decodes"), None);
+        // The same map from another group is an error, and so is a shell `rc` without output.
+        assert!(reply_error(&legacy, 0).expect("decodes").is_some());
+        assert!(
+            reply_error(&hex("a1 627263 08"), 9)
+                .expect("decodes")
+                .is_some()
         );
     }
 
