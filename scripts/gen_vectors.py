@@ -12,7 +12,11 @@ values and compares bytes, so a value changed here must change there too.
 
 Run with the interop venv (it has smp==4.2.0):
 
-    target/interop-probe/venv/bin/python scripts/gen_vectors.py
+    target/interop/venv/bin/python scripts/gen_vectors.py          # rewrite the file
+    target/interop/venv/bin/python scripts/gen_vectors.py --check  # fail if it differs
+
+`cargo xtask interop` runs the check, so CI compares the checked-in vectors with what
+the reference package produces on every run.
 """
 
 from __future__ import annotations
@@ -316,9 +320,23 @@ def main() -> int:
         assert name not in names, name
         names.add(name)
         lines.append(f"{name} {message.BYTES.hex()}")
-    OUT.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    if "--check" in sys.argv[1:]:
+        if OUT.read_text() != text:
+            print(f"{OUT} differs from what smp {smp_version()} produces: "
+                  "run scripts/gen_vectors.py and review the diff", file=sys.stderr)
+            return 1
+        print(f"{len(names)} vectors in {OUT.name} match smp {smp_version()}", file=sys.stderr)
+        return 0
+    OUT.write_text(text)
     print(f"wrote {len(names)} vectors to {OUT}", file=sys.stderr)
     return 0
+
+
+def smp_version() -> str:
+    from importlib.metadata import version
+
+    return version("smp")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,13 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     let fixtures = sdist.join("tests/fixtures/smp-server");
     verify_servers(&fixtures)?;
 
+    util::heading("interop: golden vectors against the Python reference");
+    util::run(
+        Command::new(dir.join("venv/bin/python"))
+            .arg(util::root().join("scripts/gen_vectors.py"))
+            .arg("--check"),
+    )?;
+
     util::heading("interop: building and listing the interop tests");
     let tests = list_tests()?;
     let setup = started.elapsed();

@@ -95,10 +95,19 @@ pub struct UdpTransport {
     closed: watch::Sender<bool>,
 }
 
-#[derive(Debug)]
 struct Inbox {
     buf: Vec<u8>,
     reassembler: Reassembler,
+}
+
+impl std::fmt::Debug for Inbox {
+    // The 64 KiB receive buffer is scratch space, not state worth printing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("buf_len", &self.buf.len())
+            .field("reassembler", &self.reassembler)
+            .finish()
+    }
 }
 
 impl UdpTransport {
