@@ -55,6 +55,11 @@ async fn setup(options: ClientOptions) -> (Client<MemoryTransport>, Arc<MemoryTr
     (Client::new(client, options).await.unwrap(), device)
 }
 
+/// Sends the device's reply to `request`.
+async fn answer(device: &MemoryTransport, request: &Header, payload: &[u8]) {
+    device.send(&reply_to(request, payload)).await.unwrap();
+}
+
 async fn next_request(device: &MemoryTransport) -> (Header, Vec<u8>) {
     let frame = device.receive().await.unwrap();
     (Header::decode(&frame).unwrap(), frame)
@@ -81,14 +86,8 @@ async fn concurrent_requests_complete_out_of_order() {
         async move {
             let (first, _) = next_request(&device).await;
             let (second, _) = next_request(&device).await;
-            device
-                .send(&reply_to(&second, &echo_reply("second")))
-                .await
-                .unwrap();
-            device
-                .send(&reply_to(&first, &echo_reply("first")))
-                .await
-                .unwrap();
+            answer(&device, &second, &echo_reply("second")).await;
+            answer(&device, &first, &echo_reply("first")).await;
         }
     });
     let (a, b) = tokio::join!(echo(&client, "a"), async {
@@ -113,19 +112,10 @@ async fn a_late_reply_never_shifts_later_replies() {
             // The second request comes only after the client gave up on the first;
             // the late answer to the first arrives just before the second's.
             let (second, _) = next_request(&device).await;
-            device
-                .send(&reply_to(&first, &echo_reply("one")))
-                .await
-                .unwrap();
-            device
-                .send(&reply_to(&second, &echo_reply("two")))
-                .await
-                .unwrap();
+            answer(&device, &first, &echo_reply("one")).await;
+            answer(&device, &second, &echo_reply("two")).await;
             let (third, _) = next_request(&device).await;
-            device
-                .send(&reply_to(&third, &echo_reply("three")))
-                .await
-                .unwrap();
+            answer(&device, &third, &echo_reply("three")).await;
         }
     });
     assert!(matches!(
@@ -147,10 +137,7 @@ async fn a_timeout_resends_the_same_frame_with_the_same_sequence() {
             for _ in 0..3 {
                 seen.push(next_request(&device).await);
             }
-            device
-                .send(&reply_to(&seen[2].0, &echo_reply("hi")))
-                .await
-                .unwrap();
+            answer(&device, &seen[2].0, &echo_reply("hi")).await;
             seen
         }
     });
@@ -171,15 +158,9 @@ async fn a_late_reply_to_an_earlier_attempt_completes_the_request() {
         async move {
             let (first, _) = next_request(&device).await;
             let _retry = next_request(&device).await;
-            device
-                .send(&reply_to(&first, &echo_reply("late")))
-                .await
-                .unwrap();
+            answer(&device, &first, &echo_reply("late")).await;
             // A duplicate of the same reply afterwards is dropped.
-            device
-                .send(&reply_to(&first, &echo_reply("late")))
-                .await
-                .unwrap();
+            answer(&device, &first, &echo_reply("late")).await;
         }
     });
     assert_eq!(echo(&client, "x").await.unwrap(), echo_reply("late"));
@@ -220,16 +201,10 @@ async fn busy_replies_are_back_pressure() {
             // ENOMEM {rc: 2}, then EBUSY {rc: 10}, then the answer.
             for rc in [2u8, 10] {
                 let (request, _) = next_request(&device).await;
-                device
-                    .send(&reply_to(&request, &[0xbf, 0x62, b'r', b'c', rc, 0xff]))
-                    .await
-                    .unwrap();
+                answer(&device, &request, &[0xbf, 0x62, b'r', b'c', rc, 0xff]).await;
             }
             let (request, _) = next_request(&device).await;
-            device
-                .send(&reply_to(&request, &echo_reply("ok")))
-                .await
-                .unwrap();
+            answer(&device, &request, &echo_reply("ok")).await;
         }
     });
     assert_eq!(echo(&client, "x").await.unwrap(), echo_reply("ok"));
@@ -240,10 +215,7 @@ async fn busy_replies_are_back_pressure() {
     tokio::spawn(async move {
         loop {
             let (request, _) = next_request(&device).await;
-            device
-                .send(&reply_to(&request, &[0xa1, 0x62, b'r', b'c', 0x02]))
-                .await
-                .unwrap();
+            answer(&device, &request, &[0xa1, 0x62, b'r', b'c', 0x02]).await;
         }
     });
     match echo(&client, "x").await {
@@ -265,27 +237,15 @@ async fn garbage_and_mismatched_replies_are_dropped() {
                 op: Op::ReadRsp,
                 ..request
             };
-            device
-                .send(&reply_to(&wrong_op, &echo_reply("op")))
-                .await
-                .unwrap();
+            answer(&device, &wrong_op, &echo_reply("op")).await;
             let wrong_group = Header {
                 group: 9,
                 ..request
             };
-            device
-                .send(&reply_to(&wrong_group, &echo_reply("grp")))
-                .await
-                .unwrap();
+            answer(&device, &wrong_group, &echo_reply("grp")).await;
             let wrong_seq = request.with_sequence(request.sequence.wrapping_add(1));
-            device
-                .send(&reply_to(&wrong_seq, &echo_reply("seq")))
-                .await
-                .unwrap();
-            device
-                .send(&reply_to(&request, &echo_reply("mine")))
-                .await
-                .unwrap();
+            answer(&device, &wrong_seq, &echo_reply("seq")).await;
+            answer(&device, &request, &echo_reply("mine")).await;
         }
     });
     assert_eq!(echo(&client, "x").await.unwrap(), echo_reply("mine"));
@@ -300,17 +260,14 @@ async fn device_errors_are_typed() {
             // v2: {"err": {"group": 1, "rc": 30}}
             let (request, _) = next_request(&device).await;
             let v2 = b"\xa1\x63err\xa2\x62rc\x18\x1e\x65group\x01";
-            device.send(&reply_to(&request, v2)).await.unwrap();
+            answer(&device, &request, v2).await;
             // v1: {"rc": 8, "rsn": "no"}
             let (request, _) = next_request(&device).await;
             let v1 = b"\xa2\x62rc\x08\x63rsn\x62no";
-            device.send(&reply_to(&request, v1)).await.unwrap();
+            answer(&device, &request, v1).await;
             // "rc": 0 is success.
             let (request, _) = next_request(&device).await;
-            device
-                .send(&reply_to(&request, b"\xa2\x61r\x61x\x62rc\x00"))
-                .await
-                .unwrap();
+            answer(&device, &request, b"\xa2\x61r\x61x\x62rc\x00").await;
         }
     });
     match echo(&client, "x").await {
@@ -342,14 +299,11 @@ async fn params_narrow_the_frame_limit() {
             );
             // {"buf_size": 512, "buf_count": 4}, indefinite as Zephyr sends it.
             let params = b"\xbf\x68buf_size\x19\x02\x00\x69buf_count\x04\xff";
-            device.send(&reply_to(&request, params)).await.unwrap();
+            answer(&device, &request, params).await;
             loop {
                 let (request, _) = next_request(&device).await;
                 *seen.lock().await += 1;
-                device
-                    .send(&reply_to(&request, &echo_reply("ok")))
-                    .await
-                    .unwrap();
+                answer(&device, &request, &echo_reply("ok")).await;
             }
         }
     });
@@ -391,10 +345,7 @@ async fn a_device_without_params_keeps_the_transport_limit() {
     let (client_end, device) = MemoryTransport::pair(1472).unwrap();
     tokio::spawn(async move {
         let (request, _) = next_request(&device).await;
-        device
-            .send(&reply_to(&request, b"\xbf\x62rc\x08\xff"))
-            .await
-            .unwrap();
+        answer(&device, &request, b"\xbf\x62rc\x08\xff").await;
         std::future::pending::<()>().await;
     });
     let client = Client::new(
@@ -429,10 +380,7 @@ async fn sequence_numbers_wrap() {
             for _ in 0..300 {
                 let (request, _) = next_request(&device).await;
                 sequences.push(request.sequence);
-                device
-                    .send(&reply_to(&request, &echo_reply("ok")))
-                    .await
-                    .unwrap();
+                answer(&device, &request, &echo_reply("ok")).await;
             }
             sequences
         }
