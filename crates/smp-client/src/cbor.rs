@@ -167,12 +167,16 @@ pub(crate) fn int(d: &mut Decoder<'_>) -> Result<i64, decode::Error> {
 }
 
 /// Consumes the break byte that ends an indefinite container if it is next.
-fn at_break(d: &mut Decoder<'_>) -> Result<bool, decode::Error> {
-    if d.datatype()? == Type::Break {
-        d.set_position(d.position() + 1);
-        Ok(true)
-    } else {
-        Ok(false)
+/// True while a map or array of `len` items (`None`: indefinite) has another item after
+/// the `seen` already read; consumes the break that ends an indefinite one.
+fn has_next(d: &mut Decoder<'_>, len: Option<u64>, seen: u64) -> Result<bool, decode::Error> {
+    match len {
+        Some(n) => Ok(seen < n),
+        None if d.datatype()? == Type::Break => {
+            d.set_position(d.position() + 1);
+            Ok(false)
+        }
+        None => Ok(true),
     }
 }
 
@@ -187,13 +191,7 @@ where
 {
     let len = d.map()?;
     let mut seen = 0u64;
-    loop {
-        match len {
-            Some(n) if seen == n => break,
-            Some(_) => {}
-            None if at_break(d)? => break,
-            None => {}
-        }
+    while has_next(d, len, seen)? {
         seen += 1;
         if matches!(d.datatype()?, Type::String | Type::StringIndef) {
             let key = text(d)?;
@@ -216,13 +214,7 @@ where
 {
     let len = d.array()?;
     let mut seen = 0u64;
-    loop {
-        match len {
-            Some(n) if seen == n => break,
-            Some(_) => {}
-            None if at_break(d)? => break,
-            None => {}
-        }
+    while has_next(d, len, seen)? {
         seen += 1;
         on_item(d)?;
     }
@@ -705,8 +697,13 @@ pub(crate) fn reply_error(
 }
 
 fn is_int(d: &Decoder<'_>) -> Result<bool, decode::Error> {
-    Ok(matches!(
-        d.datatype()?,
+    Ok(is_int_type(d.datatype()?))
+}
+
+/// True for every CBOR integer type minicbor distinguishes.
+pub(crate) fn is_int_type(t: Type) -> bool {
+    matches!(
+        t,
         Type::U8
             | Type::U16
             | Type::U32
@@ -716,7 +713,7 @@ fn is_int(d: &Decoder<'_>) -> Result<bool, decode::Error> {
             | Type::I32
             | Type::I64
             | Type::Int
-    ))
+    )
 }
 
 fn is_text(d: &Decoder<'_>) -> Result<bool, decode::Error> {

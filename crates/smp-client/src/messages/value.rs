@@ -81,15 +81,7 @@ impl Value {
                 d.undefined()?;
                 Self::Undefined
             }
-            Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::U64
-            | Type::I8
-            | Type::I16
-            | Type::I32
-            | Type::I64
-            | Type::Int => Self::Int(i128::from(d.int()?)),
+            t if cbor::is_int_type(t) => Self::Int(i128::from(d.int()?)),
             Type::F16 => {
                 // minicbor decodes half floats only with its `half` feature: read the
                 // two bytes after the initial byte ourselves.
