@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::engine::{Pending, RetryPolicy};
 use crate::messages::os::{McumgrParamsRequest, McumgrParamsResponse};
-use crate::{ClientError, DeviceError, Request};
+use crate::{ClientError, Request};
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -281,20 +281,12 @@ impl<T: Transport + 'static> Client<T> {
         let request = shared
             .pending()
             .register(template, tx)
-            .ok_or(ClientError::Busy {
-                last: DeviceError {
-                    group: template.group,
-                    rc: crate::codes::MGMT_EBUSY,
-                    scope: crate::ErrorScope::Management,
-                    reason: Some("256 requests already in flight".into()),
-                },
-                attempts: 0,
-            })?;
+            .ok_or(ClientError::TooManyInFlight)?;
         let _registration = Registration {
             shared,
             sequence: request.sequence,
         };
-        frame[header::field::SEQUENCE] = request.sequence;
+        frame[..header::SIZE].copy_from_slice(&request.encode());
 
         let policy = &shared.options.retry;
         let started = Instant::now();

@@ -84,21 +84,20 @@ async fn concurrent_requests_complete_out_of_order() {
     let answering = tokio::spawn({
         let device = device.clone();
         async move {
-            let (first, _) = next_request(&device).await;
-            let (second, _) = next_request(&device).await;
-            answer(&device, &second, &echo_reply("second")).await;
-            answer(&device, &first, &echo_reply("first")).await;
+            // Collect both requests, then answer the second first, each with its own text
+            // (the echo request's payload is a1 61 64 6x, then the text).
+            let (first, first_frame) = next_request(&device).await;
+            let (second, second_frame) = next_request(&device).await;
+            let text = |frame: &[u8]| String::from_utf8(frame[12..].to_vec()).unwrap();
+            answer(&device, &second, &echo_reply(&text(&second_frame))).await;
+            answer(&device, &first, &echo_reply(&text(&first_frame))).await;
         }
     });
-    let (a, b) = tokio::join!(echo(&client, "a"), async {
-        tokio::task::yield_now().await;
-        echo(&client, "b").await
-    });
+    let (a, b) = tokio::join!(echo(&client, "a"), echo(&client, "b"));
     answering.await.unwrap();
-    let (a, b) = (a.unwrap(), b.unwrap());
-    // Whichever went first got "first": each reply reached its own request.
-    assert_ne!(a, b);
-    assert!([echo_reply("first"), echo_reply("second")].contains(&a));
+    // Matching by arrival order would swap them.
+    assert_eq!(a.unwrap(), echo_reply("a"));
+    assert_eq!(b.unwrap(), echo_reply("b"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -391,5 +390,26 @@ async fn sequence_numbers_wrap() {
     let sequences = sequences.await.unwrap();
     for pair in sequences.windows(2) {
         assert_eq!(pair[1], pair[0].wrapping_add(1));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_257th_request_in_flight_is_refused() {
+    let (client, _device) = setup(options(10_000, 0)).await;
+    let client = Arc::new(client);
+    let waiting: Vec<_> = (0..256)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { echo(&client, "x").await })
+        })
+        .collect();
+    // Let every spawned request register its sequence number.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(matches!(
+        echo(&client, "y").await,
+        Err(ClientError::TooManyInFlight)
+    ));
+    for request in waiting {
+        request.abort();
     }
 }

@@ -116,6 +116,10 @@ pub enum ClientError {
         attempts: u32,
     },
 
+    /// Every one of the 256 sequence numbers already waits for a reply.
+    #[error("256 requests are already waiting for replies on this client")]
+    TooManyInFlight,
+
     /// The encoded request does not fit one frame the device accepts.
     #[error(
         "request of {len} B does not fit the {max} B frame limit (transport MTU and device buffer)"
