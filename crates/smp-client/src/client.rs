@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::engine::{Pending, RetryPolicy};
+use crate::engine::{Pending, RegisterError, RetryPolicy, Ticket};
 use crate::messages::os::{McumgrParamsRequest, McumgrParamsResponse};
 use crate::{ClientError, Request};
 
@@ -80,12 +80,12 @@ impl<T> Shared<T> {
 /// Forgets a registered request when its future ends or is dropped.
 struct Registration<'a, T> {
     shared: &'a Shared<T>,
-    sequence: u8,
+    ticket: Ticket,
 }
 
 impl<T> Drop for Registration<'_, T> {
     fn drop(&mut self) {
-        self.shared.pending().cancel(self.sequence);
+        self.shared.pending().cancel(&self.ticket);
     }
 }
 
@@ -174,6 +174,12 @@ impl<T: Transport + 'static> Client<T> {
             0 => None,
             n => Some(n),
         }
+    }
+
+    /// Requests waiting for a reply right now.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.pending().len()
     }
 
     /// The client's settings.
@@ -278,14 +284,15 @@ impl<T: Transport + 'static> Client<T> {
     ) -> Result<Vec<u8>, ClientError> {
         let shared = &*self.shared;
         let (tx, mut rx) = oneshot::channel();
-        let request = shared
+        let ticket = shared
             .pending()
             .register(template, tx)
-            .ok_or(ClientError::TooManyInFlight)?;
-        let _registration = Registration {
-            shared,
-            sequence: request.sequence,
-        };
+            .map_err(|err| match err {
+                RegisterError::Full => ClientError::TooManyInFlight,
+                RegisterError::Closed => ClientError::Closed,
+            })?;
+        let request = ticket.request;
+        let _registration = Registration { shared, ticket };
         frame[..header::SIZE].copy_from_slice(&request.encode());
 
         let policy = &shared.options.retry;
@@ -356,7 +363,7 @@ async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
     }
     tracing::debug!("transport closed; failing requests in flight");
     // Dropping the senders wakes every waiting request with `Closed`.
-    let waiters: Vec<_> = shared.pending().drain().collect();
+    let waiters = shared.pending().close();
     drop(waiters);
 }
 

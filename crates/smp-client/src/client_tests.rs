@@ -206,7 +206,10 @@ async fn busy_replies_are_back_pressure() {
             answer(&device, &request, &echo_reply("ok")).await;
         }
     });
+    let started = tokio::time::Instant::now();
     assert_eq!(echo(&client, "x").await.unwrap(), echo_reply("ok"));
+    // It backed off 50 ms, then 100 ms, before asking again.
+    assert_eq!(started.elapsed(), Duration::from_millis(150));
 
     let mut impatient = options(100, 0);
     impatient.retry.busy_retries = 1;
@@ -367,6 +370,48 @@ async fn requests_in_flight_fail_when_the_link_closes() {
     let _ = next_request(&device).await;
     drop(device);
     assert!(matches!(pending.await.unwrap(), Err(ClientError::Closed)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn finished_timed_out_and_dropped_requests_leave_no_waiter() {
+    let (client, device) = setup(options(100, 0)).await;
+    let client = Arc::new(client);
+    tokio::spawn({
+        let device = device.clone();
+        async move {
+            let (request, _) = next_request(&device).await;
+            answer(&device, &request, &echo_reply("ok")).await;
+            // Then never answer again.
+            while device.receive().await.is_ok() {}
+        }
+    });
+    echo(&client, "answered").await.unwrap();
+    assert_eq!(client.in_flight(), 0);
+    assert!(matches!(
+        echo(&client, "times out").await,
+        Err(ClientError::Timeout { .. })
+    ));
+    assert_eq!(client.in_flight(), 0);
+    let dropped = tokio::spawn({
+        let client = client.clone();
+        async move { echo(&client, "dropped").await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(client.in_flight(), 1);
+    dropped.abort();
+    let _ = dropped.await;
+    assert_eq!(client.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_after_the_link_closed_fail_at_once() {
+    let (client, device) = setup(options(10_000, 3)).await;
+    drop(device);
+    // Let the reader see the closed link.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let started = tokio::time::Instant::now();
+    assert!(matches!(echo(&client, "x").await, Err(ClientError::Closed)));
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]

@@ -16,7 +16,34 @@ use smp_transport::header::Header;
 #[derive(Debug)]
 pub(crate) struct Pending<W> {
     next: u8,
-    waiting: HashMap<u8, (Header, W)>,
+    /// Tells registrations apart when a sequence number is reused.
+    next_id: u64,
+    waiting: HashMap<u8, Waiting<W>>,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Waiting<W> {
+    request: Header,
+    id: u64,
+    waiter: W,
+}
+
+/// A registered request: its header (with the sequence number it got) and a ticket to
+/// cancel exactly this registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    pub(crate) request: Header,
+    id: u64,
+}
+
+/// Why a request could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegisterError {
+    /// All 256 sequence numbers wait for replies.
+    Full,
+    /// The table was closed: no reply will ever be dispatched again.
+    Closed,
 }
 
 impl<W> Pending<W> {
@@ -24,44 +51,67 @@ impl<W> Pending<W> {
     pub(crate) fn new(start: u8) -> Self {
         Self {
             next: start,
+            next_id: 0,
             waiting: HashMap::new(),
+            closed: false,
         }
     }
 
     /// Registers `request` under the next free sequence number, which is written into
-    /// the returned header. `None` when all 256 numbers wait for replies.
-    pub(crate) fn register(&mut self, request: Header, waiter: W) -> Option<Header> {
+    /// the ticket's header.
+    pub(crate) fn register(&mut self, request: Header, waiter: W) -> Result<Ticket, RegisterError> {
+        if self.closed {
+            return Err(RegisterError::Closed);
+        }
         for _ in 0..=u8::MAX {
             let sequence = self.next;
             self.next = self.next.wrapping_add(1);
             if let Entry::Vacant(slot) = self.waiting.entry(sequence) {
                 let request = request.with_sequence(sequence);
-                slot.insert((request, waiter));
-                return Some(request);
+                let id = self.next_id;
+                self.next_id += 1;
+                slot.insert(Waiting {
+                    request,
+                    id,
+                    waiter,
+                });
+                return Ok(Ticket { request, id });
             }
         }
-        None
+        Err(RegisterError::Full)
     }
 
     /// Takes the waiter that `reply` answers, if any.
     pub(crate) fn complete(&mut self, reply: &Header) -> Option<W> {
         match self.waiting.get(&reply.sequence) {
-            Some((request, _)) if request.is_answered_by(reply) => self
+            Some(waiting) if waiting.request.is_answered_by(reply) => self
                 .waiting
                 .remove(&reply.sequence)
-                .map(|(_, waiter)| waiter),
+                .map(|waiting| waiting.waiter),
             _ => None,
         }
     }
 
-    /// Forgets the request registered under `sequence`.
-    pub(crate) fn cancel(&mut self, sequence: u8) {
-        self.waiting.remove(&sequence);
+    /// Forgets the registration of `ticket`, if it still waits; a later registration
+    /// under the same sequence number is left alone.
+    pub(crate) fn cancel(&mut self, ticket: &Ticket) {
+        let sequence = ticket.request.sequence;
+        if self
+            .waiting
+            .get(&sequence)
+            .is_some_and(|waiting| waiting.id == ticket.id)
+        {
+            self.waiting.remove(&sequence);
+        }
     }
 
-    /// Forgets every request, handing their waiters back.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = W> + '_ {
-        self.waiting.drain().map(|(_, (_, waiter))| waiter)
+    /// Refuses every later registration and hands back the waiters of those in flight.
+    pub(crate) fn close(&mut self) -> Vec<W> {
+        self.closed = true;
+        self.waiting
+            .drain()
+            .map(|(_, waiting)| waiting.waiter)
+            .collect()
     }
 
     /// Number of requests waiting.
@@ -133,7 +183,7 @@ mod tests {
     fn sequences_start_anywhere_and_wrap() {
         let mut p = Pending::new(254);
         let seqs: Vec<u8> = (0..4)
-            .map(|i| p.register(echo(), i).unwrap().sequence)
+            .map(|i| p.register(echo(), i).unwrap().request.sequence)
             .collect();
         assert_eq!(seqs, [254, 255, 0, 1]);
     }
@@ -141,18 +191,18 @@ mod tests {
     #[test]
     fn busy_sequences_are_skipped_and_exhaustion_is_reported() {
         let mut p = Pending::new(0);
-        for i in 0..=255u32 {
-            assert!(p.register(echo(), i).is_some());
-        }
-        assert!(p.register(echo(), 999).is_none());
-        p.cancel(17);
-        assert_eq!(p.register(echo(), 1000).unwrap().sequence, 17);
+        let tickets: Vec<Ticket> = (0..=255u32)
+            .map(|i| p.register(echo(), i).unwrap())
+            .collect();
+        assert_eq!(p.register(echo(), 999), Err(RegisterError::Full));
+        p.cancel(&tickets[17]);
+        assert_eq!(p.register(echo(), 1000).unwrap().request.sequence, 17);
     }
 
     #[test]
     fn only_the_matching_reply_completes() {
         let mut p = Pending::new(10);
-        let request = p.register(echo(), "echo").unwrap();
+        let request = p.register(echo(), "echo").unwrap().request;
         let reply = Header::new(Op::WriteRsp, group::OS, 0, 3).with_sequence(request.sequence);
         // Wrong op, group, command, sequence: nothing completes, nothing is lost.
         assert_eq!(
@@ -188,24 +238,42 @@ mod tests {
     fn a_late_reply_never_completes_a_newer_request() {
         let mut p = Pending::new(0);
         let old = p.register(echo(), "old").unwrap();
-        p.cancel(old.sequence); // timed out
-        let new = p.register(echo(), "new").unwrap();
-        assert_ne!(old.sequence, new.sequence);
-        let late = Header::new(Op::WriteRsp, group::OS, 0, 3).with_sequence(old.sequence);
+        p.cancel(&old); // timed out
+        let new = p.register(echo(), "new").unwrap().request;
+        assert_ne!(old.request.sequence, new.sequence);
+        let late = Header::new(Op::WriteRsp, group::OS, 0, 3).with_sequence(old.request.sequence);
         assert_eq!(p.complete(&late), None);
         let own = late.with_sequence(new.sequence);
         assert_eq!(p.complete(&own), Some("new"));
     }
 
     #[test]
-    fn drain_returns_every_waiter() {
+    fn a_stale_ticket_cancels_nothing() {
+        // A reply completes sequence 0, the number is reused by a new request before the
+        // first request's guard cancels its ticket: the new request must stay.
+        let mut p = Pending::new(0);
+        let first = p.register(echo(), "first").unwrap();
+        let reply = Header::new(Op::WriteRsp, group::OS, 0, 3).with_sequence(0);
+        assert_eq!(p.complete(&reply), Some("first"));
+        for _ in 0..255 {
+            p.register(echo(), "filler").unwrap();
+        }
+        let reused = p.register(echo(), "reused").unwrap();
+        assert_eq!(reused.request.sequence, 0);
+        p.cancel(&first);
+        assert_eq!(p.complete(&reply), Some("reused"));
+    }
+
+    #[test]
+    fn close_returns_every_waiter_and_refuses_more() {
         let mut p = Pending::new(0);
         p.register(echo(), 1).unwrap();
         p.register(echo(), 2).unwrap();
-        let mut all: Vec<_> = p.drain().collect();
+        let mut all = p.close();
         all.sort();
         assert_eq!(all, [1, 2]);
         assert_eq!(p.len(), 0);
+        assert_eq!(p.register(echo(), 3), Err(RegisterError::Closed));
     }
 
     #[test]
