@@ -277,8 +277,10 @@ async fn a_port_nobody_listens_on_is_reported() {
         .expect("an ICMP port unreachable should end the receive")
         .unwrap_err();
     match err {
-        TransportError::Io(io) => assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused),
-        other => panic!("expected a refused connection, got {other:?}"),
+        TransportError::Unreachable(io) => {
+            assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused)
+        }
+        other => panic!("expected an unreachable device, got {other:?}"),
     }
 }
 

@@ -300,10 +300,8 @@ impl<T: Transport + 'static> Client<T> {
         for attempt in 0..=policy.retries {
             match shared.transport.send(frame).await {
                 Ok(()) => {}
-                // A refused port (the device restarting) is a lost datagram: retry.
-                Err(TransportError::Io(err))
-                    if err.kind() == std::io::ErrorKind::ConnectionRefused =>
-                {
+                // Nothing listening (the device restarting): a lost datagram, retry.
+                Err(TransportError::Unreachable(err)) => {
                     tracing::debug!(%err, "send refused; will retry");
                 }
                 Err(err) => return Err(err.into()),
@@ -353,8 +351,12 @@ async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
         match shared.transport.receive().await {
             Ok(frame) => dispatch(&shared, frame),
             Err(TransportError::Closed) => break,
+            // The device is down for now: requests in flight time out and retry.
+            Err(TransportError::Unreachable(err)) => {
+                tracing::debug!(%err, "device unreachable while waiting for replies");
+            }
             Err(TransportError::Io(err)) => {
-                // ICMP "port unreachable" and the like: requests time out and retry.
+                // An error the socket may keep returning: pause so the loop does not spin.
                 tracing::debug!(%err, "transport error while waiting for replies");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

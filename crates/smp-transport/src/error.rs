@@ -69,6 +69,12 @@ pub enum TransportError {
         timeout: Duration,
     },
 
+    /// The network reported that nothing receives at the peer's address (for UDP, an
+    /// ICMP "port unreachable": the device is down or restarting). The transport stays
+    /// usable; a later datagram may get through.
+    #[error("the device is unreachable: {0}")]
+    Unreachable(io::Error),
+
     /// The transport was disconnected, or its peer went away.
     #[error("transport is closed")]
     Closed,

@@ -27,7 +27,9 @@ pub fn split_frame(frame: &[u8], max_datagram: usize) -> std::slice::Chunks<'_, 
 /// The first datagram of a frame must hold the whole header; the header's `length`
 /// tells how many payload bytes follow, and datagrams are concatenated until the frame
 /// is complete. Errors (an invalid header, more bytes than announced) discard the
-/// partial frame, so the next datagram starts a new one. Memory held is bounded by the
+/// partial frame, so the next datagram starts a new one. A datagram that is a whole
+/// frame by itself also discards a partial frame: one truncated or garbled datagram
+/// must not swallow the well-formed replies that follow it. Memory held is bounded by the
 /// largest frame a header can announce ([`MAX_FRAME_SIZE`]) plus one datagram.
 #[derive(Debug, Default)]
 pub struct Reassembler {
@@ -46,6 +48,14 @@ impl Reassembler {
     /// incomplete, or an error after which the partial frame is gone.
     pub fn push(&mut self, datagram: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
         let expected = match self.expected {
+            Some(_) if is_whole_frame(datagram) => {
+                tracing::debug!(
+                    dropped = self.buf.len(),
+                    "a whole frame arrived while a split one was incomplete; dropping the partial frame"
+                );
+                self.reset();
+                return Ok(Some(datagram.to_vec()));
+            }
             Some(expected) => expected,
             None => {
                 // A frame starts here: its header must be in this datagram.
@@ -89,6 +99,11 @@ impl Reassembler {
     }
 }
 
+/// True when `datagram` is exactly one frame: a valid header and the payload it announces.
+fn is_whole_frame(datagram: &[u8]) -> bool {
+    Header::decode(datagram).is_ok_and(|header| header.frame_len() == datagram.len())
+}
+
 /// The smallest datagram payload that can carry a frame: one header.
 pub(crate) const MIN_DATAGRAM: usize = SIZE;
 
@@ -98,10 +113,12 @@ mod tests {
     use proptest::prelude::*;
     use smp_header::{Op, group};
 
+    /// A frame whose payload bytes (0xff: reserved op) never look like a header, so no
+    /// continuation datagram can be mistaken for a whole frame.
     fn frame(payload: usize) -> Vec<u8> {
         let header = Header::new(Op::WriteRsp, group::OS, 0, payload as u16).with_sequence(7);
         let mut frame = header.encode().to_vec();
-        frame.extend((0..payload).map(|i| i as u8));
+        frame.resize(frame.len() + payload, 0xff);
         frame
     }
 
@@ -161,6 +178,18 @@ mod tests {
         // The next datagram starts a fresh frame.
         let f = frame(4);
         assert_eq!(r.push(&f).unwrap(), Some(f));
+    }
+
+    #[test]
+    fn a_whole_frame_replaces_a_stale_partial_one() {
+        let mut r = Reassembler::new();
+        // A header announcing 100 bytes, only 20 of which ever arrive.
+        assert_eq!(r.push(&frame(100)[..20]).unwrap(), None);
+        for payload in [7, 15, 3] {
+            let f = frame(payload);
+            assert_eq!(r.push(&f).unwrap(), Some(f));
+        }
+        assert_eq!(r.pending(), 0);
     }
 
     #[test]

@@ -92,7 +92,18 @@ pub struct UdpTransport {
     mtu: usize,
     max_unencoded_size: usize,
     inbox: Mutex<Inbox>,
+    /// Held while the datagrams of one frame go out, so concurrent sends never interleave.
+    sending: Mutex<()>,
     closed: watch::Sender<bool>,
+}
+
+/// A refused port (ICMP port unreachable on a connected socket) is a typed error.
+fn socket_error(err: io::Error) -> TransportError {
+    if err.kind() == io::ErrorKind::ConnectionRefused {
+        TransportError::Unreachable(err)
+    } else {
+        TransportError::Io(err)
+    }
 }
 
 struct Inbox {
@@ -151,6 +162,7 @@ impl UdpTransport {
                 buf: vec![0; RECEIVE_BUFFER],
                 reassembler: Reassembler::new(),
             }),
+            sending: Mutex::new(()),
             closed: watch::Sender::new(false),
         })
     }
@@ -188,8 +200,9 @@ impl Transport for UdpTransport {
             });
         }
         tracing::trace!(len = frame.len(), "sending frame");
+        let _sending = self.sending.lock().await;
         for datagram in split_frame(frame, self.max_unencoded_size) {
-            self.socket.send(datagram).await?;
+            self.socket.send(datagram).await.map_err(socket_error)?;
         }
         Ok(())
     }
@@ -204,7 +217,7 @@ impl Transport for UdpTransport {
             }
             tokio::select! {
                 received = self.socket.recv(buf) => {
-                    let len = received?;
+                    let len = received.map_err(socket_error)?;
                     tracing::trace!(len, "received datagram");
                     if let Some(frame) = reassembler.push(&buf[..len])? {
                         return Ok(frame);
