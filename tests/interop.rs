@@ -400,3 +400,27 @@ async fn zephyr_udp4_enumeration_by_index() {
         [(0, Some("os mgmt")), (63, Some("zephyr basic mgmt"))]
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_concurrent_requests_on_one_client() {
+    // buf_count 2 allows one request in flight; twenty tasks share the client and each
+    // gets its own reply.
+    let client = std::sync::Arc::new(client(INTEROP_UDP4).await);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let text = format!("task-{i}");
+                let reply = client
+                    .request(&os::EchoRequest { d: text.clone() })
+                    .await
+                    .unwrap();
+                assert_eq!(reply.r, text);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}

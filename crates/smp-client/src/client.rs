@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use smp_transport::header::{self, Header, Op, Version};
 use smp_transport::{Transport, TransportError};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -24,8 +24,12 @@ pub struct ClientOptions {
     /// SMP version of the requests (devices answer with the lower of theirs and this).
     pub version: Version,
     /// Read the device's MCUmgr parameters when the client starts, to size frames to its
-    /// buffers. A device that does not support them keeps the defaults.
+    /// buffers and to know how many requests it can hold. A device that does not support
+    /// them keeps the defaults; a device that does not answer fails [`Client::new`].
     pub read_params: bool,
+    /// Requests that may wait for replies at once. `None`: the device's `buf_count - 1`
+    /// (a Zephyr UDP server drops what does not fit its buffers), 1 until it is known.
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for ClientOptions {
@@ -34,6 +38,7 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             version: Version::V2,
             read_params: true,
+            max_in_flight: None,
         }
     }
 }
@@ -67,6 +72,33 @@ struct Shared<T> {
     options: ClientOptions,
     frame_limit: AtomicUsize,
     buf_count: AtomicUsize,
+    in_flight: InFlight,
+}
+
+/// How many requests may wait for replies at once, and the permits to do so.
+#[derive(Debug)]
+struct InFlight {
+    permits: Semaphore,
+    limit: AtomicUsize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        Self {
+            permits: Semaphore::new(limit),
+            limit: AtomicUsize::new(limit),
+        }
+    }
+
+    /// Changes the limit; permits held now are kept until released.
+    fn set_limit(&self, limit: usize) {
+        let old = self.limit.swap(limit, Ordering::Relaxed);
+        if limit > old {
+            self.permits.add_permits(limit - old);
+        } else {
+            self.permits.forget_permits(old - limit);
+        }
+    }
 }
 
 impl<T> Shared<T> {
@@ -114,19 +146,22 @@ impl<T: Transport + 'static> Client<T> {
 
     fn start(transport: T, options: ClientOptions) -> Self {
         let frame_limit = transport.max_unencoded_size().min(header::MAX_FRAME_SIZE);
+        let options_limit = options.max_in_flight;
         let shared = Arc::new(Shared {
             transport,
             pending: Mutex::new(Pending::new(random_u8())),
             options,
             frame_limit: AtomicUsize::new(frame_limit),
             buf_count: AtomicUsize::new(0),
+            in_flight: InFlight::new(options_limit.unwrap_or(1).max(1)),
         });
         let reader = tokio::spawn(read_replies(shared.clone()));
         Self { shared, reader }
     }
 
-    /// Reads MCUmgr parameters and narrows the frame limit to the device's buffer size.
-    /// Returns them, or `None` when the device does not offer them (or does not answer).
+    /// Reads MCUmgr parameters: narrows the frame limit to the device's buffer size and,
+    /// unless the options fix it, allows `buf_count - 1` requests in flight. Returns them,
+    /// or `None` when the device does not offer them.
     pub async fn read_params(&self) -> Result<Option<McumgrParamsResponse>, ClientError> {
         match self.request(&McumgrParamsRequest {}).await {
             Ok(params) => {
@@ -138,10 +173,16 @@ impl<T: Transport + 'static> Client<T> {
                     .min(buf_size)
                     .min(header::MAX_FRAME_SIZE);
                 self.shared.frame_limit.store(limit, Ordering::Relaxed);
-                self.shared.buf_count.store(
-                    usize::try_from(params.buf_count).unwrap_or(usize::MAX),
-                    Ordering::Relaxed,
-                );
+                let buf_count = usize::try_from(params.buf_count).unwrap_or(usize::MAX);
+                self.shared.buf_count.store(buf_count, Ordering::Relaxed);
+                if self.shared.options.max_in_flight.is_none() {
+                    // One buffer holds each request, one its reply (PROTOCOL.md 5.3); the
+                    // semaphore's own maximum bounds absurd reports.
+                    let limit = buf_count
+                        .saturating_sub(1)
+                        .clamp(1, Semaphore::MAX_PERMITS.min(256));
+                    self.shared.in_flight.set_limit(limit);
+                }
                 tracing::debug!(
                     params.buf_size,
                     params.buf_count,
@@ -152,10 +193,6 @@ impl<T: Transport + 'static> Client<T> {
             }
             Err(ClientError::Device(err)) => {
                 tracing::debug!(%err, "device offers no MCUmgr parameters; keeping defaults");
-                Ok(None)
-            }
-            Err(ClientError::Timeout { .. }) => {
-                tracing::warn!("no answer to the MCUmgr parameters request; keeping defaults");
                 Ok(None)
             }
             Err(other) => Err(other),
@@ -283,6 +320,12 @@ impl<T: Transport + 'static> Client<T> {
         timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
         let shared = &*self.shared;
+        let _permit = shared
+            .in_flight
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ClientError::Closed)?;
         let (tx, mut rx) = oneshot::channel();
         let ticket = shared
             .pending()
@@ -371,7 +414,16 @@ async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
 
 fn dispatch<T>(shared: &Shared<T>, frame: Vec<u8>) {
     let reply = match Header::decode(&frame) {
-        Ok(reply) => reply,
+        Ok(reply) if reply.frame_len() == frame.len() => reply,
+        Ok(reply) => {
+            // Transports hand over whole frames; a third-party one might not.
+            tracing::debug!(
+                announced = reply.frame_len(),
+                len = frame.len(),
+                "dropping a frame whose length disagrees with its header"
+            );
+            return;
+        }
         Err(err) => {
             tracing::debug!(%err, "dropping a frame with an invalid header");
             return;

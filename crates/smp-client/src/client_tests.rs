@@ -80,7 +80,11 @@ async fn echo(client: &Client<MemoryTransport>, text: &str) -> Result<Vec<u8>, C
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_requests_complete_out_of_order() {
-    let (client, device) = setup(options(1000, 0)).await;
+    let (client, device) = setup(ClientOptions {
+        max_in_flight: Some(2),
+        ..options(1000, 0)
+    })
+    .await;
     let answering = tokio::spawn({
         let device = device.clone();
         async move {
@@ -343,10 +347,12 @@ async fn params_narrow_the_frame_limit() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_device_without_params_keeps_the_transport_limit() {
+async fn a_device_without_params_keeps_the_defaults() {
     let (client_end, device) = MemoryTransport::pair(1472).unwrap();
+    let (asked_tx, asked_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (request, _) = next_request(&device).await;
+        let _ = asked_tx.send((request.op, request.group, request.command));
         answer(&device, &request, b"\xbf\x62rc\x08\xff").await;
         std::future::pending::<()>().await;
     });
@@ -359,8 +365,86 @@ async fn a_device_without_params_keeps_the_transport_limit() {
     )
     .await
     .unwrap();
+    assert_eq!(asked_rx.await.unwrap(), (Op::Read, group::OS, 6));
     assert_eq!(client.frame_limit(), 1472);
     assert_eq!(client.buf_count(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_device_fails_the_start() {
+    let (client_end, _device) = MemoryTransport::pair(1472).unwrap();
+    let started = Client::new(
+        client_end,
+        ClientOptions {
+            read_params: true,
+            ..options(100, 1)
+        },
+    )
+    .await;
+    assert!(matches!(
+        started,
+        Err(ClientError::Timeout {
+            group: 0,
+            command: 6,
+            attempts: 2,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_in_flight_stay_below_the_device_buffers() {
+    let (client_end, device) = MemoryTransport::pair(1472).unwrap();
+    let device = Arc::new(device);
+    let outstanding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn({
+        let (device, outstanding, most) = (device.clone(), outstanding.clone(), most.clone());
+        async move {
+            let (request, _) = next_request(&device).await;
+            // buf_count 3: two requests may be in flight.
+            answer(
+                &device,
+                &request,
+                b"\xbf\x68buf_size\x19\x08\x00\x69buf_count\x03\xff",
+            )
+            .await;
+            loop {
+                let (request, frame) = next_request(&device).await;
+                let now = outstanding.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                let (device, outstanding) = (device.clone(), outstanding.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    outstanding.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    let text = String::from_utf8(frame[12..].to_vec()).unwrap();
+                    answer(&device, &request, &echo_reply(&text)).await;
+                });
+            }
+        }
+    });
+    let client = Client::new(
+        client_end,
+        ClientOptions {
+            read_params: true,
+            ..options(1000, 0)
+        },
+    )
+    .await
+    .unwrap();
+    let client = Arc::new(client);
+    let requests: Vec<_> = ["a", "b", "c", "d", "e", "f"]
+        .into_iter()
+        .map(|text| {
+            let client = client.clone();
+            tokio::spawn(async move { (text, echo(&client, text).await) })
+        })
+        .collect();
+    for request in requests {
+        let (text, reply) = request.await.unwrap();
+        assert_eq!(reply.unwrap(), echo_reply(text));
+    }
+    assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -440,7 +524,11 @@ async fn sequence_numbers_wrap() {
 
 #[tokio::test(start_paused = true)]
 async fn the_257th_request_in_flight_is_refused() {
-    let (client, _device) = setup(options(10_000, 0)).await;
+    let (client, _device) = setup(ClientOptions {
+        max_in_flight: Some(300),
+        ..options(10_000, 0)
+    })
+    .await;
     let client = Arc::new(client);
     let waiting: Vec<_> = (0..256)
         .map(|_| {
