@@ -13,6 +13,9 @@ pub const MGMT_ENOTSUP: i64 = 8;
 /// `MGMT_ERR_EBUSY`: the device is busy; try again later.
 pub const MGMT_EBUSY: i64 = 10;
 
+/// `FS_MGMT_ERR_CHECKSUM_HASH_NOT_FOUND`: the device does not compute that hash type.
+pub const FS_CHECKSUM_HASH_NOT_FOUND: i64 = 13;
+
 /// The name of a management (v1 `rc`) error code, as `MGMT_ERR_*` without the prefix.
 pub fn mgmt_name(rc: i64) -> Option<&'static str> {
     Some(match rc {

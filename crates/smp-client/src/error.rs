@@ -49,6 +49,15 @@ impl DeviceError {
             && matches!(self.rc, codes::MGMT_ENOMEM | codes::MGMT_EBUSY)
     }
 
+    /// True when the device cannot compute a file hash of the type asked for: the file
+    /// system group says so, or the command is not supported at all.
+    pub fn is_unsupported_hash(&self) -> bool {
+        self.is_not_supported()
+            || (self.scope == ErrorScope::Group
+                && self.group == group::FS
+                && self.rc == codes::FS_CHECKSUM_HASH_NOT_FOUND)
+    }
+
     /// True when the device does not support the command (management ENOTSUP).
     pub fn is_not_supported(&self) -> bool {
         self.scope == ErrorScope::Management && self.rc == codes::MGMT_ENOTSUP

@@ -422,7 +422,7 @@ impl<T: Transport + 'static> Client<T> {
             };
             let reply = match self.request(&request).await {
                 Ok(reply) => reply,
-                Err(ClientError::Device(err)) => {
+                Err(ClientError::Device(err)) if err.is_unsupported_hash() => {
                     tracing::debug!(%err, kind, "device cannot hash the file this way");
                     continue;
                 }

@@ -1,18 +1,22 @@
-//! Image upload against an in-process fake device on the in-memory transport: a device
-//! that follows Zephyr's image-upload rules (PROTOCOL.md 5.7) closely enough to test
-//! chunking, resynchronisation, loss and resume.
+//! Image and file transfers against an in-process fake device on the in-memory
+//! transport: a device that follows Zephyr's image-upload rules (PROTOCOL.md 5.7) and its
+//! file-system group closely enough to test chunking, resynchronisation, loss, resume
+//! and verification.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minicbor::Encoder;
 use sha2::{Digest, Sha256};
-use smp_client::header::{Header, group};
+use smp_client::header::{Header, Op, group};
+use smp_client::messages::fs;
 use smp_client::messages::image::UploadRequest;
 use smp_client::transport::MemoryTransport;
 use smp_client::{
-    Client, ClientError, ClientOptions, ImageUploadOptions, Progress, RetryPolicy, Transport,
+    Client, ClientError, ClientOptions, FileTransferOptions, ImageUploadOptions, Progress,
+    RetryPolicy, Transport,
 };
 
 const MAGIC: [u8; 4] = [0x3d, 0xb8, 0xf3, 0x96];
@@ -30,6 +34,16 @@ struct Device {
     largest_frame: usize,
     /// Report `match: false` at the end.
     lie_about_match: bool,
+    /// The file system.
+    files: BTreeMap<String, Vec<u8>>,
+    /// Hash types the device computes.
+    hash_types: Vec<&'static str>,
+    /// The file system error (FS group code) every hash request gets, if any.
+    hash_error: Option<u32>,
+    /// Flip a byte of every file written, as broken storage would.
+    corrupt_writes: bool,
+    /// Data bytes per download reply.
+    download_chunk: usize,
 }
 
 fn reply_frame(request: &Header, body: impl FnOnce(&mut Encoder<&mut Vec<u8>>)) -> Vec<u8> {
@@ -71,6 +85,18 @@ impl Device {
             (group::IMAGE, 1) => {
                 let chunk: UploadRequest<'_> = minicbor::decode(&frame[8..]).unwrap();
                 Some(self.upload(&request, &chunk))
+            }
+            (group::FS, 0) if request.op == Op::Write => {
+                let chunk: fs::UploadRequest<'_> = minicbor::decode(&frame[8..]).unwrap();
+                Some(self.file_write(&request, &chunk))
+            }
+            (group::FS, 0) => {
+                let read: fs::DownloadRequest = minicbor::decode(&frame[8..]).unwrap();
+                Some(self.file_read(&request, &read))
+            }
+            (group::FS, 2) => {
+                let hash: fs::HashRequest = minicbor::decode(&frame[8..]).unwrap();
+                Some(self.file_hash(&request, &hash))
             }
             _ => Some(reply_frame(&request, |e| {
                 e.str("rc").unwrap().u32(8).unwrap();
@@ -123,6 +149,71 @@ impl Device {
             e.str("off").unwrap().u64(off).unwrap();
             if done {
                 e.str("match").unwrap().bool(matched).unwrap();
+            }
+        })
+    }
+}
+
+impl Device {
+    fn file_write(&mut self, request: &Header, chunk: &fs::UploadRequest<'_>) -> Vec<u8> {
+        let mut data = chunk.data.to_vec();
+        if self.corrupt_writes && !data.is_empty() {
+            data[0] ^= 1;
+        }
+        if chunk.off == 0 {
+            assert!(chunk.len.is_some(), "the first chunk carries len");
+            self.files.insert(chunk.name.clone(), data);
+        } else {
+            let Some(file) = self.files.get_mut(&chunk.name) else {
+                return group_error(request, 3);
+            };
+            if chunk.off != file.len() as u64 {
+                return group_error(request, 11);
+            }
+            file.extend(data);
+        }
+        let off = self.files[&chunk.name].len() as u64;
+        reply_frame(request, |e| {
+            e.str("off").unwrap().u64(off).unwrap();
+        })
+    }
+
+    fn file_read(&mut self, request: &Header, read: &fs::DownloadRequest) -> Vec<u8> {
+        let Some(file) = self.files.get(&read.name) else {
+            return group_error(request, 3);
+        };
+        let start = (read.off as usize).min(file.len());
+        let end = (start + self.download_chunk).min(file.len());
+        let len = file.len() as u64;
+        reply_frame(request, |e| {
+            e.str("off").unwrap().u64(read.off).unwrap();
+            e.str("data").unwrap().bytes(&file[start..end]).unwrap();
+            if read.off == 0 {
+                e.str("len").unwrap().u64(len).unwrap();
+            }
+        })
+    }
+
+    fn file_hash(&mut self, request: &Header, hash: &fs::HashRequest) -> Vec<u8> {
+        if let Some(rc) = self.hash_error {
+            return group_error(request, rc);
+        }
+        let kind = hash.r#type.clone().unwrap_or_else(|| "sha256".into());
+        if !self.hash_types.contains(&kind.as_str()) {
+            return group_error(request, 13);
+        }
+        let Some(file) = self.files.get(&hash.name) else {
+            return group_error(request, 3);
+        };
+        let len = file.len() as u64;
+        reply_frame(request, |e| {
+            e.str("type").unwrap().str(&kind).unwrap();
+            e.str("len").unwrap().u64(len).unwrap();
+            e.str("output").unwrap();
+            if kind == "sha256" {
+                e.bytes(&Sha256::digest(file)).unwrap();
+            } else {
+                e.u32(smp_client::crc32(file)).unwrap();
             }
         })
     }
@@ -297,5 +388,132 @@ async fn a_mismatch_at_the_end_is_an_error() {
             assert!(message.contains("does not match"), "{message}")
         }
         other => panic!("expected a transfer error, got {other:?}"),
+    }
+}
+
+fn file_device(hash_types: &[&'static str]) -> Arc<Mutex<Device>> {
+    Arc::new(Mutex::new(Device {
+        hash_types: hash_types.to_vec(),
+        download_chunk: 700,
+        ..Device::default()
+    }))
+}
+
+fn file_data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 17 % 256) as u8).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_goes_up_and_comes_back_identical_and_verified() {
+    let device = file_device(&["crc32", "sha256"]);
+    let client = client_for(device.clone()).await;
+    let data = file_data(5000);
+    let options = FileTransferOptions::default();
+    let mut done = 0;
+    let up = client
+        .upload_file("/lfs/a.bin", &data, &options, |p| done = p.done)
+        .await
+        .unwrap();
+    assert_eq!(
+        (up.len, done, up.verified_with),
+        (5000, 5000, Some("sha256"))
+    );
+    assert!(
+        up.chunks >= 4,
+        "5000 bytes need several 1472-byte frames, took {}",
+        up.chunks
+    );
+    assert_eq!(device.lock().unwrap().files["/lfs/a.bin"], data);
+
+    let mut seen = Vec::new();
+    let (down, summary) = client
+        .download_file("/lfs/a.bin", &options, |p| seen.push(p))
+        .await
+        .unwrap();
+    assert_eq!(down, data);
+    assert_eq!(summary.chunks, 8, "700-byte replies");
+    assert_eq!(summary.verified_with, Some("sha256"));
+    assert_eq!(
+        seen.last(),
+        Some(&Progress {
+            done: 5000,
+            total: 5000
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn verification_falls_back_to_crc32_then_to_none() {
+    let client = client_for(file_device(&["crc32"])).await;
+    let data = file_data(1000);
+    let options = FileTransferOptions::default();
+    let up = client
+        .upload_file("/f", &data, &options, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(up.verified_with, Some("crc32"));
+
+    let client = client_for(file_device(&[])).await;
+    let up = client
+        .upload_file("/f", &data, &options, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(up.verified_with, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupted_file_is_an_error() {
+    let device = file_device(&["sha256"]);
+    device.lock().unwrap().corrupt_writes = true;
+    let client = client_for(device).await;
+    match client
+        .upload_file(
+            "/f",
+            &file_data(3000),
+            &FileTransferOptions::default(),
+            |_| {},
+        )
+        .await
+    {
+        Err(ClientError::Transfer(message)) => assert!(message.contains("sha256"), "{message}"),
+        other => panic!("expected a verification failure, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn file_system_errors_are_not_mistaken_for_missing_hashes() {
+    let device = file_device(&["sha256"]);
+    // FS 7 FILE_READ_FAILED: the device cannot read back what it wrote.
+    device.lock().unwrap().hash_error = Some(7);
+    let client = client_for(device).await;
+    match client
+        .upload_file(
+            "/f",
+            &file_data(100),
+            &FileTransferOptions::default(),
+            |_| {},
+        )
+        .await
+    {
+        Err(ClientError::Device(err)) => assert_eq!(err.name(), Some("FILE_READ_FAILED")),
+        other => panic!("expected the device's error, got {other:?}"),
+    }
+    let options = FileTransferOptions { verify: false };
+    let up = client
+        .upload_file("/g", &file_data(100), &options, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(up.verified_with, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn downloading_a_missing_file_is_a_typed_error() {
+    let client = client_for(file_device(&["sha256"])).await;
+    match client
+        .download_file("/nope", &FileTransferOptions::default(), |_| {})
+        .await
+    {
+        Err(ClientError::Device(err)) => assert_eq!(err.to_string(), "FS 3 FILE_NOT_FOUND"),
+        other => panic!("expected FILE_NOT_FOUND, got {other:?}"),
     }
 }
