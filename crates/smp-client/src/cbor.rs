@@ -633,21 +633,19 @@ pub(crate) use smp_map;
 /// other entry. A code of 0 is success; `Ok(None)` means the reply is not an error.
 /// When both are present and non-zero, `err` (the more specific) wins. A management
 /// code is attributed to `request_group`. Codes are kept as numbers, known or not.
+/// With `rc_may_be_result` (see [`Request::RC_MAY_BE_RESULT`](crate::Request)), an `rc`
+/// beside other fields belongs to the response.
 pub(crate) fn reply_error(
     payload: &[u8],
     request_group: u16,
+    rc_may_be_result: bool,
 ) -> Result<Option<DeviceError>, decode::Error> {
     let mut d = Decoder::new(payload);
     let mut rc: Option<i64> = None;
     let mut rsn: Option<String> = None;
     let mut err: Option<(Option<u16>, Option<i64>)> = None;
-    // Older Zephyr answers shell exec with `{o, rc}`, `rc` being the command's exit code.
-    let mut shell_output = false;
+    let mut other_fields = false;
     decode_map(&mut d, |key, d| match key {
-        "o" if request_group == smp_transport::header::group::SHELL => {
-            shell_output = true;
-            Ok(false)
-        }
         "rc" if is_int(d)? => {
             rc = Some(saturating_int(d)?);
             Ok(true)
@@ -673,7 +671,10 @@ pub(crate) fn reply_error(
             err = Some((group, code));
             Ok(true)
         }
-        _ => Ok(false),
+        _ => {
+            other_fields = true;
+            Ok(false)
+        }
     })?;
     if let Some((group, Some(code))) = err {
         if code != 0 {
@@ -686,7 +687,7 @@ pub(crate) fn reply_error(
         }
     }
     Ok(match rc {
-        Some(code) if code != 0 && !shell_output => Some(DeviceError {
+        Some(code) if code != 0 && !(rc_may_be_result && other_fields) => Some(DeviceError {
             group: request_group,
             rc: code,
             scope: ErrorScope::Management,
@@ -807,7 +808,7 @@ mod tests {
 
     #[test]
     fn reply_error_management_code_from_indefinite_map() {
-        let e = reply_error(&hex("bf 627263 08 ff"), 0)
+        let e = reply_error(&hex("bf 627263 08 ff"), 0, false)
             .expect("decodes")
             .expect("is an error");
         assert_eq!(e.scope, ErrorScope::Management);
@@ -818,7 +819,7 @@ mod tests {
     #[test]
     fn reply_error_group_code() {
         // {"err": {"group": 1, "rc": 30}}
-        let e = reply_error(&hex("a1 63657272 a2 6567726f7570 01 627263 181e"), 1)
+        let e = reply_error(&hex("a1 63657272 a2 6567726f7570 01 627263 181e"), 1, false)
             .expect("decodes")
             .expect("is an error");
         assert_eq!(e.scope, ErrorScope::Group);
@@ -830,23 +831,24 @@ mod tests {
     fn reply_error_success_cases() {
         // {"rc": 0, "r": "hi"}
         assert_eq!(
-            reply_error(&hex("a2 627263 00 6172 626869"), 0).expect("decodes"),
+            reply_error(&hex("a2 627263 00 6172 626869"), 0, false).expect("decodes"),
             None
         );
         // {"r": "hi"} indefinite
         assert_eq!(
-            reply_error(&hex("bf6172626869ff"), 0).expect("decodes"),
+            reply_error(&hex("bf6172626869ff"), 0, false).expect("decodes"),
             None
         );
         // {"err": {"group": 8, "rc": 0}}
         assert_eq!(
-            reply_error(&hex("a1 63657272 a2 6567726f7570 08 627263 00"), 8).expect("decodes"),
+            reply_error(&hex("a1 63657272 a2 6567726f7570 08 627263 00"), 8, false)
+                .expect("decodes"),
             None
         );
         // {} and a non-integer rc (ignored, not a failure)
-        assert_eq!(reply_error(&hex("a0"), 0).expect("decodes"), None);
+        assert_eq!(reply_error(&hex("a0"), 0, false).expect("decodes"), None);
         assert_eq!(
-            reply_error(&hex("a1 627263 6178"), 0).expect("decodes"),
+            reply_error(&hex("a1 627263 6178"), 0, false).expect("decodes"),
             None
         );
     }
@@ -855,11 +857,11 @@ mod tests {
     fn legacy_shell_exit_codes_are_not_device_errors() {
         // {"o": "x", "rc": 1} from an older Zephyr shell: the command's exit code.
         let legacy = hex("a2 616f 6178 627263 01");
-        assert_eq!(reply_error(&legacy, 9).expect("decodes"), None);
-        // The same map from another group is an error, and so is a shell `rc` without output.
-        assert!(reply_error(&legacy, 0).expect("decodes").is_some());
+        assert_eq!(reply_error(&legacy, 9, true).expect("decodes"), None);
+        // For a request without the flag it is an error, and so is an `rc` alone.
+        assert!(reply_error(&legacy, 9, false).expect("decodes").is_some());
         assert!(
-            reply_error(&hex("a1 627263 08"), 9)
+            reply_error(&hex("a1 627263 08"), 9, true)
                 .expect("decodes")
                 .is_some()
         );
@@ -868,7 +870,7 @@ mod tests {
     #[test]
     fn reply_error_keeps_reason_and_unknown_codes() {
         // {"rsn": "busy", "rc": 300}
-        let e = reply_error(&hex("a2 6372736e 6462757379 627263 19012c"), 70)
+        let e = reply_error(&hex("a2 6372736e 6462757379 627263 19012c"), 70, false)
             .expect("decodes")
             .expect("is an error");
         assert_eq!(e.group, 70);
@@ -876,7 +878,7 @@ mod tests {
         assert_eq!(e.reason.as_deref(), Some("busy"));
         assert_eq!(e.name(), None);
         // {"err": {"rc": -5}} without a group: attributed to the request's group.
-        let e = reply_error(&hex("a1 63657272 a1 627263 24"), 9)
+        let e = reply_error(&hex("a1 63657272 a1 627263 24"), 9, false)
             .expect("decodes")
             .expect("is an error");
         assert_eq!((e.group, e.rc, e.scope), (9, -5, ErrorScope::Group));
@@ -884,7 +886,7 @@ mod tests {
 
     #[test]
     fn reply_error_rejects_non_maps() {
-        assert!(reply_error(&hex("80"), 0).is_err());
-        assert!(reply_error(&[], 0).is_err());
+        assert!(reply_error(&hex("80"), 0, false).is_err());
+        assert!(reply_error(&[], 0, false).is_err());
     }
 }

@@ -245,7 +245,14 @@ impl<T: Transport + 'static> Client<T> {
         let payload =
             minicbor::to_vec(request).map_err(|err| ClientError::Encode(err.to_string()))?;
         let reply = self
-            .request_raw(R::OP, R::GROUP, R::COMMAND, &payload, timeout)
+            .request_checked(
+                R::OP,
+                R::GROUP,
+                R::COMMAND,
+                &payload,
+                timeout,
+                R::RC_MAY_BE_RESULT,
+            )
             .await?;
         minicbor::decode(&reply).map_err(|err| ClientError::Decode {
             group: R::GROUP,
@@ -264,6 +271,20 @@ impl<T: Transport + 'static> Client<T> {
         command: u8,
         payload: &[u8],
         timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
+        self.request_checked(op, group, command, payload, timeout, false)
+            .await
+    }
+
+    /// [`request_raw`](Self::request_raw), with the [`Request::RC_MAY_BE_RESULT`] rule.
+    async fn request_checked(
+        &self,
+        op: Op,
+        group: u16,
+        command: u8,
+        payload: &[u8],
+        timeout: Duration,
+        rc_may_be_result: bool,
     ) -> Result<Vec<u8>, ClientError> {
         let length = u16::try_from(payload.len()).map_err(|_| ClientError::FrameTooLarge {
             len: header::SIZE + payload.len(),
@@ -286,7 +307,7 @@ impl<T: Transport + 'static> Client<T> {
         let mut busy_attempts = 0;
         loop {
             let reply = self.exchange(template, &mut frame, timeout).await?;
-            match crate::cbor::reply_error(&reply[header::SIZE..], group) {
+            match crate::cbor::reply_error(&reply[header::SIZE..], group, rc_may_be_result) {
                 Ok(None) => return Ok(reply[header::SIZE..].to_vec()),
                 Ok(Some(err)) if err.is_back_pressure() && busy_attempts < policy.busy_retries => {
                     let pause = policy.backoff_after(busy_attempts);

@@ -546,3 +546,28 @@ async fn the_257th_request_in_flight_is_refused() {
         request.abort();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_legacy_shell_exit_code_is_the_commands_result() {
+    use crate::messages::shell::ExecRequest;
+    let (client, device) = setup(options(1000, 0)).await;
+    tokio::spawn({
+        let device = device.clone();
+        async move {
+            // Zephyr before 3.5: {"o": "x", "rc": 1}; then a real error, {"rc": 8}.
+            let (request, _) = next_request(&device).await;
+            answer(&device, &request, b"\xa2\x61o\x61x\x62rc\x01").await;
+            let (request, _) = next_request(&device).await;
+            answer(&device, &request, b"\xa1\x62rc\x08").await;
+        }
+    });
+    let exec = ExecRequest {
+        argv: vec!["false".into()],
+    };
+    let reply = client.request(&exec).await.unwrap();
+    assert_eq!((reply.o.as_str(), reply.ret), ("x", 1));
+    match client.request(&exec).await {
+        Err(ClientError::Device(err)) => assert!(err.is_not_supported()),
+        other => panic!("expected ENOTSUP, got {other:?}"),
+    }
+}

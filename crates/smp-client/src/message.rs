@@ -47,4 +47,9 @@ pub trait Request: minicbor::Encode<()> {
     const OP: Op;
     /// The successful reply's payload.
     type Response: for<'b> minicbor::Decode<'b, ()>;
+
+    /// True when an older server may put the command's own result in `rc` beside the
+    /// reply's fields (shell exec's `{"o": ..., "rc": 1}`): such an `rc` is then part of
+    /// the response, not a device error. A reply with no other fields is still an error.
+    const RC_MAY_BE_RESULT: bool = false;
 }

@@ -4,7 +4,6 @@ use minicbor::decode::{self, Decoder};
 use minicbor::encode::{self, Encoder, Write};
 use smp_transport::header::{command::shell as cmd, group};
 
-use super::request;
 use crate::cbor::{self, FieldEncode, smp_map};
 
 smp_map! {
@@ -69,7 +68,14 @@ impl<'b, C> minicbor::Decode<'b, C> for ExecResponse {
     }
 }
 
-request!(ExecRequest => ExecResponse, group::SHELL, cmd::EXEC, Write);
+impl crate::Request for ExecRequest {
+    const GROUP: u16 = group::SHELL;
+    const COMMAND: u8 = cmd::EXEC;
+    const OP: smp_transport::header::Op = smp_transport::header::Op::Write;
+    type Response = ExecResponse;
+    /// Zephyr before 3.5 answered `{o, rc}` with the command's exit code in `rc`.
+    const RC_MAY_BE_RESULT: bool = true;
+}
 
 #[cfg(test)]
 mod tests {
