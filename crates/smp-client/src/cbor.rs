@@ -166,10 +166,13 @@ pub(crate) fn int(d: &mut Decoder<'_>) -> Result<i64, decode::Error> {
     i64::try_from(n).map_err(|_| decode::Error::message("integer out of range").at(p))
 }
 
-/// Consumes the break byte that ends an indefinite container if it is next.
 /// True while a map or array of `len` items (`None`: indefinite) has another item after
 /// the `seen` already read; consumes the break that ends an indefinite one.
-fn has_next(d: &mut Decoder<'_>, len: Option<u64>, seen: u64) -> Result<bool, decode::Error> {
+pub(crate) fn has_next(
+    d: &mut Decoder<'_>,
+    len: Option<u64>,
+    seen: u64,
+) -> Result<bool, decode::Error> {
     match len {
         Some(n) => Ok(seen < n),
         None if d.datatype()? == Type::Break => {

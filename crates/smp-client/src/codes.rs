@@ -53,7 +53,6 @@ pub fn group_name(group: u16, rc: i64) -> Option<&'static str> {
             (5, "RTC_COMMAND_FAILED"),
         ],
         group::IMAGE => &[
-            (1, "UNKNOWN"),
             (2, "FLASH_CONFIG_QUERY_FAIL"),
             (3, "NO_IMAGE"),
             (4, "NO_TLVS"),

@@ -159,10 +159,6 @@ pub enum ClientError {
     #[error("transfer failed: {0}")]
     Transfer(String),
 
-    /// The operation was cancelled by the caller.
-    #[error("cancelled")]
-    Cancelled,
-
     /// The client's connection is closed.
     #[error("client is closed")]
     Closed,

@@ -20,15 +20,7 @@ use crate::{Client, ClientError, Request};
 /// The reference client sizes data with the length of the room left (`avail`) rather
 /// than of the data itself; [`fit_data`] does the same so chunk sizes match it.
 pub const fn cbor_len_extra(n: usize) -> usize {
-    if n < 24 {
-        0
-    } else if n <= 0xff {
-        1
-    } else if n <= 0xffff {
-        2
-    } else {
-        4
-    }
+    crate::cbor::head_len(n as u64) - 1
 }
 
 /// Data bytes that fit a frame of `frame_limit` bytes when the same request with empty

@@ -110,16 +110,7 @@ impl Value {
                 let len = d.map()?;
                 let mut entries = Vec::new();
                 let mut seen = 0u64;
-                loop {
-                    match len {
-                        Some(n) if seen == n => break,
-                        Some(_) => {}
-                        None if d.datatype()? == Type::Break => {
-                            d.set_position(d.position() + 1);
-                            break;
-                        }
-                        None => {}
-                    }
+                while cbor::has_next(d, len, seen)? {
                     seen += 1;
                     let k = Self::decode_depth(d, depth + 1)?;
                     let v = Self::decode_depth(d, depth + 1)?;
