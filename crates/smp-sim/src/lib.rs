@@ -1,1 +1,214 @@
-//! smp-sim
+//! A simulated Zephyr SMP (MCUmgr) device over UDP, for tests and demos.
+//!
+//! It is a test tool beside the `smp` client layers, not one of them: it behaves like
+//! Zephyr's MCUmgr UDP server (the `smp_svr` sample with an MCUboot image group), with
+//! its limits and failure modes:
+//!
+//! - one datagram is one request; several frames in one datagram run in order; a
+//!   datagram longer than the MTU is cut; a frame longer than its datagram gets `rc 9`;
+//! - a pool of `buf_count` buffers shared by requests and replies: a datagram that finds
+//!   none is dropped silently, a request whose reply finds none gets ENOMEM;
+//! - one work queue, with processing delays (per request, per KiB written, slot erase);
+//! - replies with op + 1 and the request's seq, group and command, indefinite-length
+//!   CBOR maps, v2 `err` for group errors and v1 `rc` for protocol errors;
+//! - the OS, image (two slots, MCUboot header and TLV checks, `sha` resume, swap on
+//!   reset), file system, statistics, settings, shell, enumeration and Zephyr groups;
+//! - faults on demand, seeded: lost, duplicated, reordered, delayed and corrupted
+//!   datagrams, ENOMEM and EBUSY, silence.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), smp_sim::SimError> {
+//! use smp_sim::{Sim, SimConfig};
+//!
+//! let sim = Sim::start(SimConfig::default()).await?;
+//! println!("a simulated device listens on {}", sim.addr());
+//! // ... point a client at sim.addr() ...
+//! let images = sim.image_state();
+//! assert_eq!(images.images[0].slot, 0);
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod config;
+mod device;
+mod flash;
+mod groups;
+mod reply;
+mod rng;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use smp_client::messages::image::StateResponse;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+pub use config::{
+    DEFAULT_BUF_COUNT, DEFAULT_BUF_SIZE, DEFAULT_MTU, DEFAULT_SLOT_SIZE, Delays, Faults, Silence,
+    SimConfig,
+};
+pub use groups::fs::MOUNT_POINT;
+pub use groups::settings::ROOT as SETTINGS_ROOT;
+pub use smp_mcuboot as mcuboot;
+
+use device::Device;
+use server::Shared;
+
+/// Why a simulated device could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The slot files could not be created or opened.
+    #[error("cannot prepare the image slots: {0}")]
+    Storage(std::io::Error),
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A running simulated device. Dropping it stops the device.
+#[derive(Debug)]
+pub struct Sim {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the device's network side has seen, for tests and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimCounters {
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams lost to an injected fault (drop or silence).
+    pub dropped_by_fault: u64,
+    /// Datagrams dropped because no buffer was free.
+    pub dropped_no_buffer: u64,
+    /// Datagrams the work queue processed.
+    pub processed: u64,
+    /// Replies sent.
+    pub replies_sent: u64,
+    /// Replies lost to an injected fault or a send error.
+    pub replies_dropped: u64,
+}
+
+impl Sim {
+    /// Starts a device on the current tokio runtime, listening on `config.addr`.
+    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+        if config.buf_count == 0 || config.buf_size < smp_client::header::SIZE || config.mtu == 0 {
+            return Err(SimError::Config(format!(
+                "buf_count ({}) must be at least 1, buf_size ({}) at least 8 and mtu ({}) at least 1",
+                config.buf_count, config.buf_size, config.mtu
+            )));
+        }
+        let socket = UdpSocket::bind(config.addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = socket.local_addr().map_err(|source| SimError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let device = Device::new(config).map_err(SimError::Storage)?;
+        let shared = Arc::new(Shared::new(device));
+        let tasks = server::spawn(socket, Arc::clone(&shared));
+        tracing::info!(%addr, "simulated device listening");
+        Ok(Self {
+            addr,
+            shared,
+            tasks,
+        })
+    }
+
+    /// The address the device listens on (with the port chosen when it was 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the device and waits until its tasks are gone.
+    pub async fn shutdown(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// The image state, as the image group's state read reports it.
+    pub fn image_state(&self) -> StateResponse {
+        self.shared.device().images.state()
+    }
+
+    /// The content of an image slot (0 or 1), erased bytes included.
+    pub fn slot(&self, slot: usize) -> Option<Vec<u8>> {
+        self.shared.device().images.slot(slot)
+    }
+
+    /// The image upload in progress: `(next offset, image size)`.
+    pub fn upload_progress(&self) -> Option<(u64, u64)> {
+        self.shared
+            .device()
+            .images
+            .upload
+            .as_ref()
+            .map(|u| (u.off, u.len))
+    }
+
+    /// A file's content, if the device has it (`name` as the client gives it, under
+    /// [`MOUNT_POINT`]).
+    pub fn file(&self, name: &str) -> Option<Vec<u8>> {
+        self.shared.device().fs.read_all(name).ok()
+    }
+
+    /// Replaces the faults in effect (and reseeds their generator).
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.faults().set(faults);
+    }
+
+    /// The device stops answering for `duration`: everything it receives meanwhile is
+    /// lost.
+    pub fn go_silent(&self, duration: Duration) {
+        self.shared.faults().silent_until = Some(tokio::time::Instant::now() + duration);
+    }
+
+    /// Reboots the device now: an upload in progress is forgotten and the bootloader
+    /// swaps a pending image, as after a reset.
+    pub fn reboot(&self) {
+        self.shared.device().reboot();
+    }
+
+    /// Counters of the traffic so far.
+    pub fn counters(&self) -> SimCounters {
+        let c = &self.shared.counters;
+        let get = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+        SimCounters {
+            received: get(&c.received),
+            dropped_by_fault: get(&c.dropped_by_fault),
+            dropped_no_buffer: get(&c.dropped_no_buffer),
+            processed: get(&c.processed),
+            replies_sent: get(&c.replies_sent),
+            replies_dropped: get(&c.replies_dropped),
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,1 +1,231 @@
-fn main() {}
+//! `smp-sim`: run a simulated Zephyr SMP device on a UDP port until interrupted.
+//!
+//! Prints `smp-sim listening on ADDRESS` on stdout once ready (the port chosen when
+//! `--addr` asks for port 0), logs every request to stderr, and stops on Ctrl-C or
+//! SIGTERM.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use smp_sim::mcuboot::ImageVersion;
+use smp_sim::{Delays, Faults, Silence, Sim, SimConfig};
+
+/// A simulated Zephyr SMP (MCUmgr) device over UDP, with Zephyr's limits and faults on
+/// demand.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:1337")]
+    addr: SocketAddr,
+    /// SMP buffers shared by requests and replies (Zephyr's UDP default: 2).
+    #[arg(long, default_value_t = smp_sim::DEFAULT_BUF_COUNT)]
+    buf_count: usize,
+    /// Size of each SMP buffer in bytes.
+    #[arg(long, default_value_t = smp_sim::DEFAULT_BUF_SIZE)]
+    buf_size: usize,
+    /// Largest datagram read; longer ones are cut.
+    #[arg(long, default_value_t = smp_sim::DEFAULT_MTU)]
+    mtu: usize,
+    /// Size of each image slot in bytes.
+    #[arg(long, default_value_t = smp_sim::DEFAULT_SLOT_SIZE)]
+    slot_size: usize,
+    /// Keep the image slots in this folder (slot0.bin, slot1.bin) instead of memory.
+    #[arg(long)]
+    slot_dir: Option<PathBuf>,
+    /// Version of the image running at first start.
+    #[arg(long, default_value = "1.0.0")]
+    running_version: ImageVersion,
+    /// Serve the file system (mounted at /lfs1) from this folder instead of memory.
+    #[arg(long)]
+    fs_root: Option<PathBuf>,
+    /// Add `"rc": 0` to successful replies (Zephyr's legacy behaviour).
+    #[arg(long)]
+    legacy_rc: bool,
+
+    /// Processing time of every request, in milliseconds.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    request_ms: f64,
+    /// Flash write time per KiB, in milliseconds.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    write_ms_per_kib: f64,
+    /// Time to erase a slot when an upload starts, in milliseconds.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    erase_ms: f64,
+    /// Simulated network round-trip time, in milliseconds (half each way).
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    rtt_ms: f64,
+
+    /// Seed of the fault generator.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fraction of received datagrams lost.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    drop_requests: f64,
+    /// Fraction of replies lost.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    drop_replies: f64,
+    /// Fraction of received datagrams processed twice.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    duplicate_requests: f64,
+    /// Fraction of replies sent twice.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    duplicate_replies: f64,
+    /// Fraction of replies held back and sent after the next one.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    reorder_replies: f64,
+    /// Fraction of replies delayed by --delay-ms.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    delay_replies: f64,
+    /// Delay of a delayed reply, in milliseconds.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    delay_ms: f64,
+    /// Fraction of replies with one bit flipped.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    corrupt_replies: f64,
+    /// Fraction of requests answered ENOMEM without running.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    enomem: f64,
+    /// Fraction of requests answered EBUSY without running.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    ebusy: f64,
+    /// Go silent after this many datagrams (with --silent-ms).
+    #[arg(long, value_name = "N", requires = "silent_ms")]
+    silent_after: Option<u64>,
+    /// How long the silence lasts, in milliseconds.
+    #[arg(long, value_name = "MS", requires = "silent_after")]
+    silent_ms: Option<f64>,
+
+    /// More logs (-v: every request; -vv: protocol details).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn ms(value: f64) -> Duration {
+    Duration::from_secs_f64(value.max(0.0) / 1000.0)
+}
+
+impl Args {
+    fn config(&self) -> Result<SimConfig, String> {
+        let probabilities = [
+            ("--drop-requests", self.drop_requests),
+            ("--drop-replies", self.drop_replies),
+            ("--duplicate-requests", self.duplicate_requests),
+            ("--duplicate-replies", self.duplicate_replies),
+            ("--reorder-replies", self.reorder_replies),
+            ("--delay-replies", self.delay_replies),
+            ("--corrupt-replies", self.corrupt_replies),
+            ("--enomem", self.enomem),
+            ("--ebusy", self.ebusy),
+        ];
+        if let Some((name, p)) = probabilities.iter().find(|(_, p)| !(0.0..=1.0).contains(p)) {
+            return Err(format!("{name} is a probability between 0 and 1, not {p}"));
+        }
+        Ok(SimConfig {
+            addr: self.addr,
+            buf_count: self.buf_count,
+            buf_size: self.buf_size,
+            mtu: self.mtu,
+            slot_size: self.slot_size,
+            slot_dir: self.slot_dir.clone(),
+            running_version: self.running_version,
+            fs_root: self.fs_root.clone(),
+            legacy_rc: self.legacy_rc,
+            delays: Delays {
+                per_request: ms(self.request_ms),
+                per_kib_written: ms(self.write_ms_per_kib),
+                erase: ms(self.erase_ms),
+                one_way_latency: ms(self.rtt_ms / 2.0),
+            },
+            faults: Faults {
+                seed: self.seed,
+                drop_requests: self.drop_requests,
+                drop_replies: self.drop_replies,
+                duplicate_requests: self.duplicate_requests,
+                duplicate_replies: self.duplicate_replies,
+                reorder_replies: self.reorder_replies,
+                delay_replies: self.delay_replies,
+                delay: ms(self.delay_ms),
+                corrupt_replies: self.corrupt_replies,
+                enomem: self.enomem,
+                ebusy: self.ebusy,
+                silence: self
+                    .silent_after
+                    .zip(self.silent_ms)
+                    .map(|(after, duration)| Silence {
+                        after_requests: after,
+                        duration: ms(duration),
+                    }),
+            },
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => "smp_sim=info",
+        1 => "smp_sim=debug",
+        _ => "smp_sim=trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("smp-sim: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("smp-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let sim = match Sim::start(config).await {
+            Ok(sim) => sim,
+            Err(e) => {
+                eprintln!("smp-sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("smp-sim listening on {}", sim.addr());
+        let _ = std::io::stdout().flush();
+        wait_for_stop().await;
+        sim.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,159 @@
+//! What a simulated device is: its limits, storage, timing and faults.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use smp_mcuboot::ImageVersion;
+
+/// Zephyr's default number of SMP buffers on UDP (`CONFIG_MCUMGR_TRANSPORT_NETBUF_COUNT`).
+pub const DEFAULT_BUF_COUNT: usize = 2;
+/// Zephyr's default SMP buffer size (`CONFIG_MCUMGR_TRANSPORT_NETBUF_SIZE`).
+pub const DEFAULT_BUF_SIZE: usize = 2048;
+/// Zephyr's default UDP receive size (`CONFIG_MCUMGR_TRANSPORT_UDP_MTU`): longer
+/// datagrams are cut to this many bytes.
+pub const DEFAULT_MTU: usize = 1500;
+/// Default size of each image slot: room for a 1 MiB image with its header and TLVs.
+pub const DEFAULT_SLOT_SIZE: usize = 0x11_0000;
+
+/// Everything about a simulated device. `Default` is a Zephyr UDP device with the
+/// defaults above, listening on a free port of 127.0.0.1, with no delays and no faults.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where to listen. Port 0 picks a free port ([`Sim::addr`](crate::Sim::addr) says
+    /// which).
+    pub addr: SocketAddr,
+    /// Number of SMP buffers shared by requests and replies.
+    pub buf_count: usize,
+    /// Size of each SMP buffer: the largest request or reply frame.
+    pub buf_size: usize,
+    /// Largest datagram read; the rest of a longer one is lost.
+    pub mtu: usize,
+    /// Size of each of the two image slots.
+    pub slot_size: usize,
+    /// Keep the slots in this folder (`slot0.bin`, `slot1.bin`) instead of in memory.
+    pub slot_dir: Option<PathBuf>,
+    /// Version of the image running in slot 0 at start.
+    pub running_version: ImageVersion,
+    /// Serve the file system group from this folder instead of from memory.
+    pub fs_root: Option<PathBuf>,
+    /// Add `"rc": 0` to successful replies, as Zephyr does with
+    /// `CONFIG_MCUMGR_SMP_LEGACY_RC_BEHAVIOUR`.
+    pub legacy_rc: bool,
+    /// Processing times of the work queue.
+    pub delays: Delays,
+    /// Network faults and misbehaviour.
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            buf_count: DEFAULT_BUF_COUNT,
+            buf_size: DEFAULT_BUF_SIZE,
+            mtu: DEFAULT_MTU,
+            slot_size: DEFAULT_SLOT_SIZE,
+            slot_dir: None,
+            running_version: ImageVersion {
+                major: 1,
+                minor: 0,
+                revision: 0,
+                build: 0,
+            },
+            fs_root: None,
+            legacy_rc: false,
+            delays: Delays::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// How long the device's single work queue is busy. While it is, requests wait in
+/// their buffers, and datagrams that find no free buffer are dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delays {
+    /// Every request.
+    pub per_request: Duration,
+    /// Per KiB written to flash or to a file.
+    pub per_kib_written: Duration,
+    /// Erasing the whole slot when an upload starts.
+    pub erase: Duration,
+    /// Added to every datagram in each direction: a round trip takes twice this.
+    pub one_way_latency: Duration,
+}
+
+/// Faults on demand. Probabilities are in `0.0..=1.0`; every random choice comes from
+/// one generator seeded with [`seed`](Self::seed), so a test sees the same faults for
+/// the same traffic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Faults {
+    /// Seed of the fault generator.
+    pub seed: u64,
+    /// Drop a received datagram before the device sees it.
+    pub drop_requests: f64,
+    /// Drop a reply instead of sending it.
+    pub drop_replies: f64,
+    /// Deliver a received datagram to the device twice (it runs twice, as on Zephyr).
+    pub duplicate_requests: f64,
+    /// Send a reply twice.
+    pub duplicate_replies: f64,
+    /// Hold a reply back and send it after the next one.
+    pub reorder_replies: f64,
+    /// Delay a reply by [`delay`](Self::delay).
+    pub delay_replies: f64,
+    /// How long a delayed reply waits.
+    pub delay: Duration,
+    /// Flip one random bit in a reply.
+    pub corrupt_replies: f64,
+    /// Answer a request with `rc 2` ENOMEM instead of running it.
+    pub enomem: f64,
+    /// Answer a request with `rc 10` EBUSY instead of running it.
+    pub ebusy: f64,
+    /// Stop answering for a while.
+    pub silence: Option<Silence>,
+}
+
+/// The device goes deaf and mute: every datagram received in the window is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Silence {
+    /// Datagrams received before the silence starts.
+    pub after_requests: u64,
+    /// How long it lasts.
+    pub duration: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            drop_requests: 0.0,
+            drop_replies: 0.0,
+            duplicate_requests: 0.0,
+            duplicate_replies: 0.0,
+            reorder_replies: 0.0,
+            delay_replies: 0.0,
+            delay: Duration::ZERO,
+            corrupt_replies: 0.0,
+            enomem: 0.0,
+            ebusy: 0.0,
+            silence: None,
+        }
+    }
+}
+
+impl Faults {
+    /// No faults at all.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Whether any fault is enabled.
+    pub fn any(&self) -> bool {
+        *self
+            != Self {
+                seed: self.seed,
+                ..Self::default()
+            }
+    }
+}

@@ -1,0 +1,58 @@
+//! Enumeration group (10): which groups the device serves.
+
+use smp_client::header::command::enumeration as cmd;
+use smp_client::messages::enumeration::{
+    CountResponse, DetailsRequest, DetailsResponse, GroupDetails, ListResponse, SingleRequest,
+    SingleResponse,
+};
+
+use super::GROUPS;
+use crate::device::Incoming;
+use crate::reply::{Outcome, mgmt, ok};
+
+/// `ENUM_MGMT_ERR_INDEX_TOO_LARGE`.
+const INDEX_TOO_LARGE: u16 = 4;
+
+pub(crate) fn handle(req: &Incoming<'_>) -> Outcome {
+    match (req.command, req.is_read()) {
+        (cmd::COUNT, true) => ok(&CountResponse {
+            count: GROUPS.len() as u32,
+        }),
+        (cmd::LIST, true) => ok(&ListResponse {
+            groups: GROUPS.iter().map(|(id, ..)| *id).collect(),
+        }),
+        (cmd::SINGLE, true) => match req.decode::<SingleRequest>() {
+            Ok(single) => {
+                let index = single.index.unwrap_or(0) as usize;
+                match GROUPS.get(index) {
+                    Some((group, ..)) => ok(&SingleResponse {
+                        group: *group,
+                        end: (index + 1 == GROUPS.len()).then_some(true),
+                    }),
+                    None => Outcome::Group(INDEX_TOO_LARGE),
+                }
+            }
+            Err(e) => e,
+        },
+        (cmd::DETAILS, true) => match req.decode::<DetailsRequest>() {
+            Ok(details) => ok(&DetailsResponse {
+                groups: GROUPS
+                    .iter()
+                    .filter(|(id, ..)| {
+                        details
+                            .groups
+                            .as_ref()
+                            .is_none_or(|wanted| wanted.contains(id))
+                    })
+                    .map(|(group, name, handlers)| GroupDetails {
+                        group: *group,
+                        name: Some((*name).to_owned()),
+                        handlers: Some(*handlers),
+                    })
+                    .collect(),
+            }),
+            Err(e) => e,
+        },
+        _ => Outcome::Mgmt(mgmt::ENOTSUP),
+    }
+}

@@ -1,0 +1,395 @@
+//! Image group (1): two slots of one image, MCUboot's swap on reboot, and uploads with
+//! every rule of Zephyr's `img_mgmt`.
+
+use std::borrow::Cow;
+
+use sha2::{Digest, Sha256};
+use smp_client::header::command::image as cmd;
+use smp_client::messages::Empty;
+use smp_client::messages::image::{
+    EraseRequest, ImageState, SlotInfo, SlotInfoImage, SlotInfoResponse, StateResponse, StateWrite,
+    UploadRequest, UploadResponse,
+};
+use smp_mcuboot::{HEADER_SIZE, Image, ImageBuilder, ImageHeader, ImageVersion, sample_body};
+use tracing::{info, warn};
+
+use crate::config::SimConfig;
+use crate::device::{Ctx, Device, Incoming};
+use crate::flash::Slot;
+use crate::reply::{Outcome, mgmt, ok};
+
+/// Image group error codes (`IMG_MGMT_ERR_*`).
+pub(crate) mod err {
+    pub(crate) const HASH_NOT_FOUND: u16 = 8;
+    pub(crate) const NO_FREE_SLOT: u16 = 9;
+    pub(crate) const FLASH_READ_FAILED: u16 = 11;
+    pub(crate) const FLASH_WRITE_FAILED: u16 = 12;
+    pub(crate) const FLASH_ERASE_FAILED: u16 = 13;
+    pub(crate) const INVALID_SLOT: u16 = 14;
+    pub(crate) const INVALID_LENGTH: u16 = 21;
+    pub(crate) const INVALID_IMAGE_HEADER: u16 = 22;
+    pub(crate) const INVALID_IMAGE_HEADER_MAGIC: u16 = 23;
+    pub(crate) const INVALID_HASH: u16 = 24;
+    pub(crate) const CURRENT_VERSION_IS_NEWER: u16 = 27;
+    pub(crate) const INVALID_IMAGE_TOO_LARGE: u16 = 30;
+    pub(crate) const INVALID_IMAGE_DATA_OVERRUN: u16 = 31;
+    pub(crate) const IMAGE_SETTING_TEST_TO_ACTIVE_DENIED: u16 = 33;
+}
+
+/// Size of the image running at start when the slots are new: a small firmware-like
+/// body is enough for its header and hash to be real.
+const FACTORY_IMAGE_BODY: usize = 24 * 1024;
+
+/// An upload in progress (kept in RAM: a reboot loses it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upload {
+    pub(crate) len: u64,
+    pub(crate) off: u64,
+    pub(crate) sha: Vec<u8>,
+}
+
+/// The two slots of image 0 and the bootloader's view of them.
+#[derive(Debug)]
+pub(crate) struct Images {
+    slots: [Slot; 2],
+    pub(crate) upload: Option<Upload>,
+    /// Slot 1 is set to be swapped in on the next boot: `Some(true)` for good
+    /// (`confirm: true`), `Some(false)` for a test.
+    pending: Option<bool>,
+    /// The running image is confirmed; when false, the next boot reverts to slot 1.
+    confirmed: bool,
+}
+
+impl Images {
+    pub(crate) fn new(config: &SimConfig) -> std::io::Result<Self> {
+        let mut slots = match &config.slot_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                [
+                    Slot::file(&dir.join("slot0.bin"), config.slot_size)?,
+                    Slot::file(&dir.join("slot1.bin"), config.slot_size)?,
+                ]
+            }
+            None => [
+                Slot::memory(config.slot_size),
+                Slot::memory(config.slot_size),
+            ],
+        };
+        if read_image(&mut slots[0]).is_none() {
+            let factory = ImageBuilder::new(config.running_version)
+                .build(&sample_body(FACTORY_IMAGE_BODY, 0x5eed));
+            if factory.len() <= config.slot_size {
+                slots[0].write(0, &factory)?;
+            } else {
+                warn!(
+                    slot_size = config.slot_size,
+                    "slot too small for the factory image"
+                );
+            }
+        }
+        Ok(Self {
+            slots,
+            upload: None,
+            pending: None,
+            confirmed: true,
+        })
+    }
+
+    /// A copy of a slot's content (for tests).
+    pub(crate) fn slot(&mut self, slot: usize) -> Option<Vec<u8>> {
+        let s = self.slots.get_mut(slot)?;
+        let size = s.size();
+        s.read(0, size).ok()
+    }
+
+    /// MCUboot at boot: a pending image is swapped in (to be tested, or for good); an
+    /// unconfirmed test image is swapped back out. The upload in RAM is lost.
+    pub(crate) fn reboot(&mut self) {
+        self.upload = None;
+        let swap = if self.pending.is_some() {
+            info!(
+                permanent = self.pending == Some(true),
+                "bootloader: swapping in slot 1"
+            );
+            true
+        } else if !self.confirmed {
+            info!("bootloader: test image not confirmed, reverting");
+            true
+        } else {
+            false
+        };
+        if swap {
+            let size = self.slots[0].size();
+            let swapped = self.slots[0].read(0, size).and_then(|primary| {
+                let secondary = self.slots[1].read(0, size)?;
+                self.slots[0].replace(&secondary)?;
+                self.slots[1].replace(&primary)
+            });
+            if let Err(e) = swapped {
+                warn!(%e, "swap failed");
+            }
+            // A test swap leaves the new image unconfirmed; a revert or a permanent
+            // swap leaves it confirmed.
+            self.confirmed = self.pending != Some(false);
+        }
+        self.pending = None;
+    }
+
+    /// Image state as `img_mgmt` reports it (flags as in `img_mgmt_state_flags`).
+    pub(crate) fn state(&mut self) -> StateResponse {
+        let mut images = Vec::new();
+        for slot in 0..2 {
+            let Some(image) = read_image(&mut self.slots[slot]) else {
+                continue;
+            };
+            let (active, confirmed, pending, permanent) = if slot == 0 {
+                (true, self.confirmed, false, false)
+            } else {
+                (
+                    false,
+                    !self.confirmed,
+                    self.pending.is_some(),
+                    self.pending == Some(true),
+                )
+            };
+            images.push(ImageState {
+                slot: slot as u32,
+                version: image.header.version.to_string(),
+                hash: image.hash().map(|h| h.to_vec()),
+                bootable: Some(image.header.flags & smp_mcuboot::flags::NON_BOOTABLE == 0),
+                pending: Some(pending),
+                confirmed: Some(confirmed),
+                active: Some(active),
+                permanent: Some(permanent),
+                image: None,
+            });
+        }
+        StateResponse {
+            images,
+            split_status: Some(0),
+        }
+    }
+
+    fn running_version(&mut self) -> Option<ImageVersion> {
+        read_image(&mut self.slots[0]).map(|image| image.header.version)
+    }
+
+    /// Slot 1 holds an image the bootloader will use: it may not be overwritten.
+    fn secondary_in_use(&self) -> bool {
+        self.pending.is_some() || !self.confirmed
+    }
+
+    fn slot_with_hash(&mut self, hash: &[u8]) -> Option<usize> {
+        (0..2).find(|slot| {
+            read_image(&mut self.slots[*slot])
+                .and_then(|image| image.hash())
+                .as_ref()
+                .is_some_and(|h| h.as_slice() == hash)
+        })
+    }
+}
+
+/// Reads and parses the image in a slot, if it holds one.
+fn read_image(slot: &mut Slot) -> Option<Image> {
+    let header = ImageHeader::decode(&slot.read(0, HEADER_SIZE).ok()?).ok()?;
+    let tlvs_at = usize::from(header.header_size)
+        + usize::try_from(header.image_size).ok()?
+        + usize::from(header.protected_tlv_size);
+    let info = slot.read(tlvs_at, 4).ok()?;
+    let unprotected = usize::from(u16::from_le_bytes([*info.get(2)?, *info.get(3)?]));
+    let bytes = slot.read(0, tlvs_at + unprotected).ok()?;
+    Image::parse(&bytes).ok()
+}
+
+pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Outcome {
+    match (req.command, req.is_read()) {
+        (cmd::STATE, true) => ok(&dev.images.state()),
+        (cmd::STATE, false) => match req.decode::<StateWrite>() {
+            Ok(write) => state_write(&mut dev.images, write),
+            Err(e) => e,
+        },
+        (cmd::UPLOAD, false) => match req.decode::<UploadRequest<'_>>() {
+            Ok(chunk) => upload(dev, chunk, ctx),
+            Err(e) => e,
+        },
+        (cmd::ERASE, false) => match req.decode::<EraseRequest>() {
+            Ok(erase) => {
+                let images = &mut dev.images;
+                match erase.slot.unwrap_or(1) {
+                    1 if images.secondary_in_use() => Outcome::Group(err::NO_FREE_SLOT),
+                    1 => {
+                        images.upload = None;
+                        ctx.busy += dev.config.delays.erase;
+                        match images.slots[1].erase() {
+                            Ok(()) => ok(&Empty),
+                            Err(_) => Outcome::Group(err::FLASH_ERASE_FAILED),
+                        }
+                    }
+                    // Slot 0 runs the application.
+                    0 => Outcome::Group(err::NO_FREE_SLOT),
+                    _ => Outcome::Group(err::INVALID_SLOT),
+                }
+            }
+            Err(e) => e,
+        },
+        (cmd::SLOT_INFO, true) => {
+            let size = dev.config.slot_size as u64;
+            ok(&SlotInfoResponse {
+                images: vec![SlotInfoImage {
+                    image: 0,
+                    slots: vec![
+                        SlotInfo {
+                            slot: 0,
+                            size,
+                            upload_image_id: None,
+                        },
+                        SlotInfo {
+                            slot: 1,
+                            size,
+                            upload_image_id: None,
+                        },
+                    ],
+                    max_image_size: Some(size),
+                }],
+            })
+        }
+        _ => Outcome::Mgmt(mgmt::ENOTSUP),
+    }
+}
+
+fn state_write(images: &mut Images, write: StateWrite) -> Outcome {
+    let slot = match &write.hash {
+        None if write.confirm => 0,
+        None => return Outcome::Mgmt(mgmt::EINVAL),
+        Some(hash) => match images.slot_with_hash(hash) {
+            Some(slot) => slot,
+            None => return Outcome::Group(err::HASH_NOT_FOUND),
+        },
+    };
+    match (slot, write.confirm) {
+        (0, true) => images.confirmed = true,
+        (0, false) => return Outcome::Group(err::IMAGE_SETTING_TEST_TO_ACTIVE_DENIED),
+        // The fallback image of a test boot cannot be marked again.
+        _ if !images.confirmed => return Outcome::Mgmt(mgmt::EBADSTATE),
+        (_, permanent) => images.pending = Some(permanent),
+    }
+    ok(&images.state())
+}
+
+fn upload(dev: &mut Device, chunk: UploadRequest<'_>, ctx: &mut Ctx) -> Outcome {
+    if chunk.image.unwrap_or(0) != 0 {
+        return Outcome::Group(err::NO_FREE_SLOT);
+    }
+    let data: &[u8] = match &chunk.data {
+        Cow::Borrowed(d) => d,
+        Cow::Owned(d) => d,
+    };
+    if chunk.off == 0 {
+        if let Some(outcome) = start_upload(dev, &chunk, data, ctx) {
+            return outcome;
+        }
+    } else {
+        let Some(upload) = &dev.images.upload else {
+            // Nothing in progress: the device expects a first chunk.
+            return ok(&UploadResponse {
+                off: 0,
+                r#match: None,
+            });
+        };
+        if chunk.off != upload.off {
+            return ok(&UploadResponse {
+                off: upload.off,
+                r#match: None,
+            });
+        }
+        if chunk.off + data.len() as u64 > upload.len {
+            return Outcome::Group(err::INVALID_IMAGE_DATA_OVERRUN);
+        }
+    }
+    let Some(upload) = dev.images.upload.as_mut() else {
+        return Outcome::Mgmt(mgmt::EUNKNOWN);
+    };
+    let Ok(off) = usize::try_from(upload.off) else {
+        return Outcome::Group(err::INVALID_IMAGE_DATA_OVERRUN);
+    };
+    if dev.images.slots[1].write(off, data).is_err() {
+        return Outcome::Group(err::FLASH_WRITE_FAILED);
+    }
+    ctx.wrote(data.len(), dev.config.delays.per_kib_written);
+    upload.off += data.len() as u64;
+    let (off, len) = (upload.off, upload.len);
+    if off < len {
+        return ok(&UploadResponse { off, r#match: None });
+    }
+    let sha = upload.sha.clone();
+    let Some(content) = usize::try_from(len)
+        .ok()
+        .and_then(|len| dev.images.slots[1].read(0, len).ok())
+    else {
+        return Outcome::Group(err::FLASH_READ_FAILED);
+    };
+    let actual = Sha256::digest(&content);
+    let matches = sha.is_empty() || actual.as_slice() == sha.as_slice();
+    info!(len, matches, "upload complete");
+    ok(&UploadResponse {
+        off,
+        r#match: (!sha.is_empty()).then_some(matches),
+    })
+}
+
+/// Checks a first chunk and starts (or resumes) the upload. Returns the reply when the
+/// chunk is not to be written.
+fn start_upload(
+    dev: &mut Device,
+    chunk: &UploadRequest<'_>,
+    data: &[u8],
+    ctx: &mut Ctx,
+) -> Option<Outcome> {
+    let Some(len) = chunk.len else {
+        return Some(Outcome::Group(err::INVALID_LENGTH));
+    };
+    if data.len() < HEADER_SIZE {
+        return Some(Outcome::Group(err::INVALID_IMAGE_HEADER));
+    }
+    let header = match ImageHeader::decode(data) {
+        Ok(header) => header,
+        Err(_) => return Some(Outcome::Group(err::INVALID_IMAGE_HEADER_MAGIC)),
+    };
+    let sha = chunk.sha.clone().unwrap_or_default();
+    if sha.len() > 32 {
+        return Some(Outcome::Group(err::INVALID_HASH));
+    }
+    let images = &mut dev.images;
+    if images.secondary_in_use() {
+        return Some(Outcome::Group(err::NO_FREE_SLOT));
+    }
+    if chunk.upgrade == Some(true)
+        && images
+            .running_version()
+            .is_some_and(|running| header.version <= running)
+    {
+        return Some(Outcome::Group(err::CURRENT_VERSION_IS_NEWER));
+    }
+    if len > dev.config.slot_size as u64 {
+        return Some(Outcome::Group(err::INVALID_IMAGE_TOO_LARGE));
+    }
+    if data.len() as u64 > len {
+        return Some(Outcome::Group(err::INVALID_IMAGE_DATA_OVERRUN));
+    }
+    if let Some(upload) = &images.upload {
+        if !sha.is_empty() && upload.sha == sha && upload.len == len {
+            info!(off = upload.off, "upload resumed");
+            return Some(ok(&UploadResponse {
+                off: upload.off,
+                r#match: None,
+            }));
+        }
+    }
+    info!(len, version = %header.version, "upload starts: erasing slot 1");
+    ctx.busy += dev.config.delays.erase;
+    if images.slots[1].erase().is_err() {
+        return Some(Outcome::Group(err::FLASH_ERASE_FAILED));
+    }
+    images.upload = Some(Upload { len, off: 0, sha });
+    None
+}

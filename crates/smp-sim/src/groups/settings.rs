@@ -1,0 +1,97 @@
+//! Settings group (3): an in-memory settings tree with one root handler.
+
+use std::collections::BTreeMap;
+
+use smp_client::header::command::settings as cmd;
+use smp_client::messages::Empty;
+use smp_client::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
+
+use crate::device::{Device, Incoming};
+use crate::reply::{Outcome, mgmt, ok};
+
+/// `SETTINGS_MGMT_ERR_*` codes.
+mod err {
+    pub(crate) const KEY_TOO_LONG: u16 = 2;
+    pub(crate) const KEY_NOT_FOUND: u16 = 3;
+    pub(crate) const ROOT_KEY_NOT_FOUND: u16 = 5;
+    /// Saving needs a storage backend, which the simulated device (like Zephyr's
+    /// `native_sim` sample) does not have.
+    pub(crate) const SAVE_FAILED: u16 = 8;
+}
+
+/// The settings subtree the simulated device has a handler for: keys `sim/...`.
+/// Keys under any other root get `ROOT_KEY_NOT_FOUND`, as on a Zephyr device without
+/// a handler for them.
+pub const ROOT: &str = "sim";
+/// Zephyr's `SETTINGS_MAX_NAME_LEN` default.
+const MAX_NAME_LEN: usize = 64;
+
+/// The device's settings.
+#[derive(Debug, Default)]
+pub(crate) struct Settings {
+    values: BTreeMap<String, Vec<u8>>,
+}
+
+impl Settings {
+    /// Erases every setting (the zephyr group's storage erase).
+    pub(crate) fn erase(&mut self) {
+        self.values.clear();
+    }
+}
+
+/// Checks a key: `Err` is the reply when the device has no handler for it.
+fn check(name: &str) -> Result<(), Outcome> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(Outcome::Group(err::KEY_TOO_LONG));
+    }
+    match name.split_once('/') {
+        Some((ROOT, rest)) if !rest.is_empty() => Ok(()),
+        _ => Err(Outcome::Group(err::ROOT_KEY_NOT_FOUND)),
+    }
+}
+
+pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>) -> Outcome {
+    let settings = &mut dev.settings;
+    match (req.command, req.is_read()) {
+        (cmd::READ_WRITE, true) => match req.decode::<ReadRequest>() {
+            Ok(read) => {
+                if let Err(e) = check(&read.name) {
+                    return e;
+                }
+                match settings.values.get(&read.name) {
+                    Some(value) => {
+                        let keep = read
+                            .max_size
+                            .map_or(value.len(), |max| value.len().min(max as usize));
+                        ok(&ReadResponse {
+                            val: value[..keep].to_vec(),
+                            max_size: None,
+                        })
+                    }
+                    None => Outcome::Group(err::KEY_NOT_FOUND),
+                }
+            }
+            Err(e) => e,
+        },
+        (cmd::READ_WRITE, false) => match req.decode::<WriteRequest>() {
+            Ok(write) => {
+                if let Err(e) = check(&write.name) {
+                    return e;
+                }
+                settings.values.insert(write.name, write.val);
+                ok(&Empty)
+            }
+            Err(e) => e,
+        },
+        (cmd::DELETE, false) => match req.decode::<DeleteRequest>() {
+            Ok(delete) => match settings.values.remove(&delete.name) {
+                Some(_) => ok(&Empty),
+                None => Outcome::Group(err::KEY_NOT_FOUND),
+            },
+            Err(e) => e,
+        },
+        (cmd::COMMIT, false) | (cmd::LOAD_SAVE, true) => ok(&Empty),
+        (cmd::LOAD_SAVE, false) => Outcome::Group(err::SAVE_FAILED),
+        _ => Outcome::Mgmt(mgmt::ENOTSUP),
+    }
+}

@@ -1,0 +1,18 @@
+//! Zephyr basic group (63): erase the storage partition (where settings live).
+
+use smp_client::header::command::zephyr as cmd;
+use smp_client::messages::Empty;
+
+use crate::device::{Ctx, Device, Incoming};
+use crate::reply::{Outcome, mgmt, ok};
+
+pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Outcome {
+    match (req.command, req.is_read()) {
+        (cmd::ERASE_STORAGE, false) => {
+            dev.settings.erase();
+            ctx.busy += dev.config.delays.erase;
+            ok(&Empty)
+        }
+        _ => Outcome::Mgmt(mgmt::ENOTSUP),
+    }
+}

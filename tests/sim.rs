@@ -1,0 +1,223 @@
+//! The client against the simulated device over real loopback sockets: image uploads
+//! that survive lost, duplicated and reordered datagrams, and interrupted uploads that
+//! resume.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use smp_client::messages::os::{EchoRequest, ResetRequest};
+use smp_client::udp::UdpTarget;
+use smp_client::{Client, ClientOptions, ImageUploadOptions, RetryPolicy};
+use smp_integration_tests::init_tracing;
+use smp_mcuboot::{Image, ImageBuilder, ImageVersion, sample_body};
+use smp_sim::{Faults, Sim, SimConfig};
+
+/// A retry policy for loopback: short timeouts, enough retries for heavy loss.
+fn lossy_policy() -> RetryPolicy {
+    RetryPolicy {
+        timeout: Duration::from_millis(100),
+        retries: 12,
+        backoff: Duration::from_millis(2),
+        max_backoff: Duration::from_millis(10),
+        ..RetryPolicy::default()
+    }
+}
+
+fn upload_options() -> ImageUploadOptions {
+    ImageUploadOptions {
+        first_timeout: Duration::from_millis(400),
+        last_timeout: Duration::from_millis(400),
+        ..ImageUploadOptions::default()
+    }
+}
+
+async fn client(sim: &Sim, retry: RetryPolicy) -> Client<smp_client::udp::UdpTransport> {
+    let options = ClientOptions {
+        retry,
+        ..ClientOptions::default()
+    };
+    Client::connect_udp(UdpTarget::from(sim.addr()), options)
+        .await
+        .expect("connects to the simulated device")
+}
+
+fn image(len: usize, seed: u64, version: &str) -> Vec<u8> {
+    ImageBuilder::new(version.parse::<ImageVersion>().unwrap()).build(&sample_body(len, seed))
+}
+
+/// The slot holds exactly the image, and the device reports its version and hash.
+fn assert_uploaded(sim: &Sim, image: &[u8]) {
+    let slot = sim.slot(1).unwrap();
+    assert!(
+        slot[..image.len()] == *image,
+        "slot 1 differs from the image"
+    );
+    let parsed = Image::parse(image).unwrap();
+    let state = sim.image_state();
+    let secondary = state
+        .images
+        .iter()
+        .find(|i| i.slot == 1)
+        .expect("slot 1 is listed");
+    assert_eq!(secondary.version, parsed.header.version.to_string());
+    assert_eq!(
+        secondary.hash.as_deref(),
+        parsed.hash().as_ref().map(|h| &h[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mib_upload_survives_loss_duplication_and_reordering() {
+    init_tracing();
+    let faults = Faults {
+        seed: 0x5eed_0001,
+        drop_requests: 0.10,
+        drop_replies: 0.10,
+        duplicate_requests: 0.05,
+        duplicate_replies: 0.05,
+        reorder_replies: 0.05,
+        ..Faults::none()
+    };
+    let sim = Sim::start(SimConfig {
+        faults,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&sim, lossy_policy()).await;
+    let image = image(1 << 20, 1, "2.3.4");
+    let summary = client
+        .upload_image(&image, &upload_options(), |_| {})
+        .await
+        .expect("the upload completes despite the faults");
+    assert_eq!(summary.len, image.len() as u64);
+    assert_eq!(summary.matched, Some(true));
+    assert_uploaded(&sim, &image);
+    let counters = sim.counters();
+    assert!(
+        counters.dropped_by_fault > 50 && counters.replies_dropped > 50,
+        "the faults happened: {counters:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_upload_resumes_where_the_device_stopped() {
+    init_tracing();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = client(&sim, RetryPolicy::default()).await;
+    let image = image(300_000, 2, "1.1.0");
+    // Cancel the upload once the device holds about half of it.
+    let half = image.len() as u64 / 2;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let mut stop_tx = Some(stop_tx);
+    let options = upload_options();
+    let interrupted = tokio::select! {
+        result = client.upload_image(&image, &options, |p| {
+            if p.done >= half {
+                if let Some(tx) = stop_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }) => Some(result),
+        _ = stop_rx => None,
+    };
+    assert!(interrupted.is_none(), "the upload was cancelled half-way");
+    let (at, len) = sim.upload_progress().expect("the device keeps the upload");
+    assert!(at >= half && at < len, "device stopped at {at} of {len}");
+
+    let summary = client
+        .upload_image(&image, &upload_options(), |_| {})
+        .await
+        .unwrap();
+    assert!(
+        summary.resumed_at >= half,
+        "resumed at {} instead of at least {half}",
+        summary.resumed_at
+    );
+    assert_eq!(summary.matched, Some(true));
+    assert_uploaded(&sim, &image);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_after_a_reboot_starts_again_and_completes() {
+    init_tracing();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = client(&sim, RetryPolicy::default()).await;
+    let image = image(200_000, 3, "1.2.0");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let mut stop_tx = Some(stop_tx);
+    let options = upload_options();
+    tokio::select! {
+        _ = client.upload_image(&image, &options, |p| {
+            if p.done >= 100_000 {
+                if let Some(tx) = stop_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }) => panic!("the upload should have been cancelled"),
+        _ = stop_rx => {}
+    }
+    sim.reboot();
+    assert_eq!(sim.upload_progress(), None, "a reboot loses the upload");
+    let summary = client
+        .upload_image(&image, &upload_options(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.resumed_at, 0);
+    assert_uploaded(&sim, &image);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_boot_and_confirm_through_the_client() {
+    use smp_client::messages::image::{StateRead, StateWrite};
+    init_tracing();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = client(&sim, RetryPolicy::default()).await;
+    let image = image(50_000, 4, "3.0.0");
+    client
+        .upload_image(&image, &upload_options(), |_| {})
+        .await
+        .unwrap();
+    let hash = Image::parse(&image).unwrap().hash().unwrap().to_vec();
+    let state = client
+        .request(&StateWrite {
+            hash: Some(hash.clone()),
+            confirm: false,
+        })
+        .await
+        .unwrap();
+    let secondary = state.images.iter().find(|i| i.slot == 1).unwrap();
+    assert_eq!(secondary.pending, Some(true));
+    client.request(&ResetRequest::default()).await.unwrap();
+    // The reset runs after the reply is sent: wait until the device answers again.
+    let mut running = None;
+    for _ in 0..50 {
+        let state = client.request(&StateRead).await.unwrap();
+        let primary = state.images.iter().find(|i| i.slot == 0).unwrap().clone();
+        if primary.hash.as_deref() == Some(&hash[..]) {
+            running = Some(primary);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let running = running.expect("the tested image runs after the reset");
+    assert_eq!(
+        (running.active, running.confirmed),
+        (Some(true), Some(false))
+    );
+    let state = client
+        .request(&StateWrite {
+            hash: None,
+            confirm: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(state.images[0].confirmed, Some(true));
+    let echo = client
+        .request(&EchoRequest {
+            d: "still here".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(echo.r, "still here");
+}
