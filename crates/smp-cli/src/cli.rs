@@ -1,0 +1,687 @@
+//! The command line: clap definitions of the global options and of every command.
+//!
+//! Values are checked here, while parsing, wherever clap can do it (addresses, hashes,
+//! numbers), so that a bad argument is a usage error (exit status 2) before anything is
+//! sent to a device.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use smp_client::udp::UdpTarget;
+
+use crate::output;
+use crate::reference;
+
+/// The text after `smp --help`: conventions, exit codes, environment.
+const AFTER_HELP: &str = "\
+Output:
+  Every command prints a human-readable answer on stdout by default. With --json it
+  prints exactly one JSON document on stdout instead, also when it fails:
+  {\"error\": {\"kind\", \"message\", \"command\", \"exit_code\", ...}}. Keys are snake_case,
+  hashes and byte strings are lowercase hex strings, byte counts are integers, and keys
+  are present with null when the device did not send a value. `smp COMMAND --help`
+  shows each command's JSON shape. Logs (-v) and progress bars go to stderr.
+
+Exit status:
+  0  success
+  1  the device refused the request (kind \"device\" or \"busy\"): the message names the
+     group and code, e.g. `IMG 30 INVALID_IMAGE_TOO_LARGE`
+  2  usage error: bad arguments or options (kind \"usage\"), or a request too large for
+     one frame of the device (kind \"too_large\")
+  3  the device is unreachable: no reply after the timeout and every retry, or the
+     address does not resolve (kind \"unreachable\")
+  4  a local file cannot be read or written (kind \"file\"), or is not a valid MCUboot
+     image (kind \"image\")
+  5  the device's replies make no sense (kind \"protocol\"), a transfer failed its
+     check (kind \"transfer\"), or smp itself failed (kind \"internal\")
+
+Environment:
+  SMP_UDP   the device's address when --udp is not given";
+
+/// Manage Zephyr/MCUboot devices over SMP (MCUmgr) on UDP.
+///
+/// Every command sends its request to the device given by --udp (or SMP_UDP) and prints
+/// the answer; `image info` and `completions` need no device.
+#[derive(Debug, Parser)]
+#[command(name = "smp", version, after_long_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    /// Options that apply to every command.
+    #[command(flatten)]
+    pub(crate) global: GlobalOptions,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options that apply to every command; they may be given before or after it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GlobalOptions {
+    /// The device: `HOST`, `HOST:PORT`, an IPv6 address or `[IPV6]:PORT`.
+    #[arg(
+        help = "The device: HOST, HOST:PORT, an IPv6 address or [IPV6]:PORT; port 1337 by default",
+        long,
+        global = true,
+        env = "SMP_UDP",
+        value_name = "HOST[:PORT]",
+        value_parser = parse_target
+    )]
+    pub(crate) udp: Option<UdpTarget>,
+
+    /// Link MTU in bytes: every request is sized to fit one datagram.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 1500)]
+    pub(crate) mtu: u16,
+
+    /// Seconds to wait for each reply before re-sending the request.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value = "2.5",
+        value_parser = parse_seconds
+    )]
+    pub(crate) timeout: Duration,
+
+    /// Re-sends of a request that got no reply (0: one attempt only).
+    #[arg(long, global = true, value_name = "N", default_value_t = 3)]
+    pub(crate) retries: u32,
+
+    /// Print one JSON document on stdout (also for errors), for scripts.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Log to stderr: -v for progress of the protocol, -vv for every request, -vvv for
+    /// everything.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+/// The command groups.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// OS management: echo, reset, parameters, information, date and time, tasks,
+    /// memory pools, bootloader.
+    #[command(subcommand)]
+    Os(OsCommand),
+    /// Image management: list, upload, test, confirm and erase firmware images; inspect
+    /// an image file.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// File system: upload, download, size and hash of files on the device.
+    #[command(subcommand)]
+    Fs(FsCommand),
+    /// Statistics groups of the device.
+    #[command(subcommand)]
+    Stat(StatCommand),
+    /// Settings: read, write, delete; commit, load, save.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Run a command in the device's shell.
+    #[command(subcommand)]
+    Shell(ShellCommand),
+    /// The management groups the device supports.
+    #[command(subcommand)]
+    Enum(EnumCommand),
+    /// Zephyr-specific commands.
+    #[command(subcommand)]
+    Zephyr(ZephyrCommand),
+    /// Print a shell completion script for `smp` on stdout (never JSON).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// OS management (group 0).
+#[derive(Debug, Subcommand)]
+pub(crate) enum OsCommand {
+    /// Send TEXT; the device answers with the same text.
+    #[command(after_long_help = reference::shape("os echo"))]
+    Echo {
+        /// The text to echo.
+        text: String,
+    },
+    /// Reset the device.
+    #[command(after_long_help = reference::shape("os reset"))]
+    Reset {
+        /// Reset even when the application would refuse.
+        #[arg(long)]
+        force: bool,
+        /// Boot mode for the next boot (1: the bootloader, e.g. MCUboot serial recovery).
+        #[arg(long, value_name = "N")]
+        boot_mode: Option<u8>,
+    },
+    /// The device's MCUmgr buffer size and count.
+    #[command(after_long_help = reference::shape("os params"))]
+    Params,
+    /// OS and application information (like uname).
+    #[command(after_long_help = reference::shape("os info"))]
+    Info {
+        /// Format letters: s kernel name, n node, r release, v version, b build time,
+        /// m machine, p processor, i platform, o OS, a all (the device's default: s).
+        format: Option<String>,
+    },
+    /// Read the device's date and time, or set it.
+    #[command(after_long_help = reference::shape("os datetime"))]
+    Datetime {
+        /// The new date and time, ISO 8601: `yyyy-MM-ddTHH:mm:ss[.SSSSSS][+HH:MM]`.
+        #[arg(
+            value_name = "SET",
+            help = "The new date and time, ISO 8601: yyyy-MM-ddTHH:mm:ss[.SSSSSS][+HH:MM]"
+        )]
+        set: Option<String>,
+    },
+    /// Task (thread) statistics.
+    #[command(after_long_help = reference::shape("os tasks"))]
+    Tasks,
+    /// Memory pool statistics.
+    #[command(after_long_help = reference::shape("os mempools"))]
+    Mempools,
+    /// Bootloader information: its name, or the answer to QUERY (MCUboot: "mode").
+    #[command(after_long_help = reference::shape("os bootloader"))]
+    Bootloader {
+        /// What to ask the bootloader, e.g. "mode".
+        query: Option<String>,
+    },
+}
+
+/// Image management (group 1).
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// The images in the device's slots: version, hash and state.
+    #[command(after_long_help = reference::shape("image list"))]
+    List,
+    /// Upload a firmware image to the device's secondary slot.
+    ///
+    /// The file must be an MCUboot image (unless --raw); its version is printed first.
+    /// A progress bar shows on a terminal. Afterwards the image state is read back and
+    /// the slot now holding the image is reported. Uploading the same file again after
+    /// an interruption resumes where the device stopped.
+    #[command(after_long_help = reference::shape("image upload"))]
+    Upload(UploadArgs),
+    /// Mark the image with HASH to be tested on the next boot.
+    #[command(after_long_help = reference::shape("image test"))]
+    Test {
+        /// The image's hash (as `image list` shows it), in hex.
+        #[arg(value_parser = output::parse_hex)]
+        hash: Bytes,
+    },
+    /// Confirm the image with HASH, or the running image, so it stays after reboots.
+    #[command(after_long_help = reference::shape("image confirm"))]
+    Confirm {
+        /// The image's hash in hex; the running image when absent.
+        #[arg(value_parser = output::parse_hex)]
+        hash: Option<Bytes>,
+    },
+    /// Erase an image slot (the device's default, the secondary slot, when absent).
+    #[command(after_long_help = reference::shape("image erase"))]
+    Erase {
+        /// The slot to erase.
+        slot: Option<u32>,
+    },
+    /// The device's image slots and their sizes.
+    #[command(after_long_help = reference::shape("image slots"))]
+    Slots,
+    /// Inspect an MCUboot image file offline: version, sizes, flags, TLVs, hash.
+    ///
+    /// Needs no device. The hash TLV is checked against the image's contents.
+    #[command(after_long_help = reference::shape("image info"))]
+    Info {
+        /// The image file.
+        file: PathBuf,
+    },
+}
+
+/// Arguments of `image upload`.
+#[derive(Debug, Args)]
+pub(crate) struct UploadArgs {
+    /// The image file.
+    pub(crate) file: PathBuf,
+    /// Image number to upload to (multi-image devices); 0 by default.
+    #[arg(long, value_name = "N")]
+    pub(crate) slot: Option<u32>,
+    /// Ask the device to refuse an image that is not newer than the running one.
+    #[arg(long)]
+    pub(crate) upgrade: bool,
+    /// Upload the file as it is, without checking that it is an MCUboot image.
+    #[arg(long)]
+    pub(crate) raw: bool,
+    /// Reserved for pipelined uploads: requests that may be in flight at once (today an
+    /// upload sends one chunk at a time; this only caps the client's window).
+    #[arg(long, value_name = "N")]
+    pub(crate) window: Option<NonZeroUsize>,
+}
+
+/// File system management (group 8).
+#[derive(Debug, Subcommand)]
+pub(crate) enum FsCommand {
+    /// Upload the local file LOCAL to REMOTE on the device, replacing it.
+    ///
+    /// The device's SHA-256 (or CRC32) of the file is compared with LOCAL afterwards,
+    /// when it can compute one.
+    #[command(after_long_help = reference::shape("fs upload"))]
+    Upload {
+        /// The local file.
+        local: PathBuf,
+        /// The absolute path on the device.
+        remote: String,
+    },
+    /// Download REMOTE from the device into the local file LOCAL.
+    #[command(after_long_help = reference::shape("fs download"))]
+    Download {
+        /// The absolute path on the device.
+        remote: String,
+        /// The local file to write.
+        local: PathBuf,
+    },
+    /// The size of a file on the device.
+    #[command(after_long_help = reference::shape("fs stat"))]
+    Stat {
+        /// The absolute path on the device.
+        remote: String,
+    },
+    /// The device's hash or checksum of a file.
+    #[command(after_long_help = reference::shape("fs hash"))]
+    Hash {
+        /// The absolute path on the device.
+        remote: String,
+        /// The hash or checksum; the device's default when absent.
+        #[arg(long = "type", value_enum, value_name = "TYPE")]
+        kind: Option<HashType>,
+    },
+}
+
+/// Hash types of `fs hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HashType {
+    /// SHA-256.
+    Sha256,
+    /// IEEE CRC32.
+    Crc32,
+}
+
+impl HashType {
+    /// The name on the wire.
+    pub(crate) fn wire_name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Crc32 => "crc32",
+        }
+    }
+}
+
+/// Statistics management (group 2).
+#[derive(Debug, Subcommand)]
+pub(crate) enum StatCommand {
+    /// The names of the statistics groups.
+    #[command(after_long_help = reference::shape("stat list"))]
+    List,
+    /// The counters of one statistics group.
+    #[command(after_long_help = reference::shape("stat show"))]
+    Show {
+        /// The group's name.
+        group: String,
+    },
+}
+
+/// Settings management (group 3).
+#[derive(Debug, Subcommand)]
+pub(crate) enum SettingsCommand {
+    /// Read a setting; printed as text when it is printable UTF-8, else as hex (`0x...`).
+    #[command(after_long_help = reference::shape("settings get"))]
+    Get {
+        /// The setting's name, e.g. "app/name".
+        name: String,
+    },
+    /// Write a setting.
+    #[command(after_long_help = reference::shape("settings set"))]
+    Set {
+        /// The setting's name.
+        name: String,
+        /// The value: its UTF-8 bytes, or hex digits with --hex.
+        value: String,
+        /// VALUE is hex: write those bytes.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Delete a setting.
+    #[command(after_long_help = reference::shape("settings delete"))]
+    Delete {
+        /// The setting's name.
+        name: String,
+    },
+    /// Apply the settings written but not applied yet.
+    #[command(after_long_help = reference::shape("settings commit"))]
+    Commit,
+    /// Load the settings from persistent storage.
+    #[command(after_long_help = reference::shape("settings load"))]
+    Load,
+    /// Save the settings to persistent storage.
+    #[command(after_long_help = reference::shape("settings save"))]
+    Save,
+}
+
+/// Shell management (group 9).
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShellCommand {
+    /// Run a shell command on the device and print its output: `smp shell exec -- kernel
+    /// version`.
+    ///
+    /// The command's own exit code is reported (in JSON as "ret"); smp exits with 0
+    /// whenever the device ran the command.
+    #[command(after_long_help = reference::shape("shell exec"))]
+    Exec {
+        /// The command and its arguments (put `--` before them).
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        argv: Vec<String>,
+    },
+}
+
+/// Enumeration management (group 10).
+#[derive(Debug, Subcommand)]
+pub(crate) enum EnumCommand {
+    /// The ids (and well-known names) of the groups the device supports.
+    #[command(after_long_help = reference::shape("enum groups"))]
+    Groups,
+    /// Details of the supported groups: names and handler counts, as the device reports.
+    #[command(after_long_help = reference::shape("enum details"))]
+    Details,
+}
+
+/// Zephyr basic management (group 63).
+#[derive(Debug, Subcommand)]
+pub(crate) enum ZephyrCommand {
+    /// Erase the device's storage partition.
+    #[command(after_long_help = reference::shape("zephyr erase-storage"))]
+    EraseStorage,
+}
+
+/// Bytes parsed from hex on the command line.
+pub(crate) type Bytes = Vec<u8>;
+
+impl Command {
+    /// The command as typed, without arguments (`"image upload"`), to prefix messages.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Os(c) => match c {
+                OsCommand::Echo { .. } => "os echo",
+                OsCommand::Reset { .. } => "os reset",
+                OsCommand::Params => "os params",
+                OsCommand::Info { .. } => "os info",
+                OsCommand::Datetime { .. } => "os datetime",
+                OsCommand::Tasks => "os tasks",
+                OsCommand::Mempools => "os mempools",
+                OsCommand::Bootloader { .. } => "os bootloader",
+            },
+            Self::Image(c) => match c {
+                ImageCommand::List => "image list",
+                ImageCommand::Upload(_) => "image upload",
+                ImageCommand::Test { .. } => "image test",
+                ImageCommand::Confirm { .. } => "image confirm",
+                ImageCommand::Erase { .. } => "image erase",
+                ImageCommand::Slots => "image slots",
+                ImageCommand::Info { .. } => "image info",
+            },
+            Self::Fs(c) => match c {
+                FsCommand::Upload { .. } => "fs upload",
+                FsCommand::Download { .. } => "fs download",
+                FsCommand::Stat { .. } => "fs stat",
+                FsCommand::Hash { .. } => "fs hash",
+            },
+            Self::Stat(c) => match c {
+                StatCommand::List => "stat list",
+                StatCommand::Show { .. } => "stat show",
+            },
+            Self::Settings(c) => match c {
+                SettingsCommand::Get { .. } => "settings get",
+                SettingsCommand::Set { .. } => "settings set",
+                SettingsCommand::Delete { .. } => "settings delete",
+                SettingsCommand::Commit => "settings commit",
+                SettingsCommand::Load => "settings load",
+                SettingsCommand::Save => "settings save",
+            },
+            Self::Shell(ShellCommand::Exec { .. }) => "shell exec",
+            Self::Enum(c) => match c {
+                EnumCommand::Groups => "enum groups",
+                EnumCommand::Details => "enum details",
+            },
+            Self::Zephyr(ZephyrCommand::EraseStorage) => "zephyr erase-storage",
+            Self::Completions { .. } => "completions",
+        }
+    }
+}
+
+/// Parses `--udp`: HOST, HOST:PORT, an IPv6 address or `[IPV6]:PORT`.
+fn parse_target(s: &str) -> Result<UdpTarget, String> {
+    s.parse::<UdpTarget>()
+        .map_err(|_| "expected HOST, HOST:PORT, an IPv6 address or [IPV6]:PORT".to_owned())
+}
+
+/// Parses `--timeout`: a positive number of seconds, fractions allowed.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let seconds: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err("expected a number of seconds above 0 and at most 86400".to_owned());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("smp").chain(args.iter().copied()))
+    }
+
+    fn kind(args: &[&str]) -> Option<ErrorKind> {
+        parse(args).err().map(|e| e.kind())
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn udp_forms() {
+        let cli = parse(&["--udp", "192.0.2.1", "os", "params"]).expect("parses");
+        let t = cli.global.udp.expect("target");
+        assert_eq!((t.host(), t.port()), ("192.0.2.1", 1337));
+        let cli = parse(&["os", "params", "--udp", "[::1]:1400"]).expect("parses");
+        let t = cli.global.udp.expect("target");
+        assert_eq!((t.host(), t.port()), ("::1", 1400));
+        let cli = parse(&["--udp", "::1", "os", "params"]).expect("parses");
+        assert_eq!(cli.global.udp.expect("target").port(), 1337);
+        let cli = parse(&["--udp=device.local:9", "os", "params"]).expect("parses");
+        let t = cli.global.udp.expect("target");
+        assert_eq!((t.host(), t.port()), ("device.local", 9));
+        for bad in ["[::1", "host:port", "host:70000", ":1337", ""] {
+            assert_eq!(
+                kind(&["--udp", bad, "os", "params"]),
+                Some(ErrorKind::ValueValidation),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&["os", "params"]).expect("parses");
+        assert_eq!(cli.global.mtu, 1500);
+        assert_eq!(cli.global.timeout, Duration::from_millis(2500));
+        assert_eq!(cli.global.retries, 3);
+        assert!(!cli.global.json);
+        assert_eq!(cli.global.verbose, 0);
+    }
+
+    #[test]
+    fn global_options_anywhere() {
+        let cli =
+            parse(&["os", "echo", "hi", "--json", "-vv", "--timeout", "0.25"]).expect("parses");
+        assert!(cli.global.json);
+        assert_eq!(cli.global.verbose, 2);
+        assert_eq!(cli.global.timeout, Duration::from_millis(250));
+        for bad in ["0", "-1", "abc", "inf", "NaN", "1e9"] {
+            assert!(
+                parse(&["--timeout", bad, "os", "params"]).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+        assert_eq!(
+            kind(&["--mtu", "70000", "os", "params"]),
+            Some(ErrorKind::ValueValidation)
+        );
+        assert_eq!(
+            kind(&["--retries", "-1", "os", "params"]),
+            Some(ErrorKind::UnknownArgument)
+        );
+    }
+
+    #[test]
+    fn echo_text_may_start_with_a_dash_after_double_dash() {
+        let cli = parse(&["os", "echo", "--", "-x"]).expect("parses");
+        match cli.command {
+            Command::Os(OsCommand::Echo { text }) => assert_eq!(text, "-x"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shell_exec_takes_everything_after_double_dash() {
+        let cli = parse(&["shell", "exec", "--", "kernel", "version", "--json"]).expect("parses");
+        assert!(
+            !cli.global.json,
+            "--json after -- belongs to the shell command"
+        );
+        match cli.command {
+            Command::Shell(ShellCommand::Exec { argv }) => {
+                assert_eq!(argv, ["kernel", "version", "--json"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["shell", "exec", "log", "-h"]).expect("parses");
+        match cli.command {
+            Command::Shell(ShellCommand::Exec { argv }) => assert_eq!(argv, ["log", "-h"]),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            kind(&["shell", "exec"]),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+    }
+
+    #[test]
+    fn hashes_are_hex() {
+        let cli = parse(&["image", "test", "00FFab"]).expect("parses");
+        match cli.command {
+            Command::Image(ImageCommand::Test { hash }) => assert_eq!(hash, [0, 0xff, 0xab]),
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["image", "confirm"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Image(ImageCommand::Confirm { hash: None })
+        ));
+        for bad in ["abc", "xyz0", "0x"] {
+            assert_eq!(
+                kind(&["image", "test", bad]),
+                Some(ErrorKind::ValueValidation),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            kind(&["image", "test"]),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+    }
+
+    #[test]
+    fn upload_options() {
+        let cli = parse(&[
+            "image",
+            "upload",
+            "a.bin",
+            "--slot",
+            "1",
+            "--upgrade",
+            "--window",
+            "4",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Image(ImageCommand::Upload(args)) => {
+                assert_eq!(args.file, PathBuf::from("a.bin"));
+                assert_eq!(args.slot, Some(1));
+                assert!(args.upgrade && !args.raw);
+                assert_eq!(args.window.map(NonZeroUsize::get), Some(4));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            kind(&["image", "upload", "a.bin", "--window", "0"]),
+            Some(ErrorKind::ValueValidation)
+        );
+        assert_eq!(
+            kind(&["image", "upload", "a.bin", "--slot", "x"]),
+            Some(ErrorKind::ValueValidation)
+        );
+    }
+
+    #[test]
+    fn fs_hash_type() {
+        let cli = parse(&["fs", "hash", "/lfs1/a", "--type", "crc32"]).expect("parses");
+        match cli.command {
+            Command::Fs(FsCommand::Hash { remote, kind }) => {
+                assert_eq!(remote, "/lfs1/a");
+                assert_eq!(kind.map(HashType::wire_name), Some("crc32"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            kind(&["fs", "hash", "/a", "--type", "md5"]),
+            Some(ErrorKind::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn settings_and_reset() {
+        let cli = parse(&["settings", "set", "a/b", "0102", "--hex"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Settings(SettingsCommand::Set { hex: true, .. })
+        ));
+        let cli = parse(&["os", "reset", "--force", "--boot-mode", "1"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Os(OsCommand::Reset {
+                force: true,
+                boot_mode: Some(1)
+            })
+        ));
+        assert_eq!(
+            kind(&["os", "reset", "--boot-mode", "256"]),
+            Some(ErrorKind::ValueValidation)
+        );
+        assert_eq!(kind(&["nope"]), Some(ErrorKind::InvalidSubcommand));
+        assert_eq!(
+            kind(&["os"]),
+            Some(ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+        );
+    }
+
+    #[test]
+    fn command_names_match_the_command_line() {
+        let cli = parse(&["zephyr", "erase-storage"]).expect("parses");
+        assert_eq!(cli.command.name(), "zephyr erase-storage");
+        let cli = parse(&["image", "upload", "x"]).expect("parses");
+        assert_eq!(cli.command.name(), "image upload");
+    }
+}

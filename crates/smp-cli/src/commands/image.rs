@@ -1,0 +1,500 @@
+//! `smp image ...`: image management (group 1), and `image info`, which reads an image
+//! file without a device.
+
+use std::fmt::Write as _;
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use smp_client::ImageUploadOptions;
+use smp_client::messages::image::{
+    EraseRequest, ImageState, SlotInfoRequest, SlotInfoResponse, StateRead, StateResponse,
+    StateWrite,
+};
+use smp_mcuboot::Image;
+
+use super::{Ctx, path_text, read_file};
+use crate::cli::{ImageCommand, UploadArgs};
+use crate::error::CliError;
+use crate::output::{self, Outcome, hex};
+use crate::progress::Transfer;
+
+/// Runs an `image` command.
+pub(super) async fn run(command: &ImageCommand, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
+    match command {
+        ImageCommand::Info { file } => info(file),
+        ImageCommand::Upload(args) => upload(args, ctx).await,
+        ImageCommand::List => {
+            let client = ctx.client().await?;
+            Ok(states(&client.request(&StateRead).await?, None))
+        }
+        ImageCommand::Test { hash } => {
+            let client = ctx.client().await?;
+            let reply = client
+                .request(&StateWrite {
+                    hash: Some(hash.clone()),
+                    confirm: false,
+                })
+                .await?;
+            let note = format!("image {} will be tested on the next boot", hex(hash));
+            Ok(states(&reply, Some(&note)))
+        }
+        ImageCommand::Confirm { hash } => {
+            let client = ctx.client().await?;
+            let reply = client
+                .request(&StateWrite {
+                    hash: hash.clone(),
+                    confirm: true,
+                })
+                .await?;
+            let note = match hash {
+                Some(hash) => format!("image {} confirmed", hex(hash)),
+                None => "running image confirmed".to_owned(),
+            };
+            Ok(states(&reply, Some(&note)))
+        }
+        ImageCommand::Erase { slot } => {
+            let client = ctx.client().await?;
+            client.request(&EraseRequest { slot: *slot }).await?;
+            let human = match slot {
+                Some(slot) => format!("slot {slot} erased"),
+                None => "the device's default slot erased".to_owned(),
+            };
+            Ok(Outcome::new(json!({ "ok": true, "slot": slot }), human))
+        }
+        ImageCommand::Slots => {
+            let client = ctx.client().await?;
+            Ok(slots(&client.request(&SlotInfoRequest).await?))
+        }
+    }
+}
+
+/// One image slot's state as JSON (`IMAGE_STATE`).
+fn state_json(state: &ImageState) -> Value {
+    json!({
+        "image": state.image.unwrap_or(0),
+        "slot": state.slot,
+        "version": state.version,
+        "hash": state.hash.as_deref().map(hex),
+        "active": state.active.unwrap_or(false),
+        "confirmed": state.confirmed.unwrap_or(false),
+        "pending": state.pending.unwrap_or(false),
+        "permanent": state.permanent.unwrap_or(false),
+        "bootable": state.bootable.unwrap_or(false),
+    })
+}
+
+/// One image slot's state as text: `image 0 slot 1: version 1.2.3 [pending, bootable]`
+/// and the hash on the next line.
+fn state_text(state: &ImageState) -> String {
+    let flags: Vec<&str> = [
+        (state.active, "active"),
+        (state.confirmed, "confirmed"),
+        (state.pending, "pending"),
+        (state.permanent, "permanent"),
+        (state.bootable, "bootable"),
+    ]
+    .into_iter()
+    .filter(|(set, _)| set.unwrap_or(false))
+    .map(|(_, name)| name)
+    .collect();
+    let mut out = format!(
+        "image {} slot {}: version {}",
+        state.image.unwrap_or(0),
+        state.slot,
+        state.version
+    );
+    if !flags.is_empty() {
+        let _ = write!(out, " [{}]", flags.join(", "));
+    }
+    if let Some(hash) = &state.hash {
+        let _ = write!(out, "\n  hash {}", hex(hash));
+    }
+    out
+}
+
+/// The answer of `image list`, `test` and `confirm`: every slot's state, after `note`.
+fn states(reply: &StateResponse, note: Option<&str>) -> Outcome {
+    let json = json!({
+        "images": reply.images.iter().map(state_json).collect::<Vec<_>>(),
+        "split_status": reply.split_status,
+    });
+    let mut human = String::new();
+    if let Some(note) = note {
+        human.push_str(note);
+        human.push('\n');
+    }
+    for state in &reply.images {
+        human.push_str(&state_text(state));
+        human.push('\n');
+    }
+    if reply.images.is_empty() {
+        human.push_str("no images\n");
+    }
+    Outcome::new(json, human)
+}
+
+/// The answer of `image slots`.
+fn slots(reply: &SlotInfoResponse) -> Outcome {
+    let json_images: Vec<Value> = reply
+        .images
+        .iter()
+        .map(|image| {
+            let slots: Vec<Value> = image
+                .slots
+                .iter()
+                .map(|s| json!({ "slot": s.slot, "size": s.size, "upload_image_id": s.upload_image_id }))
+                .collect();
+            json!({ "image": image.image, "slots": slots, "max_image_size": image.max_image_size })
+        })
+        .collect();
+    let mut human = String::new();
+    for image in &reply.images {
+        let _ = write!(human, "image {}", image.image);
+        if let Some(max) = image.max_image_size {
+            let _ = write!(human, " (largest image {})", output::size(max));
+        }
+        human.push('\n');
+        for slot in &image.slots {
+            let _ = write!(human, "  slot {}: {}", slot.slot, output::size(slot.size));
+            if let Some(id) = slot.upload_image_id {
+                let _ = write!(human, ", upload as image {id}");
+            }
+            human.push('\n');
+        }
+    }
+    if reply.images.is_empty() {
+        human.push_str("no slots\n");
+    }
+    Outcome::new(json!({ "images": json_images }), human)
+}
+
+/// Parses `data` as an MCUboot image and checks its hash TLV.
+fn checked_image(path: &Path, data: &[u8]) -> Result<Image, CliError> {
+    let invalid = |e: smp_mcuboot::ImageError| CliError::Image {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let image = Image::parse(data).map_err(invalid)?;
+    image.verify().map_err(invalid)?;
+    Ok(image)
+}
+
+/// `image upload`: check the file, upload it with a progress bar, report the new slot.
+async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
+    let data = read_file(&args.file)?;
+    let len = data.len() as u64;
+    let name = args.file.display();
+    let (version, image_hash) = if args.raw {
+        ctx.out
+            .note(&format!("{name}: {} (raw, not checked)", output::size(len)));
+        // A raw file may still be an image: its hash finds the slot afterwards.
+        let hash = Image::parse(&data).ok().and_then(|i| i.hash());
+        (None, hash)
+    } else {
+        let image = checked_image(&args.file, &data)?;
+        let version = image.header.version.to_string();
+        ctx.out.note(&format!(
+            "{name}: MCUboot image version {version}, {}",
+            output::size(len)
+        ));
+        (Some(version), image.hash())
+    };
+
+    let client = ctx.connect(args.window.map(NonZeroUsize::get)).await?;
+    let defaults = ImageUploadOptions::default();
+    let image_number = args.slot.unwrap_or(0);
+    let options = ImageUploadOptions {
+        image: Some(image_number),
+        upgrade: args.upgrade,
+        first_timeout: defaults.first_timeout.max(ctx.global.timeout),
+        last_timeout: defaults.last_timeout.max(ctx.global.timeout),
+    };
+    let transfer = Transfer::start("upload", Some(len));
+    let summary = client
+        .upload_image(&data, &options, |p| transfer.update(p))
+        .await?;
+    let elapsed = transfer.finish();
+
+    let state = client.request(&StateRead).await?;
+    let slot = uploaded_slot(&state, image_hash.as_ref(), image_number);
+
+    let json = json!({
+        "file": path_text(&args.file),
+        "size": summary.len,
+        "version": version,
+        "image_hash": image_hash.as_ref().map(|h| hex(h)),
+        "sha256": hex(&summary.sha256),
+        "image": image_number,
+        "upgrade": args.upgrade,
+        "resumed_at": summary.resumed_at,
+        "chunks": summary.chunks,
+        "matched": summary.matched,
+        "elapsed_s": output::seconds(elapsed),
+        "bytes_per_second": output::bytes_per_second(summary.len, elapsed),
+        "slot": slot.map(state_json),
+    });
+    let mut human = String::new();
+    if summary.resumed_at > 0 {
+        let _ = writeln!(
+            human,
+            "resumed an interrupted upload at offset {}",
+            summary.resumed_at
+        );
+    }
+    human.push_str(&output::transfer_summary("uploaded", summary.len, elapsed));
+    human.push('\n');
+    match slot {
+        Some(slot) => {
+            human.push_str("now in ");
+            human.push_str(&state_text(slot));
+        }
+        None => human.push_str("the device does not list the uploaded image"),
+    }
+    Ok(Outcome::new(json, human))
+}
+
+/// The slot holding the image just uploaded: the one with its hash when known, else the
+/// inactive slot of the image number it went to.
+fn uploaded_slot<'a>(
+    state: &'a StateResponse,
+    hash: Option<&[u8; 32]>,
+    image: u32,
+) -> Option<&'a ImageState> {
+    match hash {
+        Some(hash) => state
+            .images
+            .iter()
+            .find(|s| s.hash.as_deref() == Some(hash.as_slice())),
+        None => state
+            .images
+            .iter()
+            .find(|s| s.image.unwrap_or(0) == image && !s.active.unwrap_or(false)),
+    }
+}
+
+/// `image info`: everything the image file says about itself.
+fn info(path: &Path) -> Result<Outcome, CliError> {
+    let data = read_file(path)?;
+    let image = Image::parse(&data).map_err(|e| CliError::Image {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(info_outcome(path, data.len() as u64, &image))
+}
+
+/// The answer of `image info` for a parsed image.
+fn info_outcome(path: &Path, file_size: u64, image: &Image) -> Outcome {
+    let header = &image.header;
+    let flag_names = smp_mcuboot::flags::names(header.flags);
+    let verify_error = image.verify().err().map(|e| e.to_string());
+    let hash = image.hash();
+    let computed = image.computed_hash();
+    let tlvs: Vec<Value> = image
+        .tlvs
+        .iter()
+        .map(|t| {
+            json!({
+                "kind": t.kind, "name": smp_mcuboot::tlv::name(t.kind), "len": t.data.len(),
+                "protected": t.protected, "data": hex(&t.data),
+            })
+        })
+        .collect();
+    let json = json!({
+        "file": path_text(path),
+        "file_size": file_size,
+        "version": header.version.to_string(),
+        "load_addr": header.load_addr,
+        "header_size": header.header_size,
+        "protected_tlv_size": header.protected_tlv_size,
+        "image_size": header.image_size,
+        "flags": header.flags,
+        "flag_names": flag_names,
+        "hash": hash.as_ref().map(|h| hex(h)),
+        "computed_hash": hex(&computed),
+        "hash_valid": verify_error.is_none(),
+        "verify_error": verify_error,
+        "tlvs": tlvs,
+    });
+
+    let mut human = String::new();
+    let mut line = |key: &str, value: String| {
+        let _ = writeln!(human, "{key:<19}{value}");
+    };
+    line(
+        "file:",
+        format!("{}, {}", path.display(), output::size(file_size)),
+    );
+    line("version:", header.version.to_string());
+    line("load address:", format!("{:#010x}", header.load_addr));
+    line("header size:", output::size(header.header_size.into()));
+    line("image size:", output::size(header.image_size.into()));
+    line(
+        "protected TLVs:",
+        output::size(header.protected_tlv_size.into()),
+    );
+    let flags = if flag_names.is_empty() {
+        format!("{:#010x}", header.flags)
+    } else {
+        format!("{:#010x} ({})", header.flags, flag_names.join(", "))
+    };
+    line("flags:", flags);
+    let hash_line = match (&hash, &verify_error) {
+        (Some(h), None) => format!("{} (valid)", hex(h)),
+        (Some(h), Some(e)) => format!("{} (INVALID: {e})", hex(h)),
+        (None, _) => "none".to_owned(),
+    };
+    line("hash:", hash_line);
+    if verify_error.is_some() {
+        line("computed hash:", hex(&computed));
+    }
+    let _ = writeln!(human, "TLVs:");
+    let rows: Vec<Vec<String>> = image
+        .tlvs
+        .iter()
+        .map(|t| {
+            let mut value = output::hex_abbrev(&t.data, 32);
+            if t.protected {
+                value.push_str(" (protected)");
+            }
+            vec![
+                format!("  {:#06x}", t.kind),
+                smp_mcuboot::tlv::name(t.kind).unwrap_or("?").to_owned(),
+                format!("{} B", t.data.len()),
+                value,
+            ]
+        })
+        .collect();
+    for row in output::table(&["", "", "", ""], &rows).lines().skip(1) {
+        human.push_str(row);
+        human.push('\n');
+    }
+    Outcome::new(json, human)
+}
+
+#[cfg(test)]
+mod tests {
+    use smp_client::messages::image::{SlotInfo, SlotInfoImage};
+    use smp_mcuboot::{ImageBuilder, ImageVersion};
+
+    use super::*;
+
+    fn state(slot: u32, hash: u8, active: bool) -> ImageState {
+        ImageState {
+            hash: Some(vec![hash; 32]),
+            slot,
+            image: None,
+            active: Some(active),
+            pending: None,
+            version: format!("1.0.{slot}"),
+            bootable: Some(true),
+            confirmed: active.then_some(true),
+            permanent: None,
+        }
+    }
+
+    #[test]
+    fn states_render() {
+        let reply = StateResponse {
+            images: vec![state(0, 0xaa, true), state(1, 0xbb, false)],
+            split_status: None,
+        };
+        let out = states(&reply, Some("note"));
+        assert_eq!(
+            out.json["images"][0],
+            json!({"image": 0, "slot": 0, "version": "1.0.0", "hash": "aa".repeat(32),
+                   "active": true, "confirmed": true, "pending": false, "permanent": false,
+                   "bootable": true})
+        );
+        assert_eq!(out.json["split_status"], Value::Null);
+        assert_eq!(
+            out.human,
+            format!(
+                "note\nimage 0 slot 0: version 1.0.0 [active, confirmed, bootable]\n  hash {}\n\
+                 image 0 slot 1: version 1.0.1 [bootable]\n  hash {}\n",
+                "aa".repeat(32),
+                "bb".repeat(32)
+            )
+        );
+        let empty = states(&StateResponse::default(), None);
+        assert_eq!(empty.human, "no images\n");
+    }
+
+    #[test]
+    fn finds_the_uploaded_slot() {
+        let reply = StateResponse {
+            images: vec![state(0, 0xaa, true), state(1, 0xbb, false)],
+            split_status: None,
+        };
+        let found = uploaded_slot(&reply, Some(&[0xbb; 32]), 0).map(|s| s.slot);
+        assert_eq!(found, Some(1));
+        assert!(uploaded_slot(&reply, Some(&[0xcc; 32]), 0).is_none());
+        let found = uploaded_slot(&reply, None, 0).map(|s| s.slot);
+        assert_eq!(found, Some(1));
+        assert!(uploaded_slot(&reply, None, 1).is_none());
+    }
+
+    #[test]
+    fn slots_render() {
+        let reply = SlotInfoResponse {
+            images: vec![SlotInfoImage {
+                image: 0,
+                slots: vec![
+                    SlotInfo {
+                        size: 0x40000,
+                        slot: 0,
+                        upload_image_id: None,
+                    },
+                    SlotInfo {
+                        size: 0x40000,
+                        slot: 1,
+                        upload_image_id: Some(0),
+                    },
+                ],
+                max_image_size: None,
+            }],
+        };
+        let out = slots(&reply);
+        assert_eq!(out.json["images"][0]["slots"][1]["upload_image_id"], 0);
+        assert_eq!(out.json["images"][0]["max_image_size"], Value::Null);
+        assert_eq!(
+            out.human,
+            "image 0\n  slot 0: 256.00 KiB (262144 B)\n  slot 1: 256.00 KiB (262144 B), upload as image 0\n"
+        );
+    }
+
+    #[test]
+    fn image_info_of_a_built_image() {
+        let bytes = ImageBuilder::new(ImageVersion::new(1, 2, 3, 4)).build(&[0x5a; 100]);
+        let image = Image::parse(&bytes).expect("a built image parses");
+        let out = info_outcome(Path::new("a.bin"), bytes.len() as u64, &image);
+        assert_eq!(out.json["version"], "1.2.3.4");
+        assert_eq!(out.json["image_size"], 100);
+        assert_eq!(out.json["hash_valid"], true);
+        assert_eq!(out.json["verify_error"], Value::Null);
+        assert_eq!(out.json["hash"], out.json["computed_hash"]);
+        let tlvs = out.json["tlvs"].as_array().expect("tlvs");
+        assert!(tlvs.iter().any(|t| t["name"] == "SHA256" && t["len"] == 32));
+        assert!(
+            out.human.contains("version:           1.2.3.4\n"),
+            "{}",
+            out.human
+        );
+        assert!(out.human.contains("(valid)"), "{}", out.human);
+        assert!(out.human.contains("  0x0010  SHA256"), "{}", out.human);
+    }
+
+    #[test]
+    fn image_info_reports_a_bad_hash() {
+        let mut bytes = ImageBuilder::new(ImageVersion::new(1, 0, 0, 0)).build(&[1; 64]);
+        // The body starts after the 0x200-byte header area.
+        bytes[0x200] ^= 0xff;
+        let image = Image::parse(&bytes).expect("still parses");
+        let out = info_outcome(Path::new("a.bin"), bytes.len() as u64, &image);
+        assert_eq!(out.json["hash_valid"], false);
+        assert!(out.json["verify_error"].is_string());
+        assert!(out.human.contains("INVALID"), "{}", out.human);
+        assert!(checked_image(Path::new("a.bin"), &bytes).is_err());
+        assert!(checked_image(Path::new("a.bin"), b"not an image at all, no").is_err());
+    }
+}

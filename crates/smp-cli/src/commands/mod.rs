@@ -1,0 +1,93 @@
+//! The commands, one module per management group; each returns its answer as an
+//! [`Outcome`] for `main` to print.
+
+mod enumeration;
+mod fs;
+mod image;
+mod os;
+mod settings;
+mod shell;
+mod stat;
+mod zephyr;
+
+use std::path::Path;
+
+use smp_client::udp::UdpTransport;
+use smp_client::{Client, ClientOptions, RetryPolicy};
+
+use crate::cli::{Command, GlobalOptions};
+use crate::error::CliError;
+use crate::output::{Outcome, Output};
+
+/// The client type every command uses.
+pub(crate) type UdpClient = Client<UdpTransport>;
+
+/// What every command has at hand: the global options and the output.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    /// The global options.
+    pub(crate) global: &'a GlobalOptions,
+    /// Where answers and notes go.
+    pub(crate) out: Output,
+}
+
+impl Ctx<'_> {
+    /// The client's options from the global options; `max_in_flight` fixes the window.
+    pub(crate) fn client_options(&self, max_in_flight: Option<usize>) -> ClientOptions {
+        ClientOptions {
+            retry: RetryPolicy {
+                timeout: self.global.timeout,
+                retries: self.global.retries,
+                ..RetryPolicy::default()
+            },
+            max_in_flight,
+            ..ClientOptions::default()
+        }
+    }
+
+    /// Connects to the device given by `--udp` (or `SMP_UDP`) and reads its MCUmgr
+    /// parameters, which size every request to its buffers.
+    pub(crate) async fn connect(
+        &self,
+        max_in_flight: Option<usize>,
+    ) -> Result<UdpClient, CliError> {
+        let target = self.global.udp.clone().ok_or_else(|| {
+            CliError::Usage("no device given: use --udp HOST[:PORT] or set SMP_UDP".to_owned())
+        })?;
+        let target = target.with_mtu(usize::from(self.global.mtu));
+        tracing::debug!(%target, "connecting");
+        Ok(Client::connect_udp(target, self.client_options(max_in_flight)).await?)
+    }
+
+    /// Connects with the client's default window.
+    pub(crate) async fn client(&self) -> Result<UdpClient, CliError> {
+        self.connect(None).await
+    }
+}
+
+/// Runs `command` (anything but `completions`, which `main` handles).
+pub(crate) async fn run(command: &Command, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
+    match command {
+        Command::Os(c) => os::run(c, ctx).await,
+        Command::Image(c) => image::run(c, ctx).await,
+        Command::Fs(c) => fs::run(c, ctx).await,
+        Command::Stat(c) => stat::run(c, ctx).await,
+        Command::Settings(c) => settings::run(c, ctx).await,
+        Command::Shell(c) => shell::run(c, ctx).await,
+        Command::Enum(c) => enumeration::run(c, ctx).await,
+        Command::Zephyr(c) => zephyr::run(c, ctx).await,
+        Command::Completions { .. } => Err(CliError::Usage(
+            "completions are printed without a device".to_owned(),
+        )),
+    }
+}
+
+/// Reads a local file.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError::read(path, e))
+}
+
+/// A path as JSON shows it.
+pub(crate) fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,377 @@
+//! Why a command failed, the exit status that tells scripts, and the error report printed
+//! as text or JSON.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+use smp_client::header::group;
+use smp_client::udp::UdpTarget;
+use smp_client::{ClientError, DeviceError, ErrorScope, TransportError};
+
+/// Exit statuses (documented in `reference.md` and `smp --help`).
+pub(crate) mod exit {
+    /// The device refused the request, or stayed busy.
+    pub(crate) const DEVICE: u8 = 1;
+    /// Bad arguments or options.
+    pub(crate) const USAGE: u8 = 2;
+    /// No reply from the device, or nothing there.
+    pub(crate) const UNREACHABLE: u8 = 3;
+    /// A local file, or an image file that is not valid.
+    pub(crate) const LOCAL: u8 = 4;
+    /// Replies that make no sense, a transfer that failed its check, or `smp` itself.
+    pub(crate) const PROTOCOL: u8 = 5;
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    /// The command line asks for something impossible (found after parsing).
+    Usage(String),
+    /// The client failed: the device refused, did not answer, or answered nonsense.
+    Client(ClientError),
+    /// A local file could not be read or written.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// `"read"` or `"write"`.
+        action: &'static str,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// `smp` itself failed (it could not start its runtime).
+    Internal(String),
+    /// A file is not a valid MCUboot image.
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl From<ClientError> for CliError {
+    fn from(err: ClientError) -> Self {
+        Self::Client(err)
+    }
+}
+
+impl CliError {
+    /// Reading `path` failed.
+    pub(crate) fn read(path: &Path, source: io::Error) -> Self {
+        Self::File {
+            path: path.to_owned(),
+            action: "read",
+            source,
+        }
+    }
+
+    /// Writing `path` failed.
+    pub(crate) fn write(path: &Path, source: io::Error) -> Self {
+        Self::File {
+            path: path.to_owned(),
+            action: "write",
+            source,
+        }
+    }
+}
+
+/// A failure as reported to the user: kind, exit status, message and details.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ErrorReport {
+    /// The JSON `kind`: `device`, `busy`, `usage`, `too_large`, `unreachable`, `file`,
+    /// `image`, `protocol` or `transfer`.
+    pub(crate) kind: &'static str,
+    /// The process's exit status.
+    pub(crate) exit_code: u8,
+    /// One line for people, without the command's name.
+    pub(crate) message: String,
+    /// The command as typed (`"image upload"`), when the command line parsed.
+    pub(crate) command: Option<String>,
+    /// The kind's own fields.
+    pub(crate) details: Map<String, Value>,
+}
+
+impl ErrorReport {
+    /// A usage error; `message` may span lines (clap's own report).
+    pub(crate) fn usage(message: impl Into<String>, command: Option<&str>) -> Self {
+        Self::plain("usage", exit::USAGE, message.into(), command)
+    }
+
+    fn plain(kind: &'static str, exit_code: u8, message: String, command: Option<&str>) -> Self {
+        Self {
+            kind,
+            exit_code,
+            message,
+            command: command.map(str::to_owned),
+            details: Map::new(),
+        }
+    }
+
+    /// The report of `err`, which `command` hit talking to `target`.
+    pub(crate) fn new(err: &CliError, command: &str, target: Option<&UdpTarget>) -> Self {
+        let command = Some(command);
+        match err {
+            CliError::Usage(message) => Self::usage(message.clone(), command),
+            CliError::File {
+                path,
+                action,
+                source,
+            } => Self::plain(
+                "file",
+                exit::LOCAL,
+                format!("cannot {action} {}: {source}", path.display()),
+                command,
+            ),
+            CliError::Image { path, message } => Self::plain(
+                "image",
+                exit::LOCAL,
+                format!("{}: {message}", path.display()),
+                command,
+            ),
+            CliError::Internal(message) => {
+                Self::plain("internal", exit::PROTOCOL, message.clone(), command)
+            }
+            CliError::Client(err) => Self::client(err, command, target),
+        }
+    }
+
+    fn client(err: &ClientError, command: Option<&str>, target: Option<&UdpTarget>) -> Self {
+        let place = target.map_or_else(|| "the device".to_owned(), ToString::to_string);
+        let unreachable = |message: String| {
+            let mut report = Self::plain("unreachable", exit::UNREACHABLE, message, command);
+            report.details.insert(
+                "target".into(),
+                target.map_or(Value::Null, |t| json!(t.to_string())),
+            );
+            report
+        };
+        match err {
+            ClientError::Device(device) => {
+                let mut report = Self::plain(
+                    "device",
+                    exit::DEVICE,
+                    format!("device refused: {}", describe(device)),
+                    command,
+                );
+                report.details = device_details(device);
+                report
+            }
+            ClientError::Busy { last, attempts } => {
+                let mut report = Self::plain(
+                    "busy",
+                    exit::DEVICE,
+                    format!(
+                        "device stayed busy through {attempts} attempts: {}",
+                        describe(last)
+                    ),
+                    command,
+                );
+                report.details = device_details(last);
+                report.details.insert("attempts".into(), json!(attempts));
+                report
+            }
+            ClientError::Timeout {
+                attempts, waited, ..
+            } => unreachable(format!(
+                "device unreachable: no reply from {place} after {attempts} {} over {:.1} s",
+                if *attempts == 1 {
+                    "attempt"
+                } else {
+                    "attempts"
+                },
+                waited.as_secs_f64()
+            )),
+            ClientError::Transport(transport) => match transport {
+                TransportError::MtuTooSmall { .. } => Self::usage(transport.to_string(), command),
+                TransportError::Unreachable(io) => unreachable(format!(
+                    "device unreachable: nothing answers at {place} ({io})"
+                )),
+                TransportError::ConnectTimeout { timeout, .. } => unreachable(format!(
+                    "device unreachable: connecting to {place} timed out after {:.1} s",
+                    timeout.as_secs_f64()
+                )),
+                TransportError::Resolve { .. }
+                | TransportError::NoAddress { .. }
+                | TransportError::Io(_) => unreachable(format!("device unreachable: {transport}")),
+                other => Self::plain(
+                    "protocol",
+                    exit::PROTOCOL,
+                    format!("transport failed: {other}"),
+                    command,
+                ),
+            },
+            ClientError::FrameTooLarge { .. } => {
+                Self::plain("too_large", exit::USAGE, err.to_string(), command)
+            }
+            ClientError::Transfer(_) => {
+                Self::plain("transfer", exit::PROTOCOL, err.to_string(), command)
+            }
+            other => Self::plain("protocol", exit::PROTOCOL, other.to_string(), command),
+        }
+    }
+
+    /// The JSON document: `{"error": {"kind", "message", "command", "exit_code", ...}}`.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut error = Map::new();
+        error.insert("kind".into(), json!(self.kind));
+        error.insert("message".into(), json!(self.message));
+        error.insert("command".into(), json!(self.command));
+        error.insert("exit_code".into(), json!(self.exit_code));
+        for (key, value) in &self.details {
+            error.insert(key.clone(), value.clone());
+        }
+        json!({ "error": error })
+    }
+}
+
+/// `IMG 30 INVALID_IMAGE_TOO_LARGE`; a management code also names the request's group
+/// (`MGMT 8 ENOTSUP for group OS`).
+fn describe(err: &DeviceError) -> String {
+    match err.scope {
+        ErrorScope::Group => err.to_string(),
+        ErrorScope::Management => match group::name(err.group) {
+            Some(name) => format!("{err} for group {name}"),
+            None => format!("{err} for group {}", err.group),
+        },
+    }
+}
+
+/// The JSON fields of a device error.
+fn device_details(err: &DeviceError) -> Map<String, Value> {
+    let mut details = Map::new();
+    details.insert("group".into(), json!(group::name(err.group)));
+    details.insert("group_id".into(), json!(err.group));
+    details.insert("rc".into(), json!(err.rc));
+    details.insert("name".into(), json!(err.name()));
+    let scope = match err.scope {
+        ErrorScope::Group => "group",
+        ErrorScope::Management => "mgmt",
+    };
+    details.insert("scope".into(), json!(scope));
+    details.insert("reason".into(), json!(err.reason));
+    details
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn device(group: u16, rc: i64, scope: ErrorScope) -> DeviceError {
+        DeviceError {
+            group,
+            rc,
+            scope,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn device_errors_name_group_and_code() {
+        let err = CliError::from(ClientError::Device(device(
+            group::IMAGE,
+            30,
+            ErrorScope::Group,
+        )));
+        let report = ErrorReport::new(&err, "image upload", None);
+        assert_eq!(report.exit_code, 1);
+        assert_eq!(
+            report.message,
+            "device refused: IMG 30 INVALID_IMAGE_TOO_LARGE"
+        );
+        assert_eq!(
+            report.to_json(),
+            json!({"error": {
+                "kind": "device", "command": "image upload", "exit_code": 1,
+                "message": "device refused: IMG 30 INVALID_IMAGE_TOO_LARGE",
+                "group": "IMG", "group_id": 1, "rc": 30, "name": "INVALID_IMAGE_TOO_LARGE",
+                "scope": "group", "reason": null
+            }})
+        );
+    }
+
+    #[test]
+    fn management_errors_say_which_group() {
+        let mut err = device(group::OS, 8, ErrorScope::Management);
+        err.reason = Some("not here".into());
+        let report = ErrorReport::new(&ClientError::Device(err).into(), "os tasks", None);
+        assert_eq!(
+            report.message,
+            "device refused: MGMT 8 ENOTSUP (not here) for group OS"
+        );
+        assert_eq!(report.details["scope"], "mgmt");
+        assert_eq!(report.details["reason"], "not here");
+        let err = device(70, 99, ErrorScope::Group);
+        let report = ErrorReport::new(&ClientError::Device(err).into(), "x", None);
+        assert_eq!(report.message, "device refused: group 70 error 99");
+        assert_eq!(report.details["group"], Value::Null);
+        assert_eq!(report.details["name"], Value::Null);
+    }
+
+    #[test]
+    fn timeouts_are_unreachable_without_debug_formatting() {
+        let err = ClientError::Timeout {
+            group: 0,
+            command: 6,
+            sequence: 3,
+            attempts: 1,
+            waited: Duration::from_millis(512),
+        };
+        let target: UdpTarget = "127.0.0.1:9".parse().expect("valid");
+        let report = ErrorReport::new(&err.into(), "os echo", Some(&target));
+        assert_eq!(report.exit_code, 3);
+        assert_eq!(report.kind, "unreachable");
+        assert_eq!(
+            report.message,
+            "device unreachable: no reply from 127.0.0.1:9 after 1 attempt over 0.5 s"
+        );
+        assert_eq!(report.details["target"], "127.0.0.1:9");
+    }
+
+    #[test]
+    fn other_kinds() {
+        let busy = ClientError::Busy {
+            last: device(0, 2, ErrorScope::Management),
+            attempts: 21,
+        };
+        let report = ErrorReport::new(&busy.into(), "os echo", None);
+        assert_eq!((report.kind, report.exit_code), ("busy", 1));
+        assert_eq!(report.details["attempts"], 21);
+        let report = ErrorReport::new(
+            &ClientError::FrameTooLarge {
+                len: 9000,
+                max: 1472,
+            }
+            .into(),
+            "os echo",
+            None,
+        );
+        assert_eq!((report.kind, report.exit_code), ("too_large", 2));
+        let report = ErrorReport::new(
+            &ClientError::Transfer("mismatch".into()).into(),
+            "fs upload",
+            None,
+        );
+        assert_eq!((report.kind, report.exit_code), ("transfer", 5));
+        let report = ErrorReport::new(&ClientError::Closed.into(), "os echo", None);
+        assert_eq!((report.kind, report.exit_code), ("protocol", 5));
+        let mtu = ClientError::Transport(TransportError::MtuTooSmall {
+            mtu: 20,
+            payload: 0,
+            needed: 8,
+        });
+        let report = ErrorReport::new(&mtu.into(), "os echo", None);
+        assert_eq!((report.kind, report.exit_code), ("usage", 2));
+        let file = CliError::read(
+            Path::new("a.bin"),
+            io::Error::new(io::ErrorKind::NotFound, "gone"),
+        );
+        let report = ErrorReport::new(&file, "image info", None);
+        assert_eq!((report.kind, report.exit_code), ("file", 4));
+        assert_eq!(report.message, "cannot read a.bin: gone");
+        let usage = ErrorReport::usage("bad", None);
+        assert_eq!(usage.to_json()["error"]["command"], Value::Null);
+    }
+}
