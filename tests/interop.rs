@@ -424,3 +424,110 @@ async fn zephyr_udp4_concurrent_requests_on_one_client() {
         task.await.unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------
+// smp-sim against the real server, and the Python reference client against smp-sim.
+
+mod sim_compare;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_replies_match_smp_sim() {
+    init_tracing();
+    sim_compare::compare_with_real_server(&interop_server(INTEROP_UDP4)).await;
+}
+
+/// A program of the interop venv, from the variable `cargo xtask interop` sets.
+fn venv_program(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the interop suite with `cargo xtask interop`, which sets up the Python reference venv")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the interop venv: cargo xtask interop"]
+async fn sim_reference_client_uploads_imgtool_image() {
+    use smp_mcuboot::{Image, sample_body};
+    use smp_sim::{Sim, SimConfig};
+
+    init_tracing();
+    let python = venv_program("SMP_INTEROP_PYTHON");
+    let imgtool = venv_program("SMP_INTEROP_IMGTOOL");
+    let dir = std::env::temp_dir().join(format!("smp-interop-imgtool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (body, app) = (dir.join("body.bin"), dir.join("app.bin"));
+    std::fs::write(&body, sample_body(300_000, 42)).unwrap();
+    let made = std::process::Command::new(&imgtool)
+        .args(["create", "--version", "1.4.2+7", "--header-size", "0x200"])
+        .args(["--slot-size", "0x110000", "--pad-header"])
+        .arg(&body)
+        .arg(&app)
+        .status()
+        .unwrap();
+    assert!(made.success(), "imgtool create failed");
+    let image = std::fs::read(&app).unwrap();
+    let parsed = Image::parse(&image).expect("our parser reads imgtool's image");
+    parsed.verify().expect("and its hash checks");
+    assert_eq!(parsed.header.version.to_string(), "1.4.2.7");
+
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/smpclient_upload.py"
+    );
+    let port = sim.addr().port().to_string();
+    let output = tokio::process::Command::new(&python)
+        .args([script, "127.0.0.1", &port])
+        .arg(&app)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the reference client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let offsets = report["offsets"].as_array().unwrap();
+    assert_eq!(
+        offsets.last().and_then(|o| o.as_u64()),
+        Some(image.len() as u64)
+    );
+    println!(
+        "reference client: {} B in {} chunks, {:.2} s",
+        image.len(),
+        offsets.len(),
+        report["seconds"].as_f64().unwrap_or_default()
+    );
+
+    let slot = sim.slot(1).unwrap();
+    assert!(
+        slot[..image.len()] == image[..],
+        "slot 1 holds the image byte for byte"
+    );
+    let hash: String = parsed
+        .hash()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let images = report["images"].as_array().unwrap();
+    let secondary = images
+        .iter()
+        .find(|i| i["slot"] == 1)
+        .expect("slot 1 reported");
+    assert_eq!(secondary["version"], "1.4.2.7");
+    assert_eq!(secondary["hash"], hash.as_str());
+    assert_eq!(secondary["bootable"], true);
+    assert_eq!(secondary["pending"], false);
+    let primary = images
+        .iter()
+        .find(|i| i["slot"] == 0)
+        .expect("slot 0 reported");
+    assert_eq!(
+        (&primary["active"], &primary["confirmed"]),
+        (&true.into(), &true.into())
+    );
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use minicbor::Decode;
-use smp_client::header::{self, Header, HeaderError, Op, group};
+use smp_client::header::{self, Header, Op, group};
 use tracing::{debug, info};
 
 use crate::config::SimConfig;
@@ -75,8 +75,13 @@ impl Device {
         let mut replies = Vec::new();
         let mut rest = datagram;
         while !rest.is_empty() {
-            let (header, payload, next) = match split(rest) {
-                Split::Frame(header, payload, next) => (header, payload, next),
+            let (header, payload, next, refused) = match split(rest) {
+                Split::Frame {
+                    header,
+                    payload,
+                    next,
+                    refused,
+                } => (header, payload, next, refused.or(refuse)),
                 Split::Corrupt(header) => {
                     debug!(
                         ?header,
@@ -98,7 +103,7 @@ impl Device {
             };
             rest = next;
             ctx.busy += self.config.delays.per_request;
-            let outcome = match refuse {
+            let outcome = match refused {
                 None => {
                     self.requests += 1;
                     self.run(&header, payload, ctx)
@@ -125,12 +130,6 @@ impl Device {
 
     /// Runs one request.
     fn run(&mut self, header: &Header, payload: &[u8], ctx: &mut Ctx) -> Outcome {
-        if header.op.is_response() {
-            return Outcome::Mgmt(mgmt::EINVAL);
-        }
-        if !is_map(payload) {
-            return Outcome::Mgmt(mgmt::EINVAL);
-        }
         let request = Incoming {
             op: header.op,
             command: header.command,
@@ -174,7 +173,15 @@ impl Incoming<'_> {
 }
 
 enum Split<'a> {
-    Frame(Header, &'a [u8], &'a [u8]),
+    /// A frame: its header, its payload (read to the end of the datagram, as Zephyr
+    /// decodes it), the rest of the datagram after the header's length, and the
+    /// MGMT code the header alone earns (a version or op Zephyr refuses).
+    Frame {
+        header: Header,
+        payload: &'a [u8],
+        next: &'a [u8],
+        refused: Option<u16>,
+    },
     /// The header announces more than the datagram holds.
     Corrupt(Header),
     Unusable(String),
@@ -182,76 +189,58 @@ enum Split<'a> {
 
 /// Splits the next frame off a datagram.
 fn split(rest: &[u8]) -> Split<'_> {
-    let header = match Header::decode(rest) {
+    let Some(raw) = rest.get(..header::SIZE) else {
+        return Split::Unusable(format!("{} bytes cannot hold a header", rest.len()));
+    };
+    // Zephyr answers a version newer than 2 with UNSUPPORTED_TOO_NEW in its own
+    // version, and an op other than read or write with ENOTSUP in a write reply.
+    let mut patched = [0u8; header::SIZE];
+    patched.copy_from_slice(raw);
+    let (op, version) = (raw[0] & 0x07, (raw[0] >> 3) & 0x03);
+    let mut refused = None;
+    if op != 0 && op != 2 {
+        patched[0] = (patched[0] & !0x07) | 0x02;
+        refused = Some(mgmt::ENOTSUP);
+    }
+    if version > 1 {
+        patched[0] = (patched[0] & !0x18) | 0x08;
+        refused = Some(mgmt::UNSUPPORTED_TOO_NEW);
+    }
+    let header = match Header::decode(&patched) {
         Ok(header) => header,
-        // A version newer than 2: Zephyr answers with its own version, so read the
-        // rest of the header as if it were version 2.
-        Err(HeaderError::ReservedVersion { .. }) if rest.len() >= header::SIZE => {
-            let mut patched = [0u8; header::SIZE];
-            patched.copy_from_slice(&rest[..header::SIZE]);
-            patched[0] = (patched[0] & !0x18) | 0x08;
-            match Header::decode(&patched) {
-                Ok(header) => header,
-                Err(e) => return Split::Unusable(e.to_string()),
-            }
-        }
         Err(e) => return Split::Unusable(e.to_string()),
     };
     let end = header.frame_len();
-    match rest.get(header::SIZE..end) {
-        Some(payload) => Split::Frame(header, payload, &rest[end..]),
-        None => Split::Corrupt(header),
+    if end > rest.len() {
+        return Split::Corrupt(header);
+    }
+    Split::Frame {
+        header,
+        payload: &rest[header::SIZE..],
+        next: &rest[end..],
+        refused,
     }
 }
 
-/// Whether `payload` starts with a CBOR map (SMP payloads are maps).
-fn is_map(payload: &[u8]) -> bool {
-    payload.first().is_some_and(|b| b >> 5 == 5)
-}
-
-/// The MGMT code a version 1 client gets for a group error, as Zephyr's per-group
-/// translation functions map them.
+/// The MGMT code a version 1 client gets for a group error, as Zephyr 4.4.0's
+/// per-group translation functions map them (measured on the real server where it has
+/// the group; the image group follows Zephyr's `img_mgmt` table).
 pub(crate) fn translate(group: u16, rc: u16) -> u16 {
-    match group {
-        group::OS => match rc {
-            2 => mgmt::EINVAL,
-            3 => mgmt::ENOENT,
-            4 | 5 => mgmt::EBADSTATE,
-            _ => mgmt::EUNKNOWN,
-        },
-        group::IMAGE => match rc {
-            3 | 8 => mgmt::ENOENT,
-            9 | 15 => mgmt::ENOMEM,
-            10..=13 | 16..=18 => mgmt::EUNKNOWN,
-            14 | 19..=25 | 29..=31 => mgmt::EINVAL,
-            27 | 28 | 32 | 33 => mgmt::EBADSTATE,
-            _ => mgmt::EUNKNOWN,
-        },
-        group::STAT => match rc {
-            2 | 3 => mgmt::ENOENT,
-            4 => mgmt::EINVAL,
-            _ => mgmt::EUNKNOWN,
-        },
-        group::SETTINGS => match rc {
-            2 => mgmt::EINVAL,
-            3 | 5 => mgmt::ENOENT,
-            4 | 6 | 7 => mgmt::ENOTSUP,
-            _ => mgmt::EUNKNOWN,
-        },
-        group::FS => match rc {
-            2 | 11 | 12 => mgmt::EINVAL,
-            3 | 14 => mgmt::ENOENT,
-            4 => mgmt::EINVAL,
-            15 => mgmt::ENOTSUP,
-            16 => mgmt::EMSGSIZE,
-            _ => mgmt::EUNKNOWN,
-        },
-        group::SHELL => mgmt::EINVAL,
-        group::ENUM => match rc {
-            2 | 3 => mgmt::ENOMEM,
-            4 => mgmt::EINVAL,
-            _ => mgmt::EUNKNOWN,
-        },
+    match (group, rc) {
+        (group::OS, 2) => mgmt::EINVAL,
+        (group::OS, 3) => mgmt::ENOENT,
+        (group::OS, _) => mgmt::EUNKNOWN,
+        (group::IMAGE, 3 | 8) => mgmt::ENOENT,
+        (group::IMAGE, 9 | 15) => mgmt::ENOMEM,
+        (group::IMAGE, 14 | 19..=25 | 29..=31) => mgmt::EINVAL,
+        (group::IMAGE, 27 | 28 | 32 | 33) => mgmt::EBADSTATE,
+        (group::STAT, 2 | 3) => mgmt::ENOENT,
+        (group::STAT, 4) => mgmt::EINVAL,
+        (group::SETTINGS, 2) => mgmt::EINVAL,
+        (group::SETTINGS, 3 | 4) => mgmt::ENOENT,
+        (group::FS, 2 | 13) => mgmt::EINVAL,
+        (group::FS, 3 | 14) => mgmt::ENOENT,
+        (group::SHELL, _) => mgmt::EINVAL,
         _ => mgmt::EUNKNOWN,
     }
 }

@@ -2,7 +2,7 @@
 //! `{"rc": N}` for protocol errors and `{"err": {"group", "rc"}}` for group errors.
 
 use minicbor::Encoder;
-use smp_client::header::{self, Header, Version};
+use smp_client::header::{self, Header, Op, Version};
 
 /// What a command handler answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,7 @@ pub(crate) mod mgmt {
     pub(crate) const ENOTSUP: u16 = 8;
     pub(crate) const ECORRUPT: u16 = 9;
     pub(crate) const EBUSY: u16 = 10;
+    pub(crate) const UNSUPPORTED_TOO_NEW: u16 = 13;
     pub(crate) const EUNKNOWN: u16 = 1;
 }
 
@@ -82,7 +83,12 @@ pub(crate) fn frame(
 pub(crate) fn reply_frame(request: &Header, body: &[u8]) -> Vec<u8> {
     let length = u16::try_from(body.len()).unwrap_or(u16::MAX);
     let header = Header {
-        op: request.op.response(),
+        // Zephyr answers anything but a read with a write response.
+        op: if request.op == Op::Read {
+            Op::ReadRsp
+        } else {
+            Op::WriteRsp
+        },
         // Zephyr answers with its own version when the request's is newer.
         version: request.version,
         flags: 0,
@@ -195,8 +201,6 @@ fn rewrite(
 
 #[cfg(test)]
 mod tests {
-    use smp_client::header::Op;
-
     use super::*;
 
     fn rewritten(input: &[u8], legacy_rc: bool) -> Vec<u8> {

@@ -10,8 +10,11 @@ use super::GROUPS;
 use crate::device::Incoming;
 use crate::reply::{Outcome, mgmt, ok};
 
-/// `ENUM_MGMT_ERR_INDEX_TOO_LARGE`.
+/// `ENUM_MGMT_ERR_TOO_MANY_GROUP_ENTRIES` and `ENUM_MGMT_ERR_INDEX_TOO_LARGE`.
+const TOO_MANY_GROUP_ENTRIES: u16 = 2;
 const INDEX_TOO_LARGE: u16 = 4;
+/// Group ids a details request may name (`CONFIG_MCUMGR_GRP_ENUM_DETAILS_STACK_ENTRIES`).
+const DETAILS_MAX: usize = 16;
 
 pub(crate) fn handle(req: &Incoming<'_>) -> Outcome {
     match (req.command, req.is_read()) {
@@ -35,6 +38,14 @@ pub(crate) fn handle(req: &Incoming<'_>) -> Outcome {
             Err(e) => e,
         },
         (cmd::DETAILS, true) => match req.decode::<DetailsRequest>() {
+            Ok(details)
+                if details
+                    .groups
+                    .as_ref()
+                    .is_some_and(|g| g.len() > DETAILS_MAX) =>
+            {
+                Outcome::Group(TOO_MANY_GROUP_ENTRIES)
+            }
             Ok(details) => ok(&DetailsResponse {
                 groups: GROUPS
                     .iter()

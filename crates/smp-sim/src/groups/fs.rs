@@ -29,6 +29,7 @@ mod err {
     pub(crate) const FILE_OFFSET_LARGER_THAN_FILE: u16 = 12;
     pub(crate) const CHECKSUM_HASH_NOT_FOUND: u16 = 13;
     pub(crate) const MOUNT_POINT_NOT_FOUND: u16 = 14;
+    pub(crate) const FILE_EMPTY: u16 = 16;
 }
 
 /// Where the simulated device's file system is mounted (littlefs in Zephyr's
@@ -219,6 +220,7 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
             Err(e) => e,
         },
         (cmd::HASH_CHECKSUM, true) => match req.decode::<HashRequest>() {
+            Ok(hash) if hash.len == Some(0) => Outcome::Mgmt(mgmt::EINVAL),
             Ok(hash) => reply(hash_file(dev, &hash)),
             Err(e) => e,
         },
@@ -248,9 +250,7 @@ fn reply(result: FsResult<Outcome>) -> Outcome {
 
 fn download_chunk(dev: &Device, req: &DownloadRequest) -> FsResult<Outcome> {
     let len = dev.fs.len(&req.name)?;
-    if req.off > len {
-        return Err(err::FILE_OFFSET_LARGER_THAN_FILE);
-    }
+    // At or past the end, Zephyr answers an empty chunk rather than an error.
     let room = dev.config.buf_size.saturating_sub(DOWNLOAD_OVERHEAD).max(1);
     let data = dev.fs.read_at(&req.name, req.off, room)?;
     Ok(ok(&DownloadResponse {
@@ -275,14 +275,18 @@ fn upload_chunk(dev: &mut Device, req: &UploadRequest<'_>, data: &[u8]) -> FsRes
 }
 
 fn hash_file(dev: &Device, req: &HashRequest) -> FsResult<Outcome> {
-    let kind = req.r#type.as_deref().unwrap_or("sha256");
+    // Zephyr's default is the checksum, not the hash.
+    let kind = req.r#type.as_deref().unwrap_or("crc32");
     if kind != "sha256" && kind != "crc32" {
         return Err(err::CHECKSUM_HASH_NOT_FOUND);
     }
     let content = dev.fs.read_all(&req.name)?;
+    if content.is_empty() {
+        return Err(err::FILE_EMPTY);
+    }
     let off = req.off.unwrap_or(0);
     let start = usize::try_from(off).unwrap_or(usize::MAX);
-    if start > content.len() {
+    if start >= content.len() {
         return Err(err::FILE_OFFSET_LARGER_THAN_FILE);
     }
     let wanted = req
@@ -296,7 +300,7 @@ fn hash_file(dev: &Device, req: &HashRequest) -> FsResult<Outcome> {
     };
     Ok(ok(&HashResponse {
         r#type: kind.to_owned(),
-        off: Some(off),
+        off: (off != 0).then_some(off),
         len: part.len() as u64,
         output,
     }))

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use smp_client::header::command::os as cmd;
-use smp_client::messages::Empty;
 use smp_client::messages::os::{
-    BootloaderInfoRequest, BootloaderInfoResponse, DateTimeResponse, DateTimeWrite, EchoRequest,
-    EchoResponse, InfoRequest, InfoResponse, McumgrParamsResponse, MpStatResponse, PoolInfo,
-    ResetRequest, TaskInfo, TaskStatResponse,
+    BootloaderInfoRequest, BootloaderInfoResponse, DateTimeResponse, DateTimeWrite, EchoResponse,
+    InfoRequest, InfoResponse, McumgrParamsResponse, MpStatResponse, PoolInfo, TaskInfo,
+    TaskStatResponse,
 };
+use smp_client::messages::{Empty, Value};
 
 use crate::device::{Ctx, Device, Incoming};
 use crate::reply::{Outcome, mgmt, ok};
@@ -20,18 +20,32 @@ const INVALID_FORMAT: u16 = 2;
 const QUERY_YIELDS_NO_ANSWER: u16 = 3;
 const RTC_NOT_SET: u16 = 4;
 
-/// What `os info` reports: the kernel of the real server this device imitates.
-const KERNEL: &str = "Zephyr";
-const NODE: &str = "smp-sim";
-const RELEASE: &str = "4.4.0";
-const MACHINE: &str = "x86";
-const PROCESSOR: &str = "x86";
-const PLATFORM: &str = "smp_sim";
+/// What `os info` reports for each format letter, in Zephyr's output order: the values
+/// of Zephyr 4.4.0's `native_sim` build, except the build's commit, date and board.
+const INFO: [(char, &str); 9] = [
+    ('s', "Zephyr"),
+    ('n', "unknown"),
+    ('r', "smp-sim"),
+    ('v', "4.4.0"),
+    ('b', "smp-sim build"),
+    ('m', "posix"),
+    ('p', "x86"),
+    ('i', "smp_sim/native"),
+    ('o', "Zephyr"),
+];
 
 pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Outcome {
     match (req.command, req.is_read()) {
-        (cmd::ECHO, false) => match req.decode::<EchoRequest>() {
-            Ok(echo) => ok(&EchoResponse { r: echo.d }),
+        // Zephyr echoes on read too, and takes a missing `d` for an empty one.
+        (cmd::ECHO, _) => match req.decode::<Value>() {
+            Ok(Value::Map(entries)) => {
+                match entries.iter().find(|(k, _)| k.as_str() == Some("d")) {
+                    None => ok(&EchoResponse { r: String::new() }),
+                    Some((_, Value::Text(d))) => ok(&EchoResponse { r: d.clone() }),
+                    Some(_) => Outcome::Mgmt(mgmt::EINVAL),
+                }
+            }
+            Ok(_) => Outcome::Mgmt(mgmt::EINVAL),
             Err(e) => e,
         },
         (cmd::TASKSTAT, true) => ok(&tasks(dev)),
@@ -64,13 +78,11 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
                 None => Outcome::Mgmt(mgmt::EINVAL),
             }
         }
-        (cmd::RESET, false) => match req.decode::<ResetRequest>() {
-            Ok(_) => {
-                ctx.reset_after_reply = true;
-                ok(&Empty)
-            }
-            Err(e) => e,
-        },
+        // Zephyr resets whatever the payload says.
+        (cmd::RESET, false) => {
+            ctx.reset_after_reply = true;
+            ok(&Empty)
+        }
         (cmd::MCUMGR_PARAMS, true) => ok(&McumgrParamsResponse {
             buf_size: u32::try_from(dev.config.buf_size).unwrap_or(u32::MAX),
             buf_count: u32::try_from(dev.config.buf_count).unwrap_or(u32::MAX),
@@ -111,28 +123,22 @@ fn tasks(dev: &Device) -> TaskStatResponse {
     }
 }
 
-/// `uname`-like output for the format letters Zephyr knows; `None` for any other.
+/// `uname`-like output for the format letters Zephyr knows (`a` for all), always in
+/// Zephyr's order; `None` if any other character is present.
 fn os_info(format: &str) -> Option<String> {
-    let all = format.contains('a');
-    let mut parts = Vec::new();
-    for (letter, value) in [
-        ('s', KERNEL),
-        ('n', NODE),
-        ('r', RELEASE),
-        ('v', "v4.4.0-smp-sim"),
-        ('b', "smp-sim build"),
-        ('m', MACHINE),
-        ('p', PROCESSOR),
-        ('i', PLATFORM),
-        ('o', KERNEL),
-    ] {
-        if all || format.contains(letter) {
-            parts.push(value);
-        }
-    }
-    if format.chars().any(|c| !"snrvbmpioa".contains(c)) {
+    if format
+        .chars()
+        .any(|c| c != 'a' && !INFO.iter().any(|(letter, _)| *letter == c))
+    {
         return None;
     }
+    let format = if format.is_empty() { "s" } else { format };
+    let all = format.contains('a');
+    let parts: Vec<&str> = INFO
+        .iter()
+        .filter(|(letter, _)| all || format.contains(*letter))
+        .map(|(_, value)| *value)
+        .collect();
     Some(parts.join(" "))
 }
 
@@ -250,8 +256,17 @@ mod tests {
     #[test]
     fn info_formats() {
         assert_eq!(os_info("s").as_deref(), Some("Zephyr"));
-        assert_eq!(os_info("sr").as_deref(), Some("Zephyr 4.4.0"));
-        assert_eq!(os_info("a").map(|s| s.split(' ').count()), Some(9));
+        assert_eq!(
+            os_info("vs").as_deref(),
+            Some("Zephyr 4.4.0"),
+            "Zephyr's order"
+        );
+        assert_eq!(os_info("").as_deref(), Some("Zephyr"));
+        assert_eq!(
+            os_info("a").as_deref(),
+            Some("Zephyr unknown smp-sim 4.4.0 smp-sim build posix x86 smp_sim/native Zephyr")
+        );
         assert_eq!(os_info("q"), None);
+        assert_eq!(os_info("sS"), None);
     }
 }

@@ -23,8 +23,9 @@ mod err {
 /// Keys under any other root get `ROOT_KEY_NOT_FOUND`, as on a Zephyr device without
 /// a handler for them.
 pub const ROOT: &str = "sim";
-/// Zephyr's `SETTINGS_MAX_NAME_LEN` default.
-const MAX_NAME_LEN: usize = 64;
+/// Names of this many characters or more are refused
+/// (`CONFIG_MCUMGR_GRP_SETTINGS_NAME_LEN` of the real server).
+const NAME_LEN: usize = 32;
 
 /// The device's settings.
 #[derive(Debug, Default)]
@@ -41,7 +42,10 @@ impl Settings {
 
 /// Checks a key: `Err` is the reply when the device has no handler for it.
 fn check(name: &str) -> Result<(), Outcome> {
-    if name.len() > MAX_NAME_LEN {
+    if name.is_empty() {
+        return Err(Outcome::Mgmt(mgmt::EINVAL));
+    }
+    if name.len() >= NAME_LEN {
         return Err(Outcome::Group(err::KEY_TOO_LONG));
     }
     match name.split_once('/') {
@@ -84,6 +88,8 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>) -> Outcome {
             Err(e) => e,
         },
         (cmd::DELETE, false) => match req.decode::<DeleteRequest>() {
+            Ok(delete) if delete.name.is_empty() => Outcome::Mgmt(mgmt::EINVAL),
+            Ok(delete) if delete.name.len() >= NAME_LEN => Outcome::Group(err::KEY_TOO_LONG),
             Ok(delete) => match settings.values.remove(&delete.name) {
                 Some(_) => ok(&Empty),
                 None => Outcome::Group(err::KEY_NOT_FOUND),
