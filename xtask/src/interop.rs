@@ -1,17 +1,26 @@
-//! `cargo xtask interop [FILTER]`: the interop suite against the real Zephyr SMP servers.
+//! `cargo xtask interop [FILTER]`: the interop suite against the real Zephyr SMP servers
+//! and the Python reference tools.
 //!
 //! Setup, each part skipped when already done, so that it works from nothing on a fresh
 //! Debian machine (as root) and costs a second on the next run:
 //! 1. the 32-bit C runtime the `native_sim` servers are linked against (`apt-get`);
 //! 2. the `smpclient` sdist, which ships the Zephyr servers as test fixtures (`pip download`),
 //!    extracted to `target/interop/smpclient-<version>/`; in parallel, a Python venv with the
-//!    reference client (`smp`, `smpclient`) at `target/interop/venv/`;
+//!    reference client (`smp`, `smpclient`) and MCUboot's `imgtool` at `target/interop/venv/`;
 //! 3. the two UDP servers checked against the SHA-256 sums pinned here and in the sdist.
 //!
-//! Then, one server at a time (both bind UDP port 1337): check the port is free, start the
-//! server in a fresh directory with its output in a log, wait for `smp_udp: Started`, run
-//! the matching `#[ignore]`d tests of `tests/interop.rs` with the server's address in the
-//! environment, and stop the server by its process id, whatever the tests did.
+//! The tests are the `#[ignore]`d tests of every suite in [`SUITES`] (one test target each:
+//! `tests/interop.rs` and `crates/smp-cli/tests/interop.rs`); a test's name prefix says
+//! which entry of [`SERVERS`] it runs against. Then, one entry at a time:
+//! - a real server (`udp4`, `udp6`; both bind UDP port 1337): check the port is free, start
+//!   the server in a fresh directory with its output in a log, wait for `smp_udp: Started`,
+//!   run its tests suite by suite with the server's address in the environment, and stop
+//!   the server by its process id, whatever the tests did;
+//! - `sim`: nothing to start, as each test starts the simulated device (`smp-sim`)
+//!   in-process; its tests run suite by suite.
+//!
+//! Every test run also gets the venv's Python and `imgtool` as absolute paths in
+//! `SMP_INTEROP_PYTHON` and `SMP_INTEROP_IMGTOOL`.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, ErrorKind};
@@ -27,6 +36,11 @@ use crate::util::{self, Result};
 const SMPCLIENT_VERSION: &str = "7.3.0";
 /// The `smp` release the Python reference venv pins.
 const SMP_VERSION: &str = "4.2.0";
+/// The MCUboot `imgtool` release the venv pins (the one `smp-mcuboot` is tested against).
+const IMGTOOL_VERSION: &str = "2.5.0";
+/// Variables that give every test run the venv's Python and `imgtool` (absolute paths).
+const PYTHON_ENV: &str = "SMP_INTEROP_PYTHON";
+const IMGTOOL_ENV: &str = "SMP_INTEROP_IMGTOOL";
 /// The UDP port both servers bind.
 const PORT: u16 = 1337;
 /// The log line a server prints once its UDP socket is bound.
@@ -38,59 +52,133 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// 32-bit runtime files the servers need, and the Debian packages that provide them.
 const RUNTIME_FILES: [&str; 2] = ["/lib32/libc.so.6", "/usr/lib32/libgcc_s.so.1"];
 const RUNTIME_PACKAGES: [&str; 2] = ["libc6-i386", "lib32gcc-s1"];
-/// The test package and target that hold the interop tests.
-const TEST_PACKAGE: &str = "smp-integration-tests";
-const TEST_TARGET: &str = "interop";
+/// One test target holding interop tests: `cargo test -p PACKAGE --test TARGET`.
+#[derive(Clone, Copy)]
+struct Suite {
+    package: &'static str,
+    target: &'static str,
+}
 
-/// One real server and the tests that run against it.
+impl Suite {
+    /// `cargo test -p PACKAGE --test TARGET`, run from the workspace root.
+    fn cargo_test(&self) -> Command {
+        let mut command = util::cargo();
+        command.args(["test", "-p", self.package, "--test", self.target]);
+        command
+    }
+
+    fn name(&self) -> String {
+        format!("{} --test {}", self.package, self.target)
+    }
+
+    /// `PACKAGE-TARGET`, for the run directory of a server started for this suite.
+    fn dir_name(&self) -> String {
+        format!("{}-{}", self.package, self.target)
+    }
+}
+
+/// Every suite is required: a missing one fails the run, as a test that vanished would.
+const SUITES: [Suite; 2] = [
+    // The library against the servers (`tests/interop.rs`).
+    Suite {
+        package: "smp-integration-tests",
+        target: "interop",
+    },
+    // The `smp` command-line tool against them (`crates/smp-cli/tests/interop.rs`).
+    Suite {
+        package: "smp-cli",
+        target: "interop",
+    },
+];
+
+/// What the tests of one [`SERVERS`] entry run against.
 struct Server {
     /// Short name for headings, the run directory and the summary.
     name: &'static str,
+    /// The real server to start, or `None` when each test starts its device itself.
+    zephyr: Option<Zephyr>,
+    /// Tests whose names start with this run against this entry.
+    prefix: &'static str,
+}
+
+/// A real Zephyr server from the sdist, started by this task.
+struct Zephyr {
     /// File name in the sdist's `tests/fixtures/smp-server/`.
     exe: &'static str,
     /// Its SHA-256, pinned here so that a changed sdist cannot swap the server silently.
     sha256: &'static str,
     args: &'static [&'static str],
-    /// The variable `tests/support` reads the address from, and the address.
+    /// The variable the tests read the address from, and the address.
     env: &'static str,
     addr: &'static str,
-    /// Tests whose names start with this run against this server.
-    prefix: &'static str,
 }
 
-const SERVERS: [Server; 2] = [
+const SERVERS: [Server; 3] = [
     Server {
         name: "udp4",
-        exe: "zephyr_4.4.0_smp_server_0eae053d_native_sim_udp.exe",
-        sha256: "9affd08d35402b94b3f0b75dd3bfd31616151c5016bc00fcc58f8f2207a3600f",
-        // Flash in RAM: no flash.bin is left behind to carry state into the next run.
-        args: &["-flash_in_ram"],
-        env: "SMP_INTEROP_UDP4",
-        addr: "127.0.0.1:1337",
+        zephyr: Some(Zephyr {
+            exe: "zephyr_4.4.0_smp_server_0eae053d_native_sim_udp.exe",
+            sha256: "9affd08d35402b94b3f0b75dd3bfd31616151c5016bc00fcc58f8f2207a3600f",
+            // Flash in RAM: no flash.bin is left behind to carry state into the next run.
+            args: &["-flash_in_ram"],
+            env: "SMP_INTEROP_UDP4",
+            addr: "127.0.0.1:1337",
+        }),
         prefix: "zephyr_udp4_",
     },
     Server {
         name: "udp6",
-        exe: "zephyr_4.4.0_smp_server_0eae053d_native_sim_udp6.exe",
-        sha256: "b4dc889715cb50ee478bf851ed2b6ae8c14dec84efd8c92670e164d84b18de85",
-        args: &[],
-        env: "SMP_INTEROP_UDP6",
-        addr: "[::1]:1337",
+        zephyr: Some(Zephyr {
+            exe: "zephyr_4.4.0_smp_server_0eae053d_native_sim_udp6.exe",
+            sha256: "b4dc889715cb50ee478bf851ed2b6ae8c14dec84efd8c92670e164d84b18de85",
+            args: &[],
+            env: "SMP_INTEROP_UDP6",
+            addr: "[::1]:1337",
+        }),
         prefix: "zephyr_udp6_",
     },
+    // The simulated device (`smp-sim`), which each test starts in-process on a free port,
+    // against the Python reference tools of the venv.
+    Server {
+        name: "sim",
+        zephyr: None,
+        prefix: "sim_",
+    },
 ];
+
+/// The real servers of [`SERVERS`].
+fn zephyr_servers() -> impl Iterator<Item = &'static Zephyr> {
+    SERVERS.iter().filter_map(|server| server.zephyr.as_ref())
+}
+
+/// The `#[ignore]`d tests of one suite, as `--list` names them.
+struct Listed {
+    suite: Suite,
+    tests: Vec<String>,
+}
+
+/// The tests selected for one server: for each suite that has any, their names.
+type Selection<'a> = Vec<(Suite, Vec<&'a str>)>;
 
 /// What happened to one server's run.
 enum Outcome {
     /// The filter left no test for this server; it was not started.
     Skipped,
-    /// The tests ran; `error` says why the run counts as failed, if it does.
+    /// The tests ran (or were meant to); `errors` say why the run counts as failed.
     Ran {
         passed: usize,
         failed: usize,
         elapsed: Duration,
-        error: Option<String>,
+        errors: Vec<String>,
     },
+}
+
+/// The counts of one or more `cargo test` runs, and why they count as failed.
+#[derive(Default)]
+struct Counts {
+    passed: usize,
+    failed: usize,
+    errors: Vec<String>,
 }
 
 pub(crate) fn run(filter: Option<&str>) -> Result {
@@ -103,37 +191,70 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     let sdist = ensure_sdist_and_venv(&dir)?;
     let fixtures = sdist.join("tests/fixtures/smp-server");
     verify_servers(&fixtures)?;
+    let tools = Tools::in_venv(&dir.join("venv"))?;
 
     util::heading("interop: golden vectors against the Python reference");
     util::run(
-        Command::new(dir.join("venv/bin/python"))
+        Command::new(&tools.python)
             .arg(util::root().join("scripts/gen_vectors.py"))
             .arg("--check"),
     )?;
 
     util::heading("interop: building and listing the interop tests");
-    let tests = list_tests()?;
+    let listed = SUITES
+        .iter()
+        .map(|suite| list_tests(*suite))
+        .collect::<Result<Vec<Listed>>>()?;
+    let unassigned: Vec<&str> = listed
+        .iter()
+        .flat_map(|listed| listed.tests.iter().map(String::as_str))
+        .filter(|name| !SERVERS.iter().any(|server| name.starts_with(server.prefix)))
+        .collect();
+    if !unassigned.is_empty() {
+        println!(
+            "interop: warning: never run, as their names start with no server's prefix ({}): {}",
+            SERVERS.map(|server| server.prefix).join(", "),
+            unassigned.join(", ")
+        );
+    }
     let setup = started.elapsed();
     println!("interop: setup done in {}", util::seconds(setup));
 
-    let plan: Vec<(&Server, Vec<&String>)> = SERVERS
+    // For each server, the selected tests of each suite (suites without any left out).
+    let plan: Vec<(&Server, Selection<'_>)> = SERVERS
         .iter()
         .map(|server| {
-            let selected = tests
+            let selected = listed
                 .iter()
-                .filter(|name| name.starts_with(server.prefix))
-                .filter(|name| filter.is_none_or(|filter| name.contains(filter)))
+                .map(|listed| {
+                    let tests = listed
+                        .tests
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|name| name.starts_with(server.prefix))
+                        .filter(|name| filter.is_none_or(|filter| name.contains(filter)))
+                        .collect::<Vec<_>>();
+                    (listed.suite, tests)
+                })
+                .filter(|(_, tests)| !tests.is_empty())
                 .collect();
             (server, selected)
         })
         .collect();
     if plan.iter().all(|(_, selected)| selected.is_empty()) {
+        let all: Vec<&str> = listed
+            .iter()
+            .flat_map(|listed| listed.tests.iter().map(String::as_str))
+            .collect();
         return Err(match filter {
             Some(filter) => format!(
                 "no interop test matches `{filter}` (tests: {}); a filter that selects nothing is not a pass",
-                tests.join(", ")
+                all.join(", ")
             ),
-            None => format!("no interop tests found in {TEST_PACKAGE} --test {TEST_TARGET}"),
+            None => format!(
+                "no interop tests found in {}",
+                SUITES.map(|suite| suite.name()).join(", ")
+            ),
         });
     }
 
@@ -151,10 +272,10 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
                 passed: 0,
                 failed: 0,
                 elapsed: Duration::ZERO,
-                error: Some(format!("no test named {}*", server.prefix)),
+                errors: vec![format!("no test named {}* in any suite", server.prefix)],
             }
         } else {
-            run_server(server, selected, &fixtures, &dir)
+            run_server(server, selected, &fixtures, &dir, &tools)
         };
         outcomes.push((*server, outcome));
     }
@@ -162,17 +283,47 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     summary(&outcomes, setup, started.elapsed());
     let failures: Vec<String> = outcomes
         .iter()
-        .filter_map(|(server, outcome)| match outcome {
-            Outcome::Ran {
-                error: Some(error), ..
-            } => Some(format!("{}: {error}", server.name)),
-            _ => None,
+        .flat_map(|(server, outcome)| match outcome {
+            Outcome::Ran { errors, .. } => errors
+                .iter()
+                .map(|error| format!("{}: {error}", server.name))
+                .collect(),
+            Outcome::Skipped => Vec::new(),
         })
         .collect();
     if failures.is_empty() {
         Ok(())
     } else {
         Err(format!("interop failed:\n  {}", failures.join("\n  ")))
+    }
+}
+
+/// The venv's tools every test run gets, by absolute path.
+struct Tools {
+    python: PathBuf,
+    imgtool: PathBuf,
+}
+
+impl Tools {
+    fn in_venv(venv: &Path) -> Result<Self> {
+        let absolute = |path: PathBuf| {
+            std::path::absolute(&path)
+                .map_err(|e| format!("cannot make {} absolute: {e}", path.display()))
+        };
+        let tools = Self {
+            python: absolute(venv.join("bin/python"))?,
+            imgtool: absolute(venv.join("bin/imgtool"))?,
+        };
+        for tool in [&tools.python, &tools.imgtool] {
+            if !tool.is_file() {
+                return Err(format!(
+                    "{} is missing; delete {} and run again",
+                    tool.display(),
+                    venv.display()
+                ));
+            }
+        }
+        Ok(tools)
     }
 }
 
@@ -290,23 +441,29 @@ fn ensure_sdist(dir: &Path) -> Result<PathBuf> {
     Ok(sdist)
 }
 
-/// Creates `venv/` with the Python reference client unless it already imports. Its output
-/// goes to `venv-setup.log`, as it runs alongside the sdist download.
+/// Creates `venv/` with the Python reference client and `imgtool` unless they already
+/// import at the pinned versions. Its output goes to `venv-setup.log`, as it runs alongside
+/// the sdist download.
 fn ensure_venv(dir: &Path) -> Result {
     let venv = dir.join("venv");
     let python = venv.join("bin/python");
     let check = format!(
-        "import smp, smpclient; from importlib.metadata import version as v; \
-         assert (v('smp'), v('smpclient')) == ('{SMP_VERSION}', '{SMPCLIENT_VERSION}')"
+        "import smp, smpclient, imgtool; from importlib.metadata import version as v; \
+         assert (v('smp'), v('smpclient'), v('imgtool')) == \
+         ('{SMP_VERSION}', '{SMPCLIENT_VERSION}', '{IMGTOOL_VERSION}')"
     );
-    let ready = || util::succeeds(Command::new(&python).args(["-c", &check]));
+    let ready = || {
+        util::succeeds(Command::new(&python).args(["-c", &check]))
+            && venv.join("bin/imgtool").is_file()
+    };
     if ready() {
         println!("interop: venv present at {}", venv.display());
         return Ok(());
     }
     let log_path = dir.join("venv-setup.log");
     println!(
-        "interop: creating {} with smp=={SMP_VERSION} smpclient=={SMPCLIENT_VERSION} (log: {})",
+        "interop: creating {} with smp=={SMP_VERSION} smpclient=={SMPCLIENT_VERSION} \
+         imgtool=={IMGTOOL_VERSION} (log: {})",
         venv.display(),
         log_path.display()
     );
@@ -328,11 +485,13 @@ fn ensure_venv(dir: &Path) -> Result {
         Command::new(&python)
             .args(["-m", "pip", "install", "--disable-pip-version-check"])
             .arg(format!("smp=={SMP_VERSION}"))
-            .arg(format!("smpclient=={SMPCLIENT_VERSION}")),
+            .arg(format!("smpclient=={SMPCLIENT_VERSION}"))
+            .arg(format!("imgtool=={IMGTOOL_VERSION}")),
     )?;
     if !ready() {
         return Err(format!(
-            "the venv at {} does not import smp and smpclient at the pinned versions; see {}",
+            "the venv at {} does not import smp, smpclient and imgtool at the pinned versions \
+             (or has no bin/imgtool); see {}",
             venv.display(),
             log_path.display()
         ));
@@ -344,13 +503,13 @@ fn ensure_venv(dir: &Path) -> Result {
     Ok(())
 }
 
-/// Checks each server against the sum pinned in [`SERVERS`] and the sdist's `SHA256SUMS`,
-/// and makes sure it is executable.
+/// Checks each real server against the sum pinned in [`SERVERS`] and the sdist's
+/// `SHA256SUMS`, and makes sure it is executable.
 fn verify_servers(fixtures: &Path) -> Result {
     let sums_path = fixtures.join("SHA256SUMS");
     let sums = fs::read_to_string(&sums_path)
         .map_err(|e| format!("cannot read {}: {e}", sums_path.display()))?;
-    for server in &SERVERS {
+    for server in zephyr_servers() {
         let listed = sums.lines().find_map(|line| {
             let (sum, file) = line.split_once(char::is_whitespace)?;
             (file.trim_start().trim_start_matches('*') == server.exe).then_some(sum)
@@ -403,11 +562,10 @@ fn verify_servers(fixtures: &Path) -> Result {
     Ok(())
 }
 
-/// Builds the interop test binary and returns the names of its `#[ignore]`d tests.
-fn list_tests() -> Result<Vec<String>> {
-    let mut command = util::cargo();
+/// Builds the test target of `suite` and returns the names of its `#[ignore]`d tests.
+fn list_tests(suite: Suite) -> Result<Listed> {
+    let mut command = suite.cargo_test();
     command
-        .args(["test", "-p", TEST_PACKAGE, "--test", TEST_TARGET])
         .args(["--", "--ignored", "--list"])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
@@ -417,7 +575,8 @@ fn list_tests() -> Result<Vec<String>> {
         .map_err(|e| format!("could not start `{shown}`: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "could not build or list the interop tests: `{shown}` failed ({})",
+            "could not build or list the interop tests of {}: `{shown}` failed ({})",
+            suite.name(),
             output.status
         ));
     }
@@ -426,42 +585,71 @@ fn list_tests() -> Result<Vec<String>> {
         .filter_map(|line| line.strip_suffix(": test"))
         .map(str::to_owned)
         .collect();
-    println!("interop: tests: {}", tests.join(", "));
-    Ok(tests)
+    println!(
+        "interop: {}: {} tests: {}",
+        suite.name(),
+        tests.len(),
+        tests.join(", ")
+    );
+    Ok(Listed { suite, tests })
 }
 
-/// Starts `server`, runs `tests` against it and stops it again.
-fn run_server(server: &Server, tests: &[&String], fixtures: &Path, dir: &Path) -> Outcome {
+/// Runs the `selected` tests of `server` suite by suite. A real server is started afresh
+/// for each suite and stopped after it, so that every suite meets the device as it would
+/// run alone (one suite's files, settings or uploads do not fill the device for the next).
+fn run_server(
+    server: &Server,
+    selected: &[(Suite, Vec<&str>)],
+    fixtures: &Path,
+    dir: &Path,
+    tools: &Tools,
+) -> Outcome {
     util::heading(&format!(
-        "interop: {} server (tests: {})",
-        server.name,
-        tests
-            .iter()
-            .map(|test| test.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        "interop: {} ({})",
+        match &server.zephyr {
+            Some(_) => format!("{} server", server.name),
+            None => format!("{}, started by each test", server.name),
+        },
+        match selected.iter().map(|(_, tests)| tests.len()).sum::<usize>() {
+            1 => "1 test".to_owned(),
+            n => format!("{n} tests"),
+        }
     ));
     let started = Instant::now();
-    let result = start_server(server, fixtures, dir).and_then(|mut guard| {
-        wait_ready(&mut guard)?;
-        let counts = run_tests(server, tests);
-        drop(guard);
-        counts
-    });
-    let elapsed = started.elapsed();
-    match result {
-        Ok((passed, failed, error)) => Outcome::Ran {
-            passed,
-            failed,
-            elapsed,
-            error,
-        },
-        Err(error) => Outcome::Ran {
-            passed: 0,
-            failed: 0,
-            elapsed,
-            error: Some(error),
-        },
+    let run_dir = dir.join(format!("run-{}", server.name));
+    let mut counts = Counts::default();
+    if let Err(error) = remove_dir_if_exists(&run_dir) {
+        counts.errors.push(error);
+    }
+    for (suite, tests) in selected {
+        let result = match &server.zephyr {
+            None => run_tests(server, *suite, tests, tools),
+            Some(zephyr) => start_server(
+                server.name,
+                zephyr,
+                fixtures,
+                &run_dir.join(suite.dir_name()),
+            )
+            .and_then(|mut guard| {
+                wait_ready(&mut guard)?;
+                // The guard lives until the tests are done, then stops the server.
+                run_tests(server, *suite, tests, tools)
+            }),
+        };
+        match result {
+            Ok(suite_counts) => {
+                counts.passed += suite_counts.passed;
+                counts.failed += suite_counts.failed;
+                counts.errors.extend(suite_counts.errors);
+            }
+            Err(error) => counts.errors.push(format!("{}: {error}", suite.name())),
+        }
+    }
+    Outcome::Ran {
+        passed: counts.passed,
+        failed: counts.failed,
+        elapsed: started.elapsed(),
+        errors: counts.errors,
     }
 }
 
@@ -491,14 +679,17 @@ impl Drop for ServerGuard {
     }
 }
 
-/// Checks the port, then starts the server in a fresh `run-<name>/` with its output in
-/// `run-<name>/server.log`.
-fn start_server(server: &Server, fixtures: &Path, dir: &Path) -> Result<ServerGuard> {
+/// Checks the port, then starts the server in a fresh `run_dir` (such as
+/// `run-udp4/smp-cli-interop/`) with its output in `server.log` there.
+fn start_server(
+    name: &'static str,
+    server: &Zephyr,
+    fixtures: &Path,
+    run_dir: &Path,
+) -> Result<ServerGuard> {
     check_port_free()?;
-    let run_dir = dir.join(format!("run-{}", server.name));
-    remove_dir_if_exists(&run_dir)?;
-    fs::create_dir_all(&run_dir)
-        .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+    remove_dir_if_exists(run_dir)?;
+    fs::create_dir_all(run_dir).map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
     let log = run_dir.join("server.log");
     let stdout = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let stderr = stdout
@@ -507,7 +698,7 @@ fn start_server(server: &Server, fixtures: &Path, dir: &Path) -> Result<ServerGu
     let exe = fixtures.join(server.exe);
     let child = Command::new(&exe)
         .args(server.args)
-        .current_dir(&run_dir)
+        .current_dir(run_dir)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -524,11 +715,7 @@ fn start_server(server: &Server, fixtures: &Path, dir: &Path) -> Result<ServerGu
         child.id(),
         log.display()
     );
-    Ok(ServerGuard {
-        name: server.name,
-        child,
-        log,
-    })
+    Ok(ServerGuard { name, child, log })
 }
 
 /// Fails with a clear message if anything holds UDP port [`PORT`] on either loopback.
@@ -596,49 +783,60 @@ fn wait_ready(guard: &mut ServerGuard) -> Result {
     }
 }
 
-/// Runs exactly `tests` against `server`, its output passed through, and returns
-/// `(passed, failed, why the run counts as failed)`.
-fn run_tests(server: &Server, tests: &[&String]) -> Result<(usize, usize, Option<String>)> {
-    let mut command = util::cargo();
+/// Runs exactly `tests` of `suite` against `server`, their output passed through, and
+/// returns their counts. A run that executes fewer tests than selected (none, say, as a
+/// renamed test would) counts as failed.
+fn run_tests(server: &Server, suite: Suite, tests: &[&str], tools: &Tools) -> Result<Counts> {
+    let mut command = suite.cargo_test();
     command
-        .args(["test", "-p", TEST_PACKAGE, "--test", TEST_TARGET])
         .args(["--", "--ignored", "--test-threads=1", "--exact"])
-        .args(tests.iter().map(|test| test.as_str()))
-        .env(server.env, server.addr)
+        .args(tests)
+        .env(PYTHON_ENV, &tools.python)
+        .env(IMGTOOL_ENV, &tools.imgtool)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    for other in &SERVERS {
-        if other.env != server.env {
-            command.env_remove(other.env);
-        }
+    // Only this server's address: a test for another one fails rather than reaching it.
+    for zephyr in zephyr_servers() {
+        command.env_remove(zephyr.env);
+    }
+    if let Some(zephyr) = &server.zephyr {
+        command.env(zephyr.env, zephyr.addr);
     }
     let shown = util::show(&command);
     println!("interop: {shown}");
     let mut child = command
         .spawn()
         .map_err(|e| format!("could not start `{shown}`: {e}"))?;
-    let (mut passed, mut failed) = (0, 0);
+    let mut counts = Counts::default();
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
             let line = line.map_err(|e| format!("reading the test output: {e}"))?;
             println!("{line}");
             if let Some(result) = line.strip_prefix("test result: ") {
-                passed += count(result, "passed");
-                failed += count(result, "failed");
+                counts.passed += count(result, "passed");
+                counts.failed += count(result, "failed");
             }
         }
     }
     let status = child
         .wait()
         .map_err(|e| format!("waiting for `{shown}`: {e}"))?;
-    let error = if !status.success() {
-        Some(format!("tests failed ({status})"))
-    } else if passed + failed == 0 {
-        Some("the test run executed no test".to_owned())
-    } else {
-        None
-    };
-    Ok((passed, failed, error))
+    let executed = counts.passed + counts.failed;
+    if !status.success() {
+        counts.errors.push(format!(
+            "{}: {} of {} tests failed ({status})",
+            suite.name(),
+            counts.failed,
+            tests.len()
+        ));
+    } else if executed != tests.len() {
+        counts.errors.push(format!(
+            "{}: the test run executed {executed} of the {} selected tests",
+            suite.name(),
+            tests.len()
+        ));
+    }
+    Ok(counts)
 }
 
 /// `count("ok. 2 passed; 0 failed; ...", "passed")` is 2.
@@ -693,35 +891,49 @@ fn remove_dir_if_exists(path: &Path) -> Result {
 
 fn summary(outcomes: &[(&Server, Outcome)], setup: Duration, total: Duration) {
     println!("\ninterop summary (setup {}):", util::seconds(setup));
-    println!(
-        "  {:<6} {:>6} {:>6} {:>8}  result",
-        "server", "passed", "failed", "elapsed"
-    );
+    let row = |name: &str, passed: &str, failed: &str, elapsed: &str, result: &str| {
+        println!("  {name:<6} {passed:>6} {failed:>6} {elapsed:>8}  {result}");
+    };
+    row("server", "passed", "failed", "elapsed", "result");
+    let (mut all_passed, mut all_failed) = (0, 0);
     for (server, outcome) in outcomes {
         match outcome {
-            Outcome::Skipped => println!(
-                "  {:<6} {:>6} {:>6} {:>8}  skipped (filter)",
-                server.name, "-", "-", "-"
-            ),
+            Outcome::Skipped => row(server.name, "-", "-", "-", "skipped (filter)"),
             Outcome::Ran {
                 passed,
                 failed,
                 elapsed,
-                error,
+                errors,
             } => {
-                let result = match error {
-                    None => "ok".to_owned(),
-                    Some(error) => format!("FAILED: {}", error.lines().next().unwrap_or_default()),
+                all_passed += passed;
+                all_failed += failed;
+                let result = match errors.as_slice() {
+                    [] => "ok".to_owned(),
+                    [error, rest @ ..] => {
+                        let first = error.lines().next().unwrap_or_default();
+                        match rest.len() {
+                            0 => format!("FAILED: {first}"),
+                            more => format!("FAILED: {first} (+{more} more)"),
+                        }
+                    }
                 };
-                println!(
-                    "  {:<6} {passed:>6} {failed:>6} {:>8}  {result}",
+                row(
                     server.name,
-                    util::seconds(*elapsed)
+                    &passed.to_string(),
+                    &failed.to_string(),
+                    &util::seconds(*elapsed),
+                    &result,
                 );
             }
         }
     }
-    println!("  total {}", util::seconds(total));
+    row(
+        "total",
+        &all_passed.to_string(),
+        &all_failed.to_string(),
+        &util::seconds(total),
+        "",
+    );
 }
 
 #[cfg(test)]

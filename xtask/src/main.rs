@@ -1,13 +1,17 @@
 //! Developer tasks of the smp workspace, run as `cargo xtask <task>`.
 //!
+//! - `demo`: builds the `smp` tool and the simulated device, and uploads a sample image to
+//!   the device with `smp`, each command shown so that it can be copied.
 //! - `ci`: everything CI checks, in order, stopping at the first failure.
 //! - `interop [FILTER]`: sets up the real Zephyr SMP servers from the `smpclient` sdist and
-//!   runs the interop tests against each of them, one server at a time.
+//!   the Python reference tools, and runs the interop tests of every suite against each
+//!   server, one server at a time, then the tests against the simulated device.
 //!
 //! Standard library only: the tools it drives (cargo, apt-get, pip, tar, sha256sum) do the
 //! heavy lifting, and xtask itself should build in seconds on a fresh machine.
 
 mod ci;
+mod demo;
 mod interop;
 mod util;
 
@@ -17,20 +21,33 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
+  demo
+      builds the `smp` tool and the simulated device (smp-sim), writes a sample MCUboot
+      image to target/demo/, starts smp-sim on a free port of 127.0.0.1 (log:
+      target/demo/smp-sim.log), then with `smp`: image info, upload, list, test, list.
+      Every command is shown so that you can copy it. Needs no hardware.
   ci [--no-interop] [--skip-deny]
       fmt --check, clippy -D warnings, doc -D warnings, tests, the no_std build of
       smp-header, cargo deny, then the interop suite; stops at the first failure.
       CI runs it without options; the options only shorten a local run.
   interop [FILTER]
       installs what the Zephyr servers need (32-bit libc, as root via apt-get), downloads
-      the smpclient 7.3.0 sdist into target/interop/, then starts each UDP server in turn
-      and runs the interop tests against it. FILTER keeps only test names containing it.
+      the smpclient 7.3.0 sdist into target/interop/ and sets up a venv with the Python
+      reference (smp, smpclient) and imgtool 2.5.0. Then starts each UDP server (udp4,
+      udp6) in turn and runs its tests (zephyr_udp4_*, zephyr_udp6_*) from every suite
+      (smp-integration-tests and smp-cli, --test interop) against it, and last the sim_*
+      tests, which start the simulated device themselves. FILTER keeps only test names
+      containing it.
   help
       this text";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("demo") => match &args[1..] {
+            [] => demo::run(),
+            other => Err(format!("demo takes no arguments, got {other:?}")),
+        },
         Some("ci") => ci::Options::parse(&args[1..]).and_then(ci::run),
         Some("interop") => match &args[1..] {
             [] => interop::run(None),
