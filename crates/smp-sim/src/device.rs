@@ -230,10 +230,12 @@ pub(crate) fn translate(group: u16, rc: u16) -> u16 {
         (group::OS, 2) => mgmt::EINVAL,
         (group::OS, 3) => mgmt::ENOENT,
         (group::OS, _) => mgmt::EUNKNOWN,
-        (group::IMAGE, 3 | 8) => mgmt::ENOENT,
-        (group::IMAGE, 9 | 15) => mgmt::ENOMEM,
-        (group::IMAGE, 14 | 19..=25 | 29..=31) => mgmt::EINVAL,
-        (group::IMAGE, 27 | 28 | 32 | 33) => mgmt::EBADSTATE,
+        // `img_mgmt_translate_error_code`: anything not listed (hash not found, bad
+        // magic, too large, overrun, test-to-active denied...) is EUNKNOWN.
+        (group::IMAGE, 3 | 4) => mgmt::ENOENT,
+        (group::IMAGE, 9 | 27 | 28) => mgmt::EBADSTATE,
+        (group::IMAGE, 15) => mgmt::ENOMEM,
+        (group::IMAGE, 14 | 19..=22 | 24 | 25) => mgmt::EINVAL,
         (group::STAT, 2 | 3) => mgmt::ENOENT,
         (group::STAT, 4) => mgmt::EINVAL,
         (group::SETTINGS, 2) => mgmt::EINVAL,

@@ -69,6 +69,14 @@ impl FileSystem {
     /// through, so nothing is pending.
     pub(crate) fn close(&mut self) {}
 
+    /// Erases the storage partition: every file of an in-memory file system is gone.
+    /// A folder on the host is left alone (it belongs to the user).
+    pub(crate) fn erase(&mut self) {
+        if let Backend::Memory(files) = &mut self.backend {
+            files.clear();
+        }
+    }
+
     /// A file's content, for tests.
     pub(crate) fn read_all(&self, name: &str) -> FsResult<Vec<u8>> {
         let path = checked(name)?;

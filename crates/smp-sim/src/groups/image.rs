@@ -276,7 +276,19 @@ fn state_write(images: &mut Images, write: StateWrite) -> Outcome {
     ok(&images.state())
 }
 
+/// One upload chunk. As Zephyr's `img_mgmt` does, the upload state is forgotten once
+/// the image is complete and after any error: a re-sent last chunk then learns that the
+/// device expects offset 0.
 fn upload(dev: &mut Device, chunk: UploadRequest<'_>, ctx: &mut Ctx) -> Outcome {
+    let outcome = upload_chunk(dev, chunk, ctx);
+    let complete = dev.images.upload.as_ref().is_some_and(|u| u.off == u.len);
+    if complete || matches!(outcome, Outcome::Group(_)) {
+        dev.images.upload = None;
+    }
+    outcome
+}
+
+fn upload_chunk(dev: &mut Device, chunk: UploadRequest<'_>, ctx: &mut Ctx) -> Outcome {
     if chunk.image.unwrap_or(0) != 0 {
         return Outcome::Group(err::NO_FREE_SLOT);
     }

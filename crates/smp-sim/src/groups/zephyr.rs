@@ -1,4 +1,5 @@
-//! Zephyr basic group (63): erase the storage partition (where settings live).
+//! Zephyr basic group (63): erase the storage partition (where settings and the file
+//! system live).
 
 use smp_client::header::command::zephyr as cmd;
 use smp_client::messages::Empty;
@@ -10,6 +11,7 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
     match (req.command, req.is_read()) {
         (cmd::ERASE_STORAGE, false) => {
             dev.settings.erase();
+            dev.fs.erase();
             ctx.busy += dev.config.delays.erase;
             ok(&Empty)
         }
