@@ -34,6 +34,19 @@ struct Step {
     without_image_group: bool,
 }
 
+impl Step {
+    /// A datagram of the script, compared in full.
+    fn raw(name: &str, datagram: Vec<u8>, replies: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            datagram,
+            replies,
+            except: &[],
+            without_image_group: false,
+        }
+    }
+}
+
 /// Builds CBOR maps with text keys for the script.
 fn map(entries: &[(&str, Value)]) -> Vec<u8> {
     let mut e = Encoder::new(Vec::new());
@@ -461,58 +474,41 @@ fn script() -> Vec<Step> {
             &map(&[("d", text(d))]),
         )
     };
-    steps.push(Step {
-        name: "two frames in one datagram".into(),
-        datagram: [echo(0x10, "one"), echo(0x11, "two")].concat(),
-        replies: 2,
-        except: &[],
-        without_image_group: false,
-    });
+    steps.push(Step::raw(
+        "two frames in one datagram",
+        [echo(0x10, "one"), echo(0x11, "two")].concat(),
+        2,
+    ));
     let mut long_header = echo(0x12, "cut");
     long_header[3] += 4;
-    steps.push(Step {
-        name: "header longer than the datagram".into(),
-        datagram: long_header,
-        replies: 1,
-        except: &[],
-        without_image_group: false,
-    });
-    steps.push(Step {
-        name: "datagram over 1500 bytes".into(),
-        datagram: echo(0x13, &"m".repeat(1600)),
-        replies: 1,
-        except: &[],
-        without_image_group: false,
-    });
-    steps.push(Step {
-        name: "datagram of exactly 1500 bytes".into(),
-        datagram: echo(0x14, &"m".repeat(1486)),
-        replies: 1,
-        except: &[],
-        without_image_group: false,
-    });
+    steps.push(Step::raw("header longer than the datagram", long_header, 1));
+    steps.push(Step::raw(
+        "datagram over 1500 bytes",
+        echo(0x13, &"m".repeat(1600)),
+        1,
+    ));
+    steps.push(Step::raw(
+        "datagram of exactly 1500 bytes",
+        echo(0x14, &"m".repeat(1486)),
+        1,
+    ));
     let mut too_new = echo(0x15, "v3");
     too_new[0] |= 0x18;
+    steps.push(Step::raw("version 3 header", too_new, 1));
     steps.push(Step {
-        name: "version 3 header".into(),
-        datagram: too_new,
-        replies: 1,
-        except: &[],
-        without_image_group: false,
-    });
-    steps.push(Step {
-        name: "smp_svr_stats".into(),
-        datagram: frame(
-            V2,
-            Read,
-            stat,
-            command::stat::GROUP_DATA,
-            0x16,
-            &map(&[("name", text("smp_svr_stats"))]),
-        ),
-        replies: 1,
         except: &["fields.ticks"],
-        without_image_group: false,
+        ..Step::raw(
+            "smp_svr_stats",
+            frame(
+                V2,
+                Read,
+                stat,
+                command::stat::GROUP_DATA,
+                0x16,
+                &map(&[("name", text("smp_svr_stats"))]),
+            ),
+            1,
+        )
     });
     steps
 }

@@ -4,6 +4,10 @@
 //! Each test starts its own simulated device on the test's multi-thread runtime and runs
 //! the binary on a blocking thread, so the device keeps answering meanwhile.
 
+mod support;
+
+use support::Run;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,34 +16,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use smp_mcuboot::{Image, ImageBuilder, ImageVersion, sample_body};
 use smp_sim::{Sim, SimConfig};
-
-/// What one run of `smp` did.
-#[derive(Debug)]
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Stdout as the one JSON document it must be.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
-
-    /// Asserts success and returns stdout.
-    fn ok(&self) -> &str {
-        assert_eq!(self.status, 0, "{self:#?}");
-        &self.stdout
-    }
-
-    /// Asserts success and returns the JSON document.
-    fn ok_json(&self) -> Value {
-        self.ok();
-        self.json()
-    }
-}
 
 /// Runs `smp` with `args`, without the caller's `SMP_UDP` or `RUST_LOG`.
 async fn smp<I, S>(args: I) -> Run
@@ -67,14 +43,7 @@ where
             command.env("SMP_UDP", udp);
         }
         let output = command.output().expect("the smp binary runs");
-        Run {
-            status: output
-                .status
-                .code()
-                .expect("smp exits, not killed by a signal"),
-            stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
-            stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
-        }
+        Run::from_output(output)
     })
     .await
     .expect("the blocking task finishes")
@@ -100,14 +69,8 @@ async fn start() -> Sim {
         .expect("the simulated device starts")
 }
 
-/// A fresh folder for one test's files.
 fn scratch(test: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("smp-cli")
-        .join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
+    support::scratch("smp-cli", test)
 }
 
 fn path_str(path: &std::path::Path) -> String {

@@ -5,38 +5,17 @@
 //! `SMP_INTEROP_UDP4=127.0.0.1:1337 cargo test -p smp-cli --test interop -- --ignored`;
 //! without the variable every test fails with a pointer to `cargo xtask interop`.
 
+mod support;
+
+use support::Run;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The variable that holds the IPv4 server's address.
 const UDP4: &str = "SMP_INTEROP_UDP4";
-
-/// What one run of `smp` did.
-#[derive(Debug)]
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> &str {
-        assert_eq!(self.status, 0, "{self:#?}");
-        &self.stdout
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
-
-    fn ok_json(&self) -> Value {
-        self.ok();
-        self.json()
-    }
-}
 
 /// The server's address, or a panic that says how to get one.
 fn server() -> String {
@@ -59,20 +38,11 @@ fn smp(args: &[&str]) -> Run {
         .env_remove("RUST_LOG")
         .output()
         .expect("the smp binary runs");
-    Run {
-        status: output.status.code().expect("smp exits"),
-        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
-    }
+    Run::from_output(output)
 }
 
 fn scratch(test: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("smp-cli-interop")
-        .join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
+    support::scratch("smp-cli-interop", test)
 }
 
 #[test]
