@@ -94,6 +94,7 @@ async fn one_mib_upload_survives_loss_duplication_and_reordering() {
     assert_eq!(summary.matched, Some(true));
     assert_uploaded(&sim, &image);
     let counters = sim.counters();
+    println!("1 MiB upload through faults: {summary:?}\n  device side: {counters:?}");
     assert!(
         counters.dropped_by_fault > 50 && counters.replies_dropped > 50,
         "the faults happened: {counters:?}"
