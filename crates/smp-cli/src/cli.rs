@@ -248,8 +248,8 @@ pub(crate) struct UploadArgs {
     /// Upload the file as it is, without checking that it is an MCUboot image.
     #[arg(long)]
     pub(crate) raw: bool,
-    /// Reserved for pipelined uploads: requests that may be in flight at once (today an
-    /// upload sends one chunk at a time; this only caps the client's window).
+    /// Most chunks in flight at once. By default as many as the device's buffers hold
+    /// (its `buf_count` - 1); a number only lowers that; 1 sends one chunk at a time.
     #[arg(long, value_name = "N")]
     pub(crate) window: Option<NonZeroUsize>,
 }
@@ -267,6 +267,10 @@ pub(crate) enum FsCommand {
         local: PathBuf,
         /// The absolute path on the device.
         remote: String,
+        /// Most chunks in flight at once. By default as many as the device's buffers
+        /// hold (its `buf_count` - 1); a number only lowers that.
+        #[arg(long, value_name = "N")]
+        window: Option<NonZeroUsize>,
     },
     /// Download REMOTE from the device into the local file LOCAL.
     #[command(after_long_help = reference::shape("fs download"))]

@@ -29,6 +29,8 @@ pub struct ClientOptions {
     pub read_params: bool,
     /// Requests that may wait for replies at once. `None`: the device's `buf_count - 1`
     /// (a Zephyr UDP server drops what does not fit its buffers), 1 until it is known.
+    /// It also bounds how many chunks an upload keeps in flight; to pipeline less, use
+    /// the upload's own `window` ([`ImageUploadOptions::window`](crate::ImageUploadOptions::window)).
     pub max_in_flight: Option<usize>,
 }
 
@@ -213,6 +215,13 @@ impl<T: Transport + 'static> Client<T> {
         }
     }
 
+    /// Requests that may wait for replies at once: [`ClientOptions::max_in_flight`] when
+    /// set, else the device's `buf_count - 1` once its parameters are read, else 1.
+    /// Pipelined uploads keep at most this many chunks in flight.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.in_flight.limit.load(Ordering::Relaxed)
+    }
+
     /// Requests waiting for a reply right now.
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
@@ -286,27 +295,13 @@ impl<T: Transport + 'static> Client<T> {
         timeout: Duration,
         rc_may_be_result: bool,
     ) -> Result<Vec<u8>, ClientError> {
-        let length = u16::try_from(payload.len()).map_err(|_| ClientError::FrameTooLarge {
-            len: header::SIZE + payload.len(),
-            max: self.frame_limit(),
-        })?;
-        let template =
-            Header::new(op, group, command, length).with_version(self.shared.options.version);
-        let len = template.frame_len();
-        if len > self.frame_limit() {
-            return Err(ClientError::FrameTooLarge {
-                len,
-                max: self.frame_limit(),
-            });
-        }
-        let mut frame = Vec::with_capacity(len);
-        frame.extend_from_slice(&template.encode());
-        frame.extend_from_slice(payload);
-
+        let (template, mut frame) = self.frame(op, group, command, payload)?;
         let policy = &self.shared.options.retry;
         let mut busy_attempts = 0;
         loop {
-            let reply = self.exchange(template, &mut frame, timeout).await?;
+            let reply = self
+                .exchange(template, &mut frame, timeout, &mut || {})
+                .await?;
             match crate::cbor::reply_error(&reply[header::SIZE..], group, rc_may_be_result) {
                 Ok(None) => return Ok(reply[header::SIZE..].to_vec()),
                 Ok(Some(err)) if err.is_back_pressure() && busy_attempts < policy.busy_retries => {
@@ -333,12 +328,62 @@ impl<T: Transport + 'static> Client<T> {
         }
     }
 
-    /// One request under one sequence number: send, wait, re-send on timeout.
+    /// A request whose reply payload comes back unchecked (it may be a device error,
+    /// busy replies included, which are not retried). Timeouts re-send the same frame as
+    /// for any request, and call `on_timeout` each time. Pipelined upload chunks use it:
+    /// the upload handles busy replies itself, and narrows its window on timeouts.
+    pub(crate) async fn request_unchecked(
+        &self,
+        op: Op,
+        group: u16,
+        command: u8,
+        payload: &[u8],
+        timeout: Duration,
+        mut on_timeout: impl FnMut() + Send,
+    ) -> Result<Vec<u8>, ClientError> {
+        let (template, mut frame) = self.frame(op, group, command, payload)?;
+        let mut reply = self
+            .exchange(template, &mut frame, timeout, &mut on_timeout)
+            .await?;
+        reply.drain(..header::SIZE);
+        Ok(reply)
+    }
+
+    /// The frame of a request (sequence number still 0), checked against the frame limit.
+    fn frame(
+        &self,
+        op: Op,
+        group: u16,
+        command: u8,
+        payload: &[u8],
+    ) -> Result<(Header, Vec<u8>), ClientError> {
+        let length = u16::try_from(payload.len()).map_err(|_| ClientError::FrameTooLarge {
+            len: header::SIZE + payload.len(),
+            max: self.frame_limit(),
+        })?;
+        let template =
+            Header::new(op, group, command, length).with_version(self.shared.options.version);
+        let len = template.frame_len();
+        if len > self.frame_limit() {
+            return Err(ClientError::FrameTooLarge {
+                len,
+                max: self.frame_limit(),
+            });
+        }
+        let mut frame = Vec::with_capacity(len);
+        frame.extend_from_slice(&template.encode());
+        frame.extend_from_slice(payload);
+        Ok((template, frame))
+    }
+
+    /// One request under one sequence number: send, wait, re-send the same frame on
+    /// timeout as the retry policy says, calling `on_timeout` on every timeout.
     async fn exchange(
         &self,
         template: Header,
         frame: &mut [u8],
         timeout: Duration,
+        on_timeout: &mut (dyn FnMut() + Send),
     ) -> Result<Vec<u8>, ClientError> {
         let shared = &*self.shared;
         let _permit = shared
@@ -377,13 +422,16 @@ impl<T: Transport + 'static> Client<T> {
             match tokio::time::timeout(wait, &mut rx).await {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(_)) => return Err(ClientError::Closed),
-                Err(_) => tracing::debug!(
-                    sequence = request.sequence,
-                    group = request.group,
-                    command = request.command,
-                    attempt,
-                    "no reply; re-sending"
-                ),
+                Err(_) => {
+                    tracing::debug!(
+                        sequence = request.sequence,
+                        group = request.group,
+                        command = request.command,
+                        attempt,
+                        "no reply; re-sending"
+                    );
+                    on_timeout();
+                }
             }
         }
         Err(ClientError::Timeout {

@@ -1,19 +1,27 @@
 //! Chunked transfers: image upload, file upload and download.
 //!
-//! The planning (how much data fits a frame, what the device's offset means for the
-//! next chunk) is plain state driven by the async functions on [`Client`]; tests drive
-//! it directly.
+//! The planning (how much data fits a frame, which chunks are in flight, what the
+//! device's offset means for the next chunk, how many chunks may be in flight at once)
+//! is plain state, `UploadPlan`, driven by the async functions on [`Client`]; tests
+//! drive it directly.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use smp_transport::Transport;
 use smp_transport::header;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
 
 use crate::messages::fs;
 use crate::messages::image::{UploadRequest, UploadResponse};
-use crate::{Client, ClientError, Request};
+use crate::{Client, ClientError, DeviceError, ErrorScope, Request};
 
 /// Bytes CBOR needs, beyond the initial byte, to write a length `n` (RFC 8949 §3).
 ///
@@ -50,6 +58,11 @@ pub struct ImageUploadOptions {
     pub first_timeout: Duration,
     /// Per-attempt timeout of the last chunk, which may wait for the image check.
     pub last_timeout: Duration,
+    /// Most chunks in flight at once. `None` (the default) is automatic: as many as the
+    /// device's buffers hold, [`Client::max_in_flight`] (`buf_count - 1` from its MCUmgr
+    /// parameters, 1 when it does not report them). A number only lowers that: the
+    /// device's buffers always bound the window. `Some(1)` sends one chunk at a time.
+    pub window: Option<NonZeroUsize>,
 }
 
 impl Default for ImageUploadOptions {
@@ -59,6 +72,7 @@ impl Default for ImageUploadOptions {
             upgrade: false,
             first_timeout: Duration::from_secs(40),
             last_timeout: Duration::from_secs(10),
+            window: None,
         }
     }
 }
@@ -73,14 +87,21 @@ pub struct UploadSummary {
     /// Offset the device reported on the first reply: non-zero when it resumed an
     /// interrupted upload of the same image.
     pub resumed_at: u64,
-    /// Chunks sent, re-sends after timeouts not counted.
+    /// Chunk requests sent. A chunk sent again from the device's offset after a loss
+    /// counts again; a re-send of the same frame after a timeout does not.
     pub chunks: u64,
     /// The device's `match` on the last reply, when it sent one.
     pub matched: Option<bool>,
+    /// The most chunks that were in flight at once (1: one chunk at a time).
+    pub max_in_flight: usize,
 }
 
-/// Replies that may pass without the device's offset moving before an upload gives up.
+/// Rewinds in a row, without the device's offset moving, before an upload gives up.
 const MAX_STALLS: u32 = 8;
+
+/// `FS_MGMT_ERR_FILE_OFFSET_NOT_VALID`: a file chunk is not at the offset the device
+/// expects.
+const FS_FILE_OFFSET_NOT_VALID: i64 = 11;
 
 /// A request that carries one chunk of an upload.
 pub(crate) trait ChunkRequest<'a>: Request + minicbor::CborLen<()> {
@@ -88,6 +109,18 @@ pub(crate) trait ChunkRequest<'a>: Request + minicbor::CborLen<()> {
     fn set_data(&mut self, data: &'a [u8]);
     /// The device's offset (and, for images, `match`) from the reply.
     fn reply_offset(reply: &Self::Response) -> (u64, Option<bool>);
+    /// Whether a device error answering a chunk means "not at this offset": `None` when
+    /// it does not (the upload fails with it), `Some(offset)` when it does, with the
+    /// device's expected offset if the reply (its raw `payload`) carries one.
+    fn rejection(err: &DeviceError, payload: &[u8]) -> Option<Option<u64>> {
+        let _ = (err, payload);
+        None
+    }
+    /// The request that asks the device where it stands, after a rejection that did not
+    /// say; `None` when there is none.
+    fn offset_query(&self) -> Option<fs::StatusRequest> {
+        None
+    }
 }
 
 impl<'a> ChunkRequest<'a> for UploadRequest<'a> {
@@ -106,28 +139,167 @@ impl<'a> ChunkRequest<'a> for fs::UploadRequest<'a> {
     fn reply_offset(reply: &fs::UploadResponse) -> (u64, Option<bool>) {
         (reply.off, None)
     }
+    /// Zephyr's file system group refuses a chunk at the wrong offset with
+    /// `FILE_OFFSET_NOT_VALID` and (since Zephyr 3.3) the file's length as `len`.
+    fn rejection(err: &DeviceError, payload: &[u8]) -> Option<Option<u64>> {
+        let wrong_offset = err.scope == ErrorScope::Group
+            && err.group == header::group::FS
+            && err.rc == FS_FILE_OFFSET_NOT_VALID;
+        wrong_offset.then(|| {
+            minicbor::decode::<fs::StatusResponse>(payload)
+                .ok()
+                .map(|status| status.len)
+        })
+    }
+    fn offset_query(&self) -> Option<fs::StatusRequest> {
+        Some(fs::StatusRequest {
+            name: self.name.clone(),
+        })
+    }
 }
 
-/// The state of one upload: what the device confirmed, what to send next.
+/// The plan gave up: this many rounds of busy replies came in a row without progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Exhausted {
+    pub(crate) attempts: u32,
+}
+
+/// What the plan says after a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Keep going.
+    Continue,
+    /// The device has all the data; `matched` is its verdict on the image, if it gave one.
+    Done { matched: Option<bool> },
+}
+
+/// A chunk the plan recorded as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    /// Identifies the request in later events; increases in the order sent.
+    pub(crate) id: u64,
+    /// Offset of its data.
+    pub(crate) off: u64,
+    /// Bytes of data.
+    pub(crate) len: u64,
+}
+
+impl Chunk {
+    pub(crate) fn end(&self) -> u64 {
+        self.off + self.len
+    }
+}
+
+/// One request waiting for its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    id: u64,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Data `off..end`.
+    Chunk { off: u64, end: u64 },
+    /// A question for the device's offset.
+    Query,
+}
+
+/// The state of one upload: what the device confirmed, which chunks are in flight, what
+/// to send next, and how many chunks may be in flight at once (the window). No IO: the
+/// async [`Client`] sends what [`next_chunk`](Self::next_chunk) allows and reports every
+/// reply, busy reply and timeout back; tests do the same by hand.
 ///
-/// The device's offset in each reply drives it: equal to what was sent means accepted,
-/// anything else (a lost or rejected chunk, a resumed upload) is where to continue.
+/// What it relies on (Zephyr's `img_mgmt`, PROTOCOL.md 5): the device handles requests
+/// one at a time in the order they arrive, writes a chunk only at the offset it expects,
+/// and answers every chunk with the offset it expects next (a chunk at another offset
+/// is dropped and answered with success and that offset; the file system group refuses
+/// it instead, with the offset as `len` since Zephyr 3.3, and without it the plan asks,
+/// see [`on_rejected`](Self::on_rejected)). Hence:
+///
+/// - The device's offset in a reply is authoritative: it holds exactly the bytes before
+///   it. A reply also answers for everything sent before its request: those were
+///   handled (or lost) first, so their replies could only carry an older offset, and
+///   they hold no device buffer any more. They leave the window without waiting for
+///   their own replies.
+/// - The first chunk goes alone (the device may erase the slot on it, and its reply
+///   says whether it resumes an earlier upload); so does any later chunk at offset 0.
+/// - A reply whose offset is not where a chunk still in flight begins means the stream
+///   broke (a chunk was lost, or the device restarted or resumed): the next chunk goes
+///   at that offset. When a chunk in flight does begin there, the break was already
+///   mended by a resend, and the reply is one of the stale answers to chunks sent before
+///   the resend: it changes nothing. So one loss causes one resend, not one per chunk
+///   that was in flight behind it.
+/// - On a timeout the client re-sends the same frame under the same sequence number, as
+///   for any request, so a late reply to the first attempt still counts (a slot erase
+///   that outlasts the first chunk's timeout); the plan only narrows the window. An
+///   overtaken chunk is never re-sent: it leaves the plan, and the client drops its
+///   request, as soon as a later chunk is answered.
+/// - A busy reply (ENOMEM, EBUSY) means the chunk was not written: it is sent again,
+///   after the client's backoff. Busy replies count against the retry policy in rounds:
+///   once when nothing sent later is still in flight.
+/// - The window starts at its maximum after the first reply, halves (down to 1) on
+///   every busy reply, timeout, and loss of a chunk that was itself a resend, and grows
+///   by one on every accepted chunk.
+///
+/// Whatever is lost, duplicated or reordered, the device only ever holds a prefix of the
+/// data, so the result is correct; the rules above only decide how fast it gets there.
 #[derive(Debug)]
 pub(crate) struct UploadPlan<'a> {
     data: &'a [u8],
     frame_limit: usize,
-    /// The offset the device expects next.
-    off: u64,
+    /// The offset the device last reported: it holds the bytes before it.
+    acked: u64,
+    /// Where the next chunk begins.
+    next: u64,
+    /// Requests waiting for an answer, in the order sent.
+    in_flight: VecDeque<Sent>,
+    next_id: u64,
+    /// The largest window: the user's limit and the device's buffers.
+    max_window: usize,
+    /// The window now.
+    window: usize,
+    /// The first reply arrived.
+    started: bool,
+    /// The device refused a chunk without saying where it stands: ask before sending.
+    lost_offset: bool,
+    /// Busy rounds allowed in a row.
+    busy_retries: u32,
     stalls: u32,
+    busy: u32,
+    chunks: u64,
+    peak: usize,
+    resumed_at: u64,
 }
 
 impl<'a> UploadPlan<'a> {
-    pub(crate) fn new(data: &'a [u8], frame_limit: usize) -> Self {
+    /// A plan for `data` in frames of at most `frame_limit` bytes, with at most
+    /// `max_window` (at least 1) requests in flight, giving up after `busy_retries`
+    /// rounds of busy replies in a row.
+    pub(crate) fn new(
+        data: &'a [u8],
+        frame_limit: usize,
+        max_window: usize,
+        busy_retries: u32,
+    ) -> Self {
+        let max_window = max_window.max(1);
         Self {
             data,
             frame_limit,
-            off: 0,
+            acked: 0,
+            next: 0,
+            in_flight: VecDeque::new(),
+            next_id: 0,
+            max_window,
+            window: max_window,
+            started: false,
+            lost_offset: false,
+            busy_retries,
             stalls: 0,
+            busy: 0,
+            chunks: 0,
+            peak: 0,
+            resumed_at: 0,
         }
     }
 
@@ -135,15 +307,64 @@ impl<'a> UploadPlan<'a> {
         self.data.len() as u64
     }
 
-    pub(crate) fn off(&self) -> u64 {
-        self.off
+    /// The offset the device last reported.
+    pub(crate) fn acked(&self) -> u64 {
+        self.acked
     }
 
-    /// Fills `request` (built for the current offset, data empty) with as much data as
-    /// the frame limit allows.
+    /// Where the next chunk begins.
+    pub(crate) fn next_off(&self) -> u64 {
+        self.next
+    }
+
+    /// Requests that may be in flight now.
+    pub(crate) fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Requests in flight now.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether request `id` still waits for its answer.
+    pub(crate) fn is_in_flight(&self, id: u64) -> bool {
+        self.in_flight.iter().any(|sent| sent.id == id)
+    }
+
+    /// The most requests that were in flight at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// Chunks sent, resends included.
+    pub(crate) fn chunks_sent(&self) -> u64 {
+        self.chunks
+    }
+
+    /// The offset the first chunk's reply reported beyond the chunk itself: the device
+    /// resumed an earlier upload of the same data there. 0 when it did not.
+    pub(crate) fn resumed_at(&self) -> u64 {
+        self.resumed_at
+    }
+
+    /// The offset of the chunk to send now, if the window has room for one.
+    pub(crate) fn next_chunk(&self) -> Option<u64> {
+        let alone = self
+            .in_flight
+            .iter()
+            .any(|sent| matches!(sent.kind, Kind::Chunk { off: 0, .. }));
+        let more = !self.started || self.next < self.len();
+        (!self.lost_offset && !alone && more && self.in_flight.len() < self.window)
+            .then_some(self.next)
+    }
+
+    /// Fills `request` (built for [`next_off`](Self::next_off), data empty) with as much
+    /// data as the frame limit allows; returns how much.
     pub(crate) fn fill<R: ChunkRequest<'a>>(&self, request: &mut R) -> Result<usize, ClientError> {
         let empty = header::SIZE + minicbor::len(&*request);
-        let start = usize::try_from(self.off)
+        let start = usize::try_from(self.next)
             .unwrap_or(usize::MAX)
             .min(self.data.len());
         let room = fit_data(self.frame_limit, empty);
@@ -158,43 +379,179 @@ impl<'a> UploadPlan<'a> {
         Ok(end - start)
     }
 
-    /// Takes the device's offset after a chunk; `Ok(true)` when the upload is complete.
+    /// Fills `request` (built for the offset [`next_chunk`](Self::next_chunk) returned)
+    /// and records it as sent.
+    pub(crate) fn send<R: ChunkRequest<'a>>(
+        &mut self,
+        request: &mut R,
+    ) -> Result<Chunk, ClientError> {
+        let len = self.fill(request)? as u64;
+        let chunk = Chunk {
+            id: self.next_id,
+            off: self.next,
+            len,
+        };
+        self.record(Kind::Chunk {
+            off: chunk.off,
+            end: chunk.end(),
+        });
+        self.next = chunk.end();
+        self.chunks += 1;
+        Ok(chunk)
+    }
+
+    /// Whether to ask the device for its offset now (it refused a chunk without saying
+    /// where it stands).
+    pub(crate) fn wants_query(&self) -> bool {
+        self.lost_offset
+            && self.in_flight.len() < self.window
+            && !self.in_flight.iter().any(|sent| sent.kind == Kind::Query)
+    }
+
+    /// Records a question for the device's offset as sent; its answer goes to
+    /// [`on_reply`](Self::on_reply).
+    pub(crate) fn query_sent(&mut self) -> u64 {
+        self.record(Kind::Query)
+    }
+
+    fn record(&mut self, kind: Kind) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight.push_back(Sent { id, kind });
+        self.peak = self.peak.max(self.in_flight.len());
+        id
+    }
+
+    /// Forgets request `id` and everything sent before it; returns what `id` was, or
+    /// `None` when it no longer waits (then the answer is stale).
+    fn answered(&mut self, id: u64) -> Option<Kind> {
+        let position = self.in_flight.iter().position(|sent| sent.id == id)?;
+        let kind = self.in_flight[position].kind;
+        self.in_flight.drain(..=position);
+        Some(kind)
+    }
+
+    /// Whether a chunk still in flight begins at `off`.
+    fn resent_at(&self, off: u64) -> bool {
+        self.in_flight
+            .iter()
+            .any(|sent| matches!(sent.kind, Kind::Chunk { off: at, .. } if at == off))
+    }
+
+    fn shrink(&mut self) {
+        self.window = (self.window / 2).max(1);
+    }
+
+    /// Takes the device's offset `off` (and `match`) from the reply to request `id`.
     pub(crate) fn on_reply(
         &mut self,
+        id: u64,
         off: u64,
         matched: Option<bool>,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<Step, ClientError> {
+        let Some(kind) = self.answered(id) else {
+            return Ok(Step::Continue);
+        };
         if off > self.len() {
             return Err(ClientError::Transfer(format!(
                 "device reports offset {off} beyond the {} bytes sent",
                 self.len()
             )));
         }
-        if off > self.off || off == self.len() {
-            self.stalls = 0;
-        } else {
-            self.stalls += 1;
-            if self.stalls > MAX_STALLS {
-                return Err(ClientError::Transfer(format!(
-                    "device stopped accepting data at offset {off} ({MAX_STALLS} replies without progress)"
-                )));
+        self.started = true;
+        self.lost_offset = false;
+        let progressed = off > self.acked;
+        self.acked = off;
+        if progressed {
+            (self.stalls, self.busy) = (0, 0);
+        }
+        if off == self.len() {
+            return match matched {
+                Some(false) => Err(ClientError::Transfer(
+                    "device reports the uploaded image does not match its SHA-256".into(),
+                )),
+                _ => Ok(Step::Done { matched }),
+            };
+        }
+        if let Kind::Chunk { off: start, end } = kind {
+            if start == 0 && off > end {
+                self.resumed_at = off;
+            }
+            if off >= end {
+                self.window = (self.window + 1).min(self.max_window);
             }
         }
-        self.off = off;
-        if off < self.len() {
-            return Ok(false);
+        if !self.resent_at(off) {
+            if off < self.next && !progressed {
+                self.stalls += 1;
+                if self.stalls > MAX_STALLS {
+                    return Err(ClientError::Transfer(format!(
+                        "device stopped accepting data at offset {off} ({MAX_STALLS} resends without progress)"
+                    )));
+                }
+                // The chunk sent again after a loss was lost too: ease off, as for a
+                // busy reply (the device may be dropping what its buffers cannot hold).
+                // A single loss does not narrow the window: on a lossy link that would
+                // leave one chunk in flight, whose loss only a timeout reveals.
+                if self.stalls > 1 {
+                    self.shrink();
+                }
+            }
+            if off != self.next {
+                tracing::debug!(
+                    from = self.next,
+                    to = off,
+                    "upload continues at the device's offset"
+                );
+            }
+            self.next = off;
         }
-        match matched {
-            Some(false) => Err(ClientError::Transfer(
-                "device reports the uploaded image does not match its SHA-256".into(),
-            )),
-            _ => Ok(true),
+        Ok(Step::Continue)
+    }
+
+    /// The device refused chunk `id` as being at the wrong offset without saying which it
+    /// expects: ask it ([`wants_query`](Self::wants_query)) before sending on.
+    pub(crate) fn on_rejected(&mut self, id: u64) {
+        if self.answered(id).is_some() {
+            self.lost_offset = true;
+        }
+    }
+
+    /// Request `id` got a busy reply (ENOMEM, EBUSY): it was not handled. Narrows the
+    /// window and sends the chunk again; returns the busy rounds in a row, for the
+    /// client's backoff.
+    pub(crate) fn on_busy(&mut self, id: u64) -> Result<u32, Exhausted> {
+        let Some(kind) = self.answered(id) else {
+            return Ok(self.busy);
+        };
+        self.shrink();
+        if self.in_flight.is_empty() {
+            self.busy += 1;
+            if self.busy > self.busy_retries {
+                return Err(Exhausted {
+                    attempts: self.busy,
+                });
+            }
+        }
+        if let Kind::Chunk { off, .. } = kind {
+            if !self.lost_offset && !self.resent_at(off) {
+                self.next = self.next.min(off);
+            }
+        }
+        Ok(self.busy)
+    }
+
+    /// Request `id` got no answer in time (and goes again, the same frame): narrows the
+    /// window.
+    pub(crate) fn on_timeout(&mut self, id: u64) {
+        if self.is_in_flight(id) {
+            self.shrink();
         }
     }
 
     pub(crate) fn progress(&self) -> Progress {
         Progress {
-            done: self.off,
+            done: self.acked,
             total: self.len(),
         }
     }
@@ -233,6 +590,27 @@ struct ChunksSent {
     chunks: u64,
     resumed_at: u64,
     matched: Option<bool>,
+    max_in_flight: usize,
+}
+
+/// One request of an upload, as the client sends it.
+enum Job<R> {
+    /// A chunk.
+    Chunk(R),
+    /// A question for the device's offset: an ordinary request, with the client's
+    /// retries.
+    Query(fs::StatusRequest),
+}
+
+/// The device's answer to a [`Job`].
+#[derive(Debug)]
+enum Answer {
+    /// The offset the device expects next (and `match`, on the last image chunk).
+    Offset { off: u64, matched: Option<bool> },
+    /// The chunk was at the wrong offset; the device did not say which it expects.
+    Rejected,
+    /// ENOMEM or EBUSY: the chunk was not handled.
+    Busy(DeviceError),
 }
 
 /// Settings of [`Client::upload_file`] and [`Client::download_file`].
@@ -241,11 +619,18 @@ pub struct FileTransferOptions {
     /// Compare the device's SHA-256 (or CRC32) of the file with the local data afterwards,
     /// when the device can compute one.
     pub verify: bool,
+    /// Most upload chunks in flight at once, as [`ImageUploadOptions::window`]: `None`
+    /// (the default) as many as the device's buffers hold. Downloads read one chunk at a
+    /// time.
+    pub window: Option<NonZeroUsize>,
 }
 
 impl Default for FileTransferOptions {
     fn default() -> Self {
-        Self { verify: true }
+        Self {
+            verify: true,
+            window: None,
+        }
     }
 }
 
@@ -259,6 +644,8 @@ pub struct FileTransferSummary {
     /// The check that compared the device's file with the local data: `"sha256"` or
     /// `"crc32"`, or `None` when the device offers neither (or `verify` was off).
     pub verified_with: Option<&'static str>,
+    /// The most chunks that were in flight at once (always 1 for a download).
+    pub max_in_flight: usize,
 }
 
 impl<T: Transport + 'static> Client<T> {
@@ -266,9 +653,13 @@ impl<T: Transport + 'static> Client<T> {
     ///
     /// The first chunk carries the image's length and SHA-256: a device that holds an
     /// interrupted upload of the same image continues from where it stopped. Chunks fill
-    /// the frame limit; the device's offsets drive what is sent next; timeouts re-send,
-    /// busy replies back off. `progress` is called after every reply. Dropping the future
-    /// cancels the upload; calling this again with the same image resumes it.
+    /// the frame limit. After the first chunk (which goes alone: the device may erase
+    /// the slot first), up to [`window`](ImageUploadOptions::window) chunks are in flight
+    /// at once, in offset order; the device's offsets drive what is sent next: a lost
+    /// chunk is sent again from the offset the device reports, timeouts and busy replies
+    /// narrow the window (and back off), accepted chunks widen it again. `progress` is
+    /// called whenever the device's offset moves. Dropping the future cancels the upload;
+    /// calling this again with the same image resumes it.
     pub async fn upload_image(
         &self,
         image: &[u8],
@@ -287,6 +678,7 @@ impl<T: Transport + 'static> Client<T> {
                 image,
                 |off| image_chunk(off, len, &sha256, options),
                 timeouts,
+                options.window,
                 progress,
             )
             .await?;
@@ -297,11 +689,17 @@ impl<T: Transport + 'static> Client<T> {
             resumed_at: sent.resumed_at,
             chunks: sent.chunks,
             matched: sent.matched,
+            max_in_flight: sent.max_in_flight,
         })
     }
 
     /// Uploads `data` to the file `name` on the device, replacing it, then checks the
     /// device's hash of it when `options.verify` is set and the device can compute one.
+    ///
+    /// Chunks are pipelined as in [`upload_image`](Self::upload_image). A chunk the
+    /// device refuses as being at the wrong offset (`FILE_OFFSET_NOT_VALID`) is sent
+    /// again from the file length the device reports with the refusal, or, when it
+    /// reports none, from the length a status request reads.
     pub async fn upload_file(
         &self,
         name: &str,
@@ -322,7 +720,9 @@ impl<T: Transport + 'static> Client<T> {
             data: Cow::Borrowed(&[]),
             name: name.to_owned(),
         };
-        let sent = self.upload_chunks(data, chunk, timeouts, progress).await?;
+        let sent = self
+            .upload_chunks(data, chunk, timeouts, options.window, progress)
+            .await?;
         let verified_with = if options.verify {
             self.verify_file(name, data).await?
         } else {
@@ -332,6 +732,7 @@ impl<T: Transport + 'static> Client<T> {
             len,
             chunks: sent.chunks,
             verified_with,
+            max_in_flight: sent.max_in_flight,
         })
     }
 
@@ -395,6 +796,7 @@ impl<T: Transport + 'static> Client<T> {
             len: data.len() as u64,
             chunks,
             verified_with,
+            max_in_flight: 1,
         };
         Ok((data, summary))
     }
@@ -436,49 +838,199 @@ impl<T: Transport + 'static> Client<T> {
         Ok(None)
     }
 
-    /// Sends the chunks of `data`, each request built by `chunk` for the device's current
-    /// offset and filled to the frame limit, until the device has all of it.
+    /// Sends the chunks of `data`, each request built by `chunk` for its offset and
+    /// filled to the frame limit, until the device has all of it: drives an
+    /// [`UploadPlan`] with up to `window` (bounded by [`max_in_flight`](Self::max_in_flight))
+    /// chunks in flight.
+    ///
+    /// Each chunk is one request with the client's timeouts and same-frame re-sends (a
+    /// late reply to an earlier attempt still counts, and a chunk that exhausts its
+    /// retries fails the upload, as before pipelining). What pipelining adds: a chunk's
+    /// request is dropped, and so never re-sent, as soon as a later chunk is answered
+    /// (the device has moved past it, or lost it and said so: an overtaken chunk would
+    /// only take a device buffer and answer with a stale offset); after a loss the plan
+    /// sends from the offset the device reports; busy replies are not retried by the
+    /// request but by the plan, in order, after the policy's backoff, and count in rounds
+    /// against `busy_retries`; timeouts and busy replies narrow the window.
     async fn upload_chunks<'a, R: ChunkRequest<'a>>(
         &self,
         data: &'a [u8],
         chunk: impl Fn(u64) -> R,
-        timeouts: ChunkTimeouts,
+        chunk_timeouts: ChunkTimeouts,
+        window: Option<NonZeroUsize>,
         mut progress: impl FnMut(Progress),
     ) -> Result<ChunksSent, ClientError> {
-        let mut plan = UploadPlan::new(data, self.frame_limit());
-        let mut sent = ChunksSent {
-            chunks: 0,
-            resumed_at: 0,
-            matched: None,
-        };
+        let policy = &self.options().retry;
+        let max_window = window
+            .map_or(usize::MAX, NonZeroUsize::get)
+            .min(self.max_in_flight());
+        let mut plan = UploadPlan::new(data, self.frame_limit(), max_window, policy.busy_retries);
+        tracing::debug!(len = plan.len(), window = plan.window(), "upload starts");
+        // Requests report their timeouts here as they happen.
+        let (timed_out, mut timeouts) = tokio::sync::mpsc::unbounded_channel();
+        let mut pending = Vec::new();
+        let mut pause: Option<Instant> = None;
         loop {
-            let off = plan.off();
-            let mut request = chunk(off);
-            let len = plan.fill(&mut request)? as u64;
-            let timeout = if off == 0 {
-                timeouts.first
-            } else if off + len == plan.len() {
-                timeouts.last
-            } else {
-                timeouts.middle
-            };
-            let reply = self.request_with_timeout(&request, timeout).await?;
-            sent.chunks += 1;
-            let (reply_off, matched) = R::reply_offset(&reply);
-            if off == 0 && reply_off > len {
-                sent.resumed_at = reply_off;
-                tracing::info!(
-                    resumed_at = reply_off,
-                    "device resumes an interrupted upload"
-                );
+            if pause.is_some_and(|until| Instant::now() >= until) {
+                pause = None;
             }
-            let done = plan.on_reply(reply_off, matched)?;
-            progress(plan.progress());
-            if done {
-                sent.matched = matched;
-                return Ok(sent);
+            if pause.is_none() {
+                while let Some(off) = plan.next_chunk() {
+                    let mut request = chunk(off);
+                    let sent = plan.send(&mut request)?;
+                    let wait = if sent.off == 0 {
+                        chunk_timeouts.first
+                    } else if sent.end() == plan.len() {
+                        chunk_timeouts.last
+                    } else {
+                        chunk_timeouts.middle
+                    };
+                    let job = self.upload_job(Job::Chunk(request), wait, (sent.id, &timed_out));
+                    pending.push((sent.id, Box::pin(job)));
+                }
+                if plan.wants_query() {
+                    let query = chunk(plan.next_off()).offset_query().ok_or_else(|| {
+                        ClientError::Transfer(
+                            "the device refused a chunk without saying where it stands".into(),
+                        )
+                    })?;
+                    let id = plan.query_sent();
+                    let job =
+                        self.upload_job(Job::Query(query), chunk_timeouts.middle, (id, &timed_out));
+                    pending.push((id, Box::pin(job)));
+                }
+            }
+            if pending.is_empty() && pause.is_none() {
+                // The plan always has something to send or to wait for until it is done.
+                return Err(ClientError::Transfer(format!(
+                    "upload stalled at offset {} of {}",
+                    plan.acked(),
+                    plan.len()
+                )));
+            }
+            let (id, answer) = tokio::select! {
+                biased;
+                Some(id) = timeouts.recv() => {
+                    plan.on_timeout(id);
+                    tracing::debug!(window = plan.window(), "no reply to a chunk yet; sent again");
+                    continue;
+                }
+                answered = next_answer(&mut pending) => answered,
+                () = sleep_until(pause) => continue,
+            };
+            let acked = plan.acked();
+            match answer {
+                Ok(Answer::Offset { off, matched }) => {
+                    let step = plan.on_reply(id, off, matched)?;
+                    if plan.acked() != acked {
+                        progress(plan.progress());
+                    }
+                    if let Step::Done { matched } = step {
+                        if plan.resumed_at() > 0 {
+                            tracing::info!(
+                                resumed_at = plan.resumed_at(),
+                                "device resumed an interrupted upload"
+                            );
+                        }
+                        return Ok(ChunksSent {
+                            chunks: plan.chunks_sent(),
+                            resumed_at: plan.resumed_at(),
+                            matched,
+                            max_in_flight: plan.peak(),
+                        });
+                    }
+                }
+                Ok(Answer::Rejected) => plan.on_rejected(id),
+                Ok(Answer::Busy(err)) => match plan.on_busy(id) {
+                    Ok(rounds) => {
+                        let backoff = policy.backoff_after(rounds.saturating_sub(1));
+                        tracing::debug!(%err, ?backoff, window = plan.window(), "device busy");
+                        pause = Some(Instant::now() + backoff);
+                    }
+                    Err(Exhausted { attempts }) => {
+                        return Err(ClientError::Busy {
+                            last: err,
+                            attempts,
+                        });
+                    }
+                },
+                // A chunk the device never answered, through every re-send.
+                Err(err) => return Err(err),
+            }
+            // Requests the plan no longer waits for: their answers would change nothing.
+            pending.retain(|(id, _)| plan.is_in_flight(*id));
+        }
+    }
+
+    /// Sends one request of an upload and sorts out its answer; reports each timeout
+    /// (after which the same frame goes again) as `report.0` on `report.1`.
+    async fn upload_job<'a, R: ChunkRequest<'a>>(
+        &self,
+        job: Job<R>,
+        timeout: Duration,
+        report: (u64, &UnboundedSender<u64>),
+    ) -> Result<Answer, ClientError> {
+        let (id, timed_out) = report;
+        let on_timeout = || {
+            let _ = timed_out.send(id);
+        };
+        let request = match job {
+            Job::Query(query) => {
+                let status = self.request_with_timeout(&query, timeout).await?;
+                return Ok(Answer::Offset {
+                    off: status.len,
+                    matched: None,
+                });
+            }
+            Job::Chunk(request) => request,
+        };
+        let payload =
+            minicbor::to_vec(&request).map_err(|err| ClientError::Encode(err.to_string()))?;
+        let reply = self
+            .request_unchecked(R::OP, R::GROUP, R::COMMAND, &payload, timeout, on_timeout)
+            .await?;
+        let decode_error = |message: String| ClientError::Decode {
+            group: R::GROUP,
+            command: R::COMMAND,
+            message,
+        };
+        match crate::cbor::reply_error(&reply, R::GROUP, false) {
+            Ok(None) => {
+                let response: R::Response =
+                    minicbor::decode(&reply).map_err(|err| decode_error(err.to_string()))?;
+                let (off, matched) = R::reply_offset(&response);
+                Ok(Answer::Offset { off, matched })
+            }
+            Ok(Some(err)) if err.is_back_pressure() => Ok(Answer::Busy(err)),
+            Ok(Some(err)) => match R::rejection(&err, &reply) {
+                Some(Some(off)) => Ok(Answer::Offset { off, matched: None }),
+                Some(None) => Ok(Answer::Rejected),
+                None => Err(err.into()),
+            },
+            Err(err) => Err(decode_error(err.to_string())),
+        }
+    }
+}
+
+/// The first of `pending` (oldest first) to finish, taken out of the list.
+async fn next_answer<F: Future + Unpin>(pending: &mut Vec<(u64, F)>) -> (u64, F::Output) {
+    std::future::poll_fn(|cx| {
+        for index in 0..pending.len() {
+            if let Poll::Ready(output) = Pin::new(&mut pending[index].1).poll(cx) {
+                let (id, _) = pending.remove(index);
+                return Poll::Ready((id, output));
             }
         }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Sleeps until `until`, or forever without it.
+async fn sleep_until(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -498,6 +1050,9 @@ pub fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const BUSY_RETRIES: u32 = 20;
 
     fn image(len: usize) -> Vec<u8> {
         let mut data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
@@ -505,10 +1060,14 @@ mod tests {
         data
     }
 
-    /// The image request the plan would send next.
+    fn plan(data: &[u8], frame_limit: usize, window: usize) -> UploadPlan<'_> {
+        UploadPlan::new(data, frame_limit, window, BUSY_RETRIES)
+    }
+
+    /// The image request for the plan's next offset, filled but not recorded as sent.
     fn next<'a>(plan: &UploadPlan<'a>) -> UploadRequest<'a> {
         let mut request = image_chunk(
-            plan.off(),
+            plan.next_off(),
             plan.len(),
             &[0xab; 32],
             &ImageUploadOptions::default(),
@@ -517,31 +1076,60 @@ mod tests {
         request
     }
 
+    /// Sends the next image chunk, which the window must allow.
+    fn send<'a>(plan: &mut UploadPlan<'a>) -> (Chunk, UploadRequest<'a>) {
+        let off = plan.next_chunk().expect("the window has room");
+        let mut request = image_chunk(off, plan.len(), &[0xab; 32], &ImageUploadOptions::default());
+        let chunk = plan.send(&mut request).unwrap();
+        assert_eq!(
+            (chunk.off, chunk.len),
+            (request.off, request.data.len() as u64)
+        );
+        (chunk, request)
+    }
+
+    /// Sends chunks until the window is full.
+    fn send_all(plan: &mut UploadPlan<'_>) -> Vec<Chunk> {
+        let mut sent = Vec::new();
+        while plan.next_chunk().is_some() {
+            sent.push(send(plan).0);
+        }
+        sent
+    }
+
+    /// Sends the first chunk and has the device accept it.
+    fn started<'a>(data: &'a [u8], window: usize) -> UploadPlan<'a> {
+        let mut plan = plan(data, 512, window);
+        let (first, _) = send(&mut plan);
+        plan.on_reply(first.id, first.end(), None).unwrap();
+        plan
+    }
+
     #[test]
     fn chunk_sizes_match_the_reference_client() {
         // PROTOCOL.md 5.8: 1472-byte frames, 429,552-byte image.
         let data = image(429_552);
-        let mut plan = UploadPlan::new(&data, 1472);
-        let first = next(&plan);
-        assert_eq!(first.data.len(), 1387);
+        let mut plan = plan(&data, 1472, 1);
+        let (first, request) = send(&mut plan);
+        assert_eq!(first.len, 1387);
         assert_eq!(
-            (first.len, first.image, first.upgrade),
+            (request.len, request.image, request.upgrade),
             (Some(429_552), Some(0), Some(false))
         );
-        assert_eq!(header::SIZE + minicbor::len(&first), 1472);
-        plan.on_reply(1387, None).unwrap();
-        let second = next(&plan);
-        assert_eq!((second.off, second.data.len()), (1387, 1448));
-        assert_eq!((second.len, second.sha.as_ref()), (None, None));
-        assert_eq!(header::SIZE + minicbor::len(&second), 1472);
-        plan.on_reply(200_000, None).unwrap();
+        assert_eq!(header::SIZE + minicbor::len(&request), 1472);
+        plan.on_reply(first.id, 1387, None).unwrap();
+        let (second, request) = send(&mut plan);
+        assert_eq!((second.off, second.len), (1387, 1448));
+        assert_eq!((request.len, request.sha.as_ref()), (None, None));
+        assert_eq!(header::SIZE + minicbor::len(&request), 1472);
+        plan.on_reply(second.id, 200_000, None).unwrap();
         assert_eq!(next(&plan).data.len(), 1446);
     }
 
     #[test]
     fn file_chunks_fill_the_frame_too() {
         let data = vec![7u8; 5000];
-        let plan = UploadPlan::new(&data, 512);
+        let plan = plan(&data, 512, 1);
         let mut request = fs::UploadRequest {
             len: Some(5000),
             name: "/lfs1/a.bin".into(),
@@ -566,18 +1154,27 @@ mod tests {
     #[test]
     fn the_devices_offset_drives_the_next_chunk() {
         let data = image(10_000);
-        let mut plan = UploadPlan::new(&data, 512);
-        let sent = next(&plan).data.len() as u64;
+        let mut plan = plan(&data, 512, 1);
+        let (first, _) = send(&mut plan);
         // The device resumes an earlier upload at 6000.
-        assert!(!plan.on_reply(6000, None).unwrap());
-        assert_eq!(next(&plan).off, 6000);
+        assert_eq!(plan.on_reply(first.id, 6000, None).unwrap(), Step::Continue);
+        assert_eq!(plan.resumed_at(), 6000);
+        let (chunk, _) = send(&mut plan);
+        assert_eq!(chunk.off, 6000);
         // A lost chunk: the device is still at 6000; resend from there.
-        assert!(!plan.on_reply(6000, None).unwrap());
-        assert_eq!(next(&plan).off, 6000);
+        plan.on_reply(chunk.id, 6000, None).unwrap();
+        let (chunk, _) = send(&mut plan);
+        assert_eq!(chunk.off, 6000);
         // The device went back (it restarted the upload).
-        assert!(!plan.on_reply(sent, None).unwrap());
-        assert_eq!(next(&plan).off, sent);
-        assert!(plan.on_reply(10_000, Some(true)).unwrap());
+        plan.on_reply(chunk.id, first.end(), None).unwrap();
+        let (chunk, _) = send(&mut plan);
+        assert_eq!(chunk.off, first.end());
+        assert_eq!(
+            plan.on_reply(chunk.id, 10_000, Some(true)).unwrap(),
+            Step::Done {
+                matched: Some(true)
+            }
+        );
         assert_eq!(
             plan.progress(),
             Progress {
@@ -590,21 +1187,31 @@ mod tests {
     #[test]
     fn bad_answers_are_errors() {
         let data = image(1000);
-        let mut plan = UploadPlan::new(&data, 512);
+        let mut plan = plan(&data, 512, 1);
+        let (first, _) = send(&mut plan);
         assert!(matches!(
-            plan.on_reply(1001, None),
+            plan.on_reply(first.id, 1001, None),
             Err(ClientError::Transfer(_))
         ));
+        let mut plan = self::plan(&data, 512, 1);
+        let (first, _) = send(&mut plan);
+        plan.on_reply(first.id, first.end(), None).unwrap();
+        let (last, _) = send(&mut plan);
         assert!(matches!(
-            plan.on_reply(1000, Some(false)),
+            plan.on_reply(last.id, 1000, Some(false)),
             Err(ClientError::Transfer(_))
         ));
-        let mut plan = UploadPlan::new(&data, 512);
+        // A device that answers every chunk with the same offset.
+        let mut plan = self::plan(&data, 512, 1);
+        let (first, _) = send(&mut plan);
+        plan.on_reply(first.id, first.end(), None).unwrap();
         for _ in 0..MAX_STALLS {
-            plan.on_reply(0, None).unwrap();
+            let (chunk, _) = send(&mut plan);
+            plan.on_reply(chunk.id, first.end(), None).unwrap();
         }
+        let (chunk, _) = send(&mut plan);
         assert!(matches!(
-            plan.on_reply(0, None),
+            plan.on_reply(chunk.id, first.end(), None),
             Err(ClientError::Transfer(_))
         ));
     }
@@ -612,7 +1219,7 @@ mod tests {
     #[test]
     fn a_frame_too_small_for_any_data_is_refused() {
         let data = image(1000);
-        let plan = UploadPlan::new(&data, 80);
+        let plan = plan(&data, 80, 1);
         let mut request = image_chunk(0, 1000, &[0; 32], &ImageUploadOptions::default());
         assert!(matches!(
             plan.fill(&mut request),
@@ -623,9 +1230,406 @@ mod tests {
     #[test]
     fn the_last_chunk_is_exactly_the_rest() {
         let data = image(3000);
-        let mut plan = UploadPlan::new(&data, 1472);
-        plan.on_reply(2900, None).unwrap();
+        let mut plan = plan(&data, 1472, 1);
+        let (first, _) = send(&mut plan);
+        plan.on_reply(first.id, 2900, None).unwrap();
         assert_eq!(next(&plan).data.as_ref(), &data[2900..]);
+    }
+
+    #[test]
+    fn the_first_chunk_goes_alone_then_the_window_fills() {
+        let data = image(20_000);
+        let mut plan = plan(&data, 512, 3);
+        let (first, _) = send(&mut plan);
+        assert_eq!(first.off, 0);
+        assert_eq!(plan.next_chunk(), None, "nothing goes with the first chunk");
+        plan.on_reply(first.id, first.end(), None).unwrap();
+        let sent = send_all(&mut plan);
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent[0].off, first.end());
+        assert!(sent.windows(2).all(|w| w[0].end() == w[1].off));
+        assert_eq!((plan.in_flight(), plan.peak()), (3, 3));
+        // Each accepted chunk makes room for exactly one more.
+        plan.on_reply(sent[0].id, sent[0].end(), None).unwrap();
+        let more = send_all(&mut plan);
+        assert_eq!(more.len(), 1);
+        assert_eq!(more[0].off, sent[2].end());
+        assert_eq!(plan.peak(), 3);
+    }
+
+    #[test]
+    fn a_lost_chunk_is_sent_again_once() {
+        let data = image(40_000);
+        let mut plan = started(&data, 4);
+        let sent = send_all(&mut plan);
+        let [a, b, c, d] = sent[..] else {
+            panic!("four chunks in flight, got {sent:?}")
+        };
+        // `a` is lost: the device answers `b`, `c` and `d` with the offset it expects.
+        plan.on_reply(b.id, a.off, None).unwrap();
+        assert_eq!((plan.next_off(), plan.window()), (a.off, 4));
+        let resent = send_all(&mut plan);
+        assert_eq!(resent.len(), 2, "c and d still hold two places");
+        assert_eq!((resent[0].off, resent[1].off), (a.off, b.off));
+        // The answers to `c` and `d` are stale: `a` is on its way again.
+        let mut later = Vec::new();
+        for stale in [c, d] {
+            let next = plan.next_off();
+            assert_eq!(
+                plan.on_reply(stale.id, a.off, None).unwrap(),
+                Step::Continue
+            );
+            assert_eq!(plan.next_off(), next, "a stale answer resends nothing");
+            assert_eq!(plan.window(), 4, "a single loss keeps the window");
+            let more = send_all(&mut plan);
+            assert_eq!(more.len(), 1);
+            assert_eq!(more[0].off, next);
+            later.extend(more);
+        }
+        // The resent `a` is lost as well: the device answers the resent `b` with the
+        // same offset. Now the window narrows, to the two chunks still in flight.
+        plan.on_reply(resent[1].id, a.off, None).unwrap();
+        assert_eq!((plan.next_off(), plan.window()), (a.off, 2));
+        assert!(send_all(&mut plan).is_empty());
+        plan.on_reply(later[0].id, a.off, None).unwrap();
+        let again = send_all(&mut plan);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].off, a.off);
+        // It arrives, and the stream goes on.
+        plan.on_reply(again[0].id, again[0].end(), None).unwrap();
+        assert_eq!(plan.acked(), again[0].end());
+        assert_eq!(plan.window(), 3);
+    }
+
+    #[test]
+    fn duplicate_and_reordered_replies_change_nothing() {
+        let data = image(40_000);
+        let mut plan = started(&data, 3);
+        let sent = send_all(&mut plan);
+        // The reply to the second overtakes the reply to the first.
+        plan.on_reply(sent[1].id, sent[1].end(), None).unwrap();
+        assert!(!plan.is_in_flight(sent[0].id));
+        let (acked, next, window) = (plan.acked(), plan.next_off(), plan.window());
+        for (id, off) in [
+            (sent[0].id, sent[0].end()),
+            (sent[1].id, sent[1].end()),
+            (sent[0].id, sent[0].off),
+        ] {
+            assert_eq!(plan.on_reply(id, off, None).unwrap(), Step::Continue);
+            assert_eq!(
+                (plan.acked(), plan.next_off(), plan.window()),
+                (acked, next, window)
+            );
+        }
+        assert_eq!(plan.on_busy(sent[0].id), Ok(0));
+        plan.on_timeout(sent[0].id);
+        assert_eq!((plan.next_off(), plan.window()), (next, window));
+    }
+
+    #[test]
+    fn busy_replies_and_timeouts_narrow_the_window_and_success_widens_it() {
+        let data = image(100_000);
+        let mut plan = started(&data, 4);
+        assert_eq!(plan.window(), 4);
+        let sent = send_all(&mut plan);
+        // The first is refused: it goes again, after the others.
+        assert_eq!(plan.on_busy(sent[0].id), Ok(0));
+        assert_eq!((plan.window(), plan.next_off()), (2, sent[0].off));
+        // The last one times out (and goes again); all are answered with the old offset.
+        plan.on_timeout(sent[3].id);
+        assert_eq!(plan.window(), 1);
+        for chunk in &sent[1..] {
+            plan.on_reply(chunk.id, sent[0].off, None).unwrap();
+        }
+        assert_eq!((plan.in_flight(), plan.next_off()), (0, sent[0].off));
+        // Each accepted chunk widens the window by one, up to its maximum.
+        for (before, after) in [(1, 2), (2, 4), (4, 4)] {
+            let sent = send_all(&mut plan);
+            assert_eq!(sent.len(), before);
+            for chunk in sent {
+                plan.on_reply(chunk.id, chunk.end(), None).unwrap();
+            }
+            assert_eq!(plan.window(), after);
+        }
+    }
+
+    #[test]
+    fn a_timeout_narrows_the_window_and_keeps_the_chunk() {
+        let data = image(40_000);
+        let mut plan = started(&data, 3);
+        let sent = send_all(&mut plan);
+        // The client sends the same frame again; the plan only eases off.
+        plan.on_timeout(sent[0].id);
+        assert_eq!(plan.window(), 1);
+        assert!(plan.is_in_flight(sent[0].id));
+        assert_eq!((plan.next_off(), plan.next_chunk()), (sent[2].end(), None));
+        // A later answer overtakes it: it leaves the plan, its timeouts count no more.
+        plan.on_reply(sent[1].id, sent[1].end(), None).unwrap();
+        assert!(!plan.is_in_flight(sent[0].id));
+        plan.on_timeout(sent[0].id);
+        assert_eq!(plan.window(), 2);
+    }
+
+    #[test]
+    fn rounds_of_busy_replies_give_up() {
+        let data = image(40_000);
+        let mut plan = started(&data, 2);
+        for round in 1..=BUSY_RETRIES {
+            let (chunk, _) = send(&mut plan);
+            assert_eq!(plan.on_busy(chunk.id), Ok(round));
+        }
+        let (chunk, _) = send(&mut plan);
+        assert_eq!(
+            plan.on_busy(chunk.id),
+            Err(Exhausted {
+                attempts: BUSY_RETRIES + 1
+            })
+        );
+        // A round counts once, however many chunks it refused; progress resets the count.
+        let mut plan = started(&data, 4);
+        for _ in 0..2 * BUSY_RETRIES {
+            let sent = send_all(&mut plan);
+            let (last, older) = sent.split_last().unwrap();
+            for chunk in older {
+                assert_eq!(plan.on_busy(chunk.id), Ok(0));
+            }
+            assert_eq!(plan.on_busy(last.id), Ok(1));
+            let (chunk, _) = send(&mut plan);
+            assert_eq!(chunk.off, sent[0].off);
+            plan.on_reply(chunk.id, chunk.end(), None).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_upload_ends_exactly_at_its_length() {
+        let data = image(5000);
+        let mut plan = started(&data, 16);
+        let sent = send_all(&mut plan);
+        assert_eq!(sent.last().unwrap().end(), 5000);
+        assert!(sent.len() < 16, "the window had room for more");
+        assert_eq!(plan.next_chunk(), None, "nothing past the end");
+        let (last, rest) = sent.split_last().unwrap();
+        for chunk in rest {
+            assert_eq!(
+                plan.on_reply(chunk.id, chunk.end(), None).unwrap(),
+                Step::Continue
+            );
+        }
+        assert_eq!(
+            plan.on_reply(last.id, 5000, Some(true)).unwrap(),
+            Step::Done {
+                matched: Some(true)
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_one_chunk() {
+        let mut plan = plan(&[], 512, 4);
+        let mut request = fs::UploadRequest {
+            len: Some(0),
+            name: "/lfs1/empty".into(),
+            ..fs::UploadRequest::default()
+        };
+        assert_eq!(plan.next_chunk(), Some(0));
+        let chunk = plan.send(&mut request).unwrap();
+        assert_eq!((chunk.len, plan.next_chunk()), (0, None));
+        assert_eq!(
+            plan.on_reply(chunk.id, 0, None).unwrap(),
+            Step::Done { matched: None }
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_an_offset_asks_the_device() {
+        let data = vec![5u8; 20_000];
+        let mut plan = plan(&data, 512, 3);
+        let file_chunk = |off: u64| fs::UploadRequest {
+            len: (off == 0).then_some(20_000),
+            off,
+            name: "/lfs1/f".into(),
+            ..fs::UploadRequest::default()
+        };
+        let mut sent = Vec::new();
+        while let Some(off) = plan.next_chunk() {
+            let mut request = file_chunk(off);
+            sent.push(plan.send(&mut request).unwrap());
+            if off == 0 {
+                plan.on_reply(sent[0].id, sent[0].end(), None).unwrap();
+            }
+        }
+        assert_eq!(sent.len(), 4);
+        // The second is lost; the third is refused without an offset.
+        plan.on_rejected(sent[2].id);
+        assert_eq!(plan.next_chunk(), None);
+        assert!(plan.wants_query());
+        let query = plan.query_sent();
+        assert!(!plan.wants_query());
+        plan.on_rejected(sent[3].id);
+        plan.on_reply(query, sent[1].off, None).unwrap();
+        assert_eq!(plan.next_chunk(), Some(sent[1].off));
+        // The refusal as Zephyr sends it: FS 11 with the file's length.
+        let err = DeviceError {
+            group: header::group::FS,
+            rc: 11,
+            scope: ErrorScope::Group,
+            reason: None,
+        };
+        let payload = b"\xbf\x63err\xbf\x65group\x08\x62rc\x0b\xff\x63len\x19\x05\xdc\xff";
+        assert_eq!(
+            fs::UploadRequest::rejection(&err, payload),
+            Some(Some(1500))
+        );
+        assert_eq!(fs::UploadRequest::rejection(&err, b"\xa0"), Some(None));
+        let other = DeviceError {
+            rc: 10,
+            ..err.clone()
+        };
+        assert_eq!(fs::UploadRequest::rejection(&other, payload), None);
+        assert_eq!(UploadRequest::rejection(&err, payload), None);
+    }
+
+    /// A device that follows Zephyr's image upload rules, for the model test.
+    #[derive(Default)]
+    struct ModelDevice {
+        /// The upload in progress: its length and the bytes received.
+        upload: Option<(u64, Vec<u8>)>,
+        /// The last complete image.
+        slot: Vec<u8>,
+    }
+
+    impl ModelDevice {
+        fn handle(&mut self, chunk: &UploadRequest<'_>) -> (u64, Option<bool>) {
+            if chunk.off == 0 {
+                match &self.upload {
+                    Some((_, held)) if !held.is_empty() => return (held.len() as u64, None),
+                    _ => self.upload = Some((chunk.len.unwrap(), Vec::new())),
+                }
+            }
+            let Some((len, held)) = self.upload.as_mut() else {
+                // Forgotten (complete): the device expects a first chunk.
+                return (0, None);
+            };
+            if chunk.off != held.len() as u64 {
+                return (held.len() as u64, None);
+            }
+            held.extend_from_slice(&chunk.data);
+            let off = held.len() as u64;
+            if off < *len {
+                return (off, None);
+            }
+            self.slot = std::mem::take(held);
+            self.upload = None;
+            (off, Some(true))
+        }
+    }
+
+    /// A tiny xorshift generator: the faults of one model run.
+    struct Faults(u64);
+
+    impl Faults {
+        fn chance(&mut self, percent: u32) -> bool {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % 100) < u64::from(percent)
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Reply {
+        Offset(u64, Option<bool>),
+        Busy,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever the network loses, duplicates or reorders, the device ends up with
+        /// exactly the image, no chunk goes past its end or over the frame limit, and the
+        /// window is respected.
+        #[test]
+        fn any_faults_give_the_exact_image(
+            seed in 1u64..,
+            len in 1usize..30_000,
+            window in 1usize..8,
+            loss in 0u32..15,
+            duplicates in 0u32..10,
+            reorder in 0u32..20,
+            busy in 0u32..10,
+        ) {
+            let data = image(len.max(32));
+            let frame_limit = 300;
+            let mut plan = UploadPlan::new(&data, frame_limit, window, 1000);
+            let mut device = ModelDevice::default();
+            let mut faults = Faults(seed);
+            let mut to_device = VecDeque::new();
+            let mut to_client: VecDeque<(u64, Reply)> = VecDeque::new();
+            // What the client would send again after a timeout: the same frame.
+            let mut requests = std::collections::BTreeMap::new();
+            let mut done = None;
+            for _ in 0..200_000 {
+                while let Some(off) = plan.next_chunk() {
+                    let mut request =
+                        image_chunk(off, plan.len(), &[1; 32], &ImageUploadOptions::default());
+                    let chunk = plan.send(&mut request).unwrap();
+                    prop_assert!(header::SIZE + minicbor::len(&request) <= frame_limit);
+                    prop_assert!(chunk.end() <= plan.len());
+                    prop_assert!(plan.in_flight() <= window);
+                    requests.insert(chunk.id, request.clone());
+                    if !faults.chance(loss) {
+                        if faults.chance(duplicates) {
+                            to_device.push_back((chunk.id, request.clone()));
+                        }
+                        to_device.push_back((chunk.id, request));
+                    }
+                }
+                prop_assert!(!plan.wants_query());
+                if !to_device.is_empty() && (to_client.is_empty() || faults.chance(50)) {
+                    let (id, request) = to_device.pop_front().unwrap();
+                    let reply = if faults.chance(busy) {
+                        Reply::Busy
+                    } else {
+                        let (off, matched) = device.handle(&request);
+                        Reply::Offset(off, matched)
+                    };
+                    if !faults.chance(loss) {
+                        if faults.chance(duplicates) {
+                            to_client.push_back((id, reply));
+                        }
+                        to_client.push_back((id, reply));
+                        let n = to_client.len();
+                        if n >= 2 && faults.chance(reorder) {
+                            to_client.swap(n - 1, n - 2);
+                        }
+                    }
+                } else if let Some((id, reply)) = to_client.pop_front() {
+                    match reply {
+                        Reply::Offset(off, matched) => {
+                            if let Step::Done { matched } = plan.on_reply(id, off, matched).unwrap() {
+                                done = Some(matched);
+                                break;
+                            }
+                        }
+                        Reply::Busy => {
+                            plan.on_busy(id).unwrap();
+                        }
+                    }
+                } else {
+                    // Nothing on the way: the oldest request in flight times out, and the
+                    // client sends it again.
+                    requests.retain(|id, _| plan.is_in_flight(*id));
+                    let (&oldest, request) = requests.iter().next().unwrap();
+                    plan.on_timeout(oldest);
+                    if !faults.chance(loss) {
+                        to_device.push_back((oldest, request.clone()));
+                    }
+                }
+            }
+            prop_assert_eq!(done, Some(Some(true)), "the upload completes");
+            prop_assert!(device.slot == data, "the device holds exactly the image");
+            prop_assert!(plan.peak() <= window);
+        }
     }
 
     #[test]

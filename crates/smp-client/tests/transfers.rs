@@ -27,8 +27,14 @@ const SLOT_SIZE: u64 = 512 * 1024;
 struct Device {
     /// The upload in progress: length, announced SHA-256, bytes received.
     upload: Option<(u64, Vec<u8>, Vec<u8>)>,
+    /// The `buf_count` it reports (2 when 0): one less chunk may be in flight.
+    buf_count: u32,
     /// Drop every n-th request (0: none).
     drop_every: usize,
+    /// Handle every n-th request but drop its reply (0: none).
+    drop_reply_every: usize,
+    /// Answer every n-th request with ENOMEM instead of handling it (0: none).
+    enomem_every: usize,
     requests: usize,
     data_bytes_received: usize,
     largest_frame: usize,
@@ -44,6 +50,16 @@ struct Device {
     corrupt_writes: bool,
     /// Data bytes per download reply.
     download_chunk: usize,
+    /// Refuse a file chunk at the wrong offset with the file's length, as Zephyr 3.3 and
+    /// later do; without it, the refusal says nothing more.
+    offset_error_len: bool,
+    /// How long a new image upload's slot erase takes. Meanwhile the device answers
+    /// nothing, and what arrives is dropped (its two buffers are taken, as on Zephyr).
+    erase: Duration,
+    /// Set when an erase starts: the reply waits this long.
+    busy_for: Option<Duration>,
+    /// Requests dropped during an erase.
+    dropped_while_busy: usize,
 }
 
 fn reply_frame(request: &Header, body: impl FnOnce(&mut Encoder<&mut Vec<u8>>)) -> Vec<u8> {
@@ -73,14 +89,35 @@ impl Device {
     fn handle(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
         self.requests += 1;
         self.largest_frame = self.largest_frame.max(frame.len());
-        if self.drop_every > 0 && self.requests % self.drop_every == 0 {
+        let requests = self.requests;
+        let every = |n: usize| n > 0 && requests % n == 0;
+        if every(self.drop_every) {
             return None;
         }
         let request = Header::decode(frame).unwrap();
+        if every(self.enomem_every) && request.group != group::OS {
+            return Some(reply_frame(&request, |e| {
+                e.str("rc").unwrap().u32(2).unwrap();
+            }));
+        }
+        let reply = self.answer(&request, frame);
+        if every(self.drop_reply_every) {
+            return None;
+        }
+        reply
+    }
+
+    fn answer(&mut self, request: &Header, frame: &[u8]) -> Option<Vec<u8>> {
+        let request = *request;
         match (request.group, request.command) {
             (group::OS, 6) => Some(reply_frame(&request, |e| {
+                let buf_count = if self.buf_count == 0 {
+                    2
+                } else {
+                    self.buf_count
+                };
                 e.str("buf_size").unwrap().u32(2048).unwrap();
-                e.str("buf_count").unwrap().u32(2).unwrap();
+                e.str("buf_count").unwrap().u32(buf_count).unwrap();
             })),
             (group::IMAGE, 1) => {
                 let chunk: UploadRequest<'_> = minicbor::decode(&frame[8..]).unwrap();
@@ -93,6 +130,18 @@ impl Device {
             (group::FS, 0) => {
                 let read: fs::DownloadRequest = minicbor::decode(&frame[8..]).unwrap();
                 Some(self.file_read(&request, &read))
+            }
+            (group::FS, 1) => {
+                let status: fs::StatusRequest = minicbor::decode(&frame[8..]).unwrap();
+                Some(match self.files.get(&status.name) {
+                    Some(file) => {
+                        let len = file.len() as u64;
+                        reply_frame(&request, |e| {
+                            e.str("len").unwrap().u64(len).unwrap();
+                        })
+                    }
+                    None => group_error(&request, 3),
+                })
             }
             (group::FS, 2) => {
                 let hash: fs::HashRequest = minicbor::decode(&frame[8..]).unwrap();
@@ -124,6 +173,9 @@ impl Device {
                 return group_error(request, 30);
             }
             self.upload = Some((len, sha, Vec::new()));
+            if !self.erase.is_zero() {
+                self.busy_for = Some(self.erase);
+            }
         }
         let Some((len, sha, held)) = self.upload.as_mut() else {
             return reply_frame(request, |e| {
@@ -168,7 +220,17 @@ impl Device {
                 return group_error(request, 3);
             };
             if chunk.off != file.len() as u64 {
-                return group_error(request, 11);
+                let len = file.len() as u64;
+                if !self.offset_error_len {
+                    return group_error(request, 11);
+                }
+                return reply_frame(request, |e| {
+                    e.str("err").unwrap().begin_map().unwrap();
+                    e.str("group").unwrap().u16(request.group).unwrap();
+                    e.str("rc").unwrap().u32(11).unwrap();
+                    e.end().unwrap();
+                    e.str("len").unwrap().u64(len).unwrap();
+                });
             }
             file.extend(data);
         }
@@ -223,7 +285,18 @@ impl Device {
 fn serve(end: MemoryTransport, device: Arc<Mutex<Device>>) {
     tokio::spawn(async move {
         while let Ok(frame) = end.receive().await {
-            let reply = device.lock().unwrap().handle(&frame);
+            let (reply, busy_for) = {
+                let mut device = device.lock().unwrap();
+                let reply = device.handle(&frame);
+                (reply, device.busy_for.take())
+            };
+            if let Some(busy_for) = busy_for {
+                tokio::time::sleep(busy_for).await;
+                // What arrived meanwhile found no free buffer.
+                while let Ok(Ok(_)) = tokio::time::timeout(Duration::ZERO, end.receive()).await {
+                    device.lock().unwrap().dropped_while_busy += 1;
+                }
+            }
             if let Some(reply) = reply {
                 if end.send(&reply).await.is_err() {
                     break;
@@ -498,7 +571,10 @@ async fn file_system_errors_are_not_mistaken_for_missing_hashes() {
         Err(ClientError::Device(err)) => assert_eq!(err.name(), Some("FILE_READ_FAILED")),
         other => panic!("expected the device's error, got {other:?}"),
     }
-    let options = FileTransferOptions { verify: false };
+    let options = FileTransferOptions {
+        verify: false,
+        ..FileTransferOptions::default()
+    };
     let up = client
         .upload_file("/g", &file_data(100), &options, |_| {})
         .await
@@ -516,4 +592,187 @@ async fn downloading_a_missing_file_is_a_typed_error() {
         Err(ClientError::Device(err)) => assert_eq!(err.to_string(), "FS 3 FILE_NOT_FOUND"),
         other => panic!("expected FILE_NOT_FOUND, got {other:?}"),
     }
+}
+
+/// A device with `buf_count` buffers: `buf_count - 1` chunks may be in flight.
+fn pipelining_device(buf_count: u32) -> Device {
+    Device {
+        buf_count,
+        hash_types: vec!["sha256"],
+        ..Device::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn chunks_are_pipelined_up_to_the_device_buffers() {
+    let device = Arc::new(Mutex::new(pipelining_device(4)));
+    let client = client_for(device.clone()).await;
+    assert_eq!(client.max_in_flight(), 3);
+    let data = image(100_000);
+    let mut seen: Vec<Progress> = Vec::new();
+    let summary = client
+        .upload_image(&data, &fast_options(), |p| seen.push(p))
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    assert_eq!(summary.max_in_flight, 3);
+    assert_eq!(
+        summary.chunks,
+        seen.len() as u64,
+        "one reply per chunk, each one new"
+    );
+    let device = device.lock().unwrap();
+    assert_eq!(device.upload.as_ref().unwrap().2, data);
+    assert_eq!(device.data_bytes_received, data.len(), "nothing sent twice");
+    assert_eq!(device.largest_frame, 1472);
+    assert!(seen.windows(2).all(|w| w[0].done < w[1].done));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_option_only_lowers_the_window() {
+    for (window, expected) in [(Some(1), 1), (Some(2), 2), (Some(8), 3), (None, 3)] {
+        let device = Arc::new(Mutex::new(pipelining_device(4)));
+        let client = client_for(device.clone()).await;
+        let options = ImageUploadOptions {
+            window: window.and_then(std::num::NonZeroUsize::new),
+            ..fast_options()
+        };
+        let data = image(30_000);
+        let summary = client.upload_image(&data, &options, |_| {}).await.unwrap();
+        assert_eq!(summary.max_in_flight, expected, "window {window:?}");
+        assert_eq!(device.lock().unwrap().upload.as_ref().unwrap().2, data);
+    }
+    // A device that does not report its buffers gets one chunk at a time.
+    let device = Arc::new(Mutex::new(pipelining_device(0)));
+    let client = client_for(device).await;
+    let options = ImageUploadOptions {
+        window: std::num::NonZeroUsize::new(4),
+        ..fast_options()
+    };
+    let summary = client
+        .upload_image(&image(30_000), &options, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.max_in_flight, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pipelined_uploads_survive_lost_requests_replies_and_busy_answers() {
+    for (drop_every, drop_reply_every, enomem_every) in
+        [(7, 0, 0), (0, 5, 0), (0, 0, 6), (11, 13, 17), (3, 0, 0)]
+    {
+        let device = Arc::new(Mutex::new(Device {
+            drop_every,
+            drop_reply_every,
+            enomem_every,
+            ..pipelining_device(5)
+        }));
+        let client = client_for(device.clone()).await;
+        let data = image(150_000);
+        let summary = client
+            .upload_image(&data, &fast_options(), |_| {})
+            .await
+            .unwrap_or_else(|err| panic!("{drop_every}/{drop_reply_every}/{enomem_every}: {err}"));
+        // This device keeps a complete upload, so when the last reply is lost, the resent
+        // chunk learns the offset without `match`.
+        assert_ne!(summary.matched, Some(false));
+        assert_eq!(summary.max_in_flight, 4);
+        assert_eq!(device.lock().unwrap().upload.as_ref().unwrap().2, data);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pipelined_file_uploads_resume_after_a_refused_chunk() {
+    // With the length in the refusal (Zephyr 3.3+), and without it (a status request).
+    for offset_error_len in [true, false] {
+        let device = Arc::new(Mutex::new(Device {
+            drop_every: 9,
+            offset_error_len,
+            download_chunk: 700,
+            ..pipelining_device(4)
+        }));
+        let client = client_for(device.clone()).await;
+        let data = file_data(60_000);
+        let summary = client
+            .upload_file("/lfs/p.bin", &data, &FileTransferOptions::default(), |_| {})
+            .await
+            .unwrap_or_else(|err| panic!("offset_error_len {offset_error_len}: {err}"));
+        assert_eq!(summary.max_in_flight, 3);
+        assert_eq!(summary.verified_with, Some("sha256"));
+        assert_eq!(device.lock().unwrap().files["/lfs/p.bin"], data);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_device_fails_a_pipelined_upload_with_a_timeout() {
+    let device = Arc::new(Mutex::new(pipelining_device(4)));
+    let client = client_for(device.clone()).await;
+    device.lock().unwrap().drop_every = 1;
+    match client
+        .upload_image(&image(50_000), &fast_options(), |_| {})
+        .await
+    {
+        Err(ClientError::Timeout {
+            group: 1,
+            command: 1,
+            attempts,
+            ..
+        }) => assert_eq!(attempts, client.options().retry.retries + 1),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+#[test]
+fn upload_futures_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (client_end, _device_end) = MemoryTransport::pair(1472).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let options = ClientOptions {
+        read_params: false,
+        ..ClientOptions::default()
+    };
+    let client = runtime.block_on(Client::new(client_end, options)).unwrap();
+    let data = image(10);
+    let (image_options, file_options) = (
+        ImageUploadOptions::default(),
+        FileTransferOptions::default(),
+    );
+    let upload = client.upload_image(&data, &image_options, |_| {});
+    assert_send(&upload);
+    let file = client.upload_file("/f", &data, &file_options, |_| {});
+    assert_send(&file);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_reply_to_the_first_chunk_still_counts() {
+    // The erase outlasts the first chunk's timeout, and the re-sent first chunk finds no
+    // buffer: the reply to the first attempt is what moves the upload on.
+    let device = Arc::new(Mutex::new(Device {
+        erase: Duration::from_millis(700),
+        ..pipelining_device(2)
+    }));
+    let client = client_for(device.clone()).await;
+    let data = image(20_000);
+    let started = tokio::time::Instant::now();
+    let summary = client
+        .upload_image(&data, &fast_options(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    let device = device.lock().unwrap();
+    assert_eq!(
+        device.dropped_while_busy, 1,
+        "the re-sent first chunk was dropped"
+    );
+    assert_eq!(device.upload.as_ref().unwrap().2, data);
+    // Not another 500 ms timeout for the re-sent chunk.
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -13,12 +13,20 @@ use crate::progress::Transfer;
 /// Runs an `fs` command.
 pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
     match command {
-        FsCommand::Upload { local, remote } => {
+        FsCommand::Upload {
+            local,
+            remote,
+            window,
+        } => {
             let data = read_file(local)?;
             let client = ctx.client().await?;
             let transfer = Transfer::start("upload", Some(data.len() as u64));
+            let options = FileTransferOptions {
+                window: *window,
+                ..FileTransferOptions::default()
+            };
             let summary = client
-                .upload_file(remote, &data, &FileTransferOptions::default(), |p| {
+                .upload_file(remote, &data, &options, |p| {
                     transfer.update(p);
                 })
                 .await?;

@@ -2,7 +2,6 @@
 //! file without a device.
 
 use std::fmt::Write as _;
-use std::num::NonZeroUsize;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -201,7 +200,7 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
         (Some(version), image.hash())
     };
 
-    let client = ctx.connect(args.window.map(NonZeroUsize::get)).await?;
+    let client = ctx.client().await?;
     let defaults = ImageUploadOptions::default();
     let image_number = args.slot.unwrap_or(0);
     let options = ImageUploadOptions {
@@ -209,6 +208,7 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
         upgrade: args.upgrade,
         first_timeout: defaults.first_timeout.max(ctx.global.timeout),
         last_timeout: defaults.last_timeout.max(ctx.global.timeout),
+        window: args.window,
     };
     let transfer = Transfer::start("upload", Some(len));
     let summary = client

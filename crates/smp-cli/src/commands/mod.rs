@@ -32,36 +32,28 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// The client's options from the global options; `max_in_flight` fixes the window.
-    pub(crate) fn client_options(&self, max_in_flight: Option<usize>) -> ClientOptions {
+    /// The client's options from the global options.
+    pub(crate) fn client_options(&self) -> ClientOptions {
         ClientOptions {
             retry: RetryPolicy {
                 timeout: self.global.timeout,
                 retries: self.global.retries,
                 ..RetryPolicy::default()
             },
-            max_in_flight,
             ..ClientOptions::default()
         }
     }
 
     /// Connects to the device given by `--udp` (or `SMP_UDP`) and reads its MCUmgr
-    /// parameters, which size every request to its buffers.
-    pub(crate) async fn connect(
-        &self,
-        max_in_flight: Option<usize>,
-    ) -> Result<UdpClient, CliError> {
+    /// parameters, which size every request to its buffers (and bound how many may be
+    /// in flight: an upload's `--window` only lowers that).
+    pub(crate) async fn client(&self) -> Result<UdpClient, CliError> {
         let target = self.global.udp.clone().ok_or_else(|| {
             CliError::Usage("no device given: use --udp HOST[:PORT] or set SMP_UDP".to_owned())
         })?;
         let target = target.with_mtu(usize::from(self.global.mtu));
         tracing::debug!(%target, "connecting");
-        Ok(Client::connect_udp(target, self.client_options(max_in_flight)).await?)
-    }
-
-    /// Connects with the client's default window.
-    pub(crate) async fn client(&self) -> Result<UdpClient, CliError> {
-        self.connect(None).await
+        Ok(Client::connect_udp(target, self.client_options()).await?)
     }
 }
 
