@@ -253,21 +253,16 @@ impl<T: Transport + 'static> Client<T> {
     ) -> Result<R::Response, ClientError> {
         let payload =
             minicbor::to_vec(request).map_err(|err| ClientError::Encode(err.to_string()))?;
-        let reply = self
-            .request_checked(
-                R::OP,
-                R::GROUP,
-                R::COMMAND,
-                &payload,
-                timeout,
-                R::RC_MAY_BE_RESULT,
-            )
-            .await?;
-        minicbor::decode(&reply).map_err(|err| ClientError::Decode {
-            group: R::GROUP,
-            command: R::COMMAND,
-            message: err.to_string(),
-        })
+        self.request_checked(
+            R::OP,
+            R::GROUP,
+            R::COMMAND,
+            &payload,
+            timeout,
+            R::RC_MAY_BE_RESULT,
+            |body| minicbor::decode(body).map_err(|err| err.to_string()),
+        )
+        .await
     }
 
     /// Sends an already encoded CBOR payload and returns the reply's payload after
@@ -281,12 +276,21 @@ impl<T: Transport + 'static> Client<T> {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
-        self.request_checked(op, group, command, payload, timeout, false)
-            .await
+        self.request_checked(op, group, command, payload, timeout, false, |body| {
+            Ok(body.to_vec())
+        })
+        .await
     }
 
-    /// [`request_raw`](Self::request_raw), with the [`Request::RC_MAY_BE_RESULT`] rule.
-    async fn request_checked(
+    /// [`request_raw`](Self::request_raw), with the [`Request::RC_MAY_BE_RESULT`] rule,
+    /// returning what `parse` makes of a successful reply's payload.
+    ///
+    /// A reply that is neither a device error nor something `parse` accepts (a damaged
+    /// datagram: SMP has no checksum of its own) counts as lost: the request goes again
+    /// under a new sequence number, within the retry policy's `retries`, and only when
+    /// every attempt was malformed is the error [`ClientError::Decode`].
+    #[allow(clippy::too_many_arguments)]
+    async fn request_checked<P>(
         &self,
         op: Op,
         group: u16,
@@ -294,21 +298,27 @@ impl<T: Transport + 'static> Client<T> {
         payload: &[u8],
         timeout: Duration,
         rc_may_be_result: bool,
-    ) -> Result<Vec<u8>, ClientError> {
+        parse: impl Fn(&[u8]) -> Result<P, String>,
+    ) -> Result<P, ClientError> {
         let (template, mut frame) = self.frame(op, group, command, payload)?;
         let policy = &self.shared.options.retry;
-        let mut busy_attempts = 0;
+        let (mut busy_attempts, mut malformed) = (0, 0);
         loop {
             let reply = self
                 .exchange(template, &mut frame, timeout, &mut || {})
                 .await?;
-            match crate::cbor::reply_error(&reply[header::SIZE..], group, rc_may_be_result) {
-                Ok(None) => return Ok(reply[header::SIZE..].to_vec()),
+            let body = &reply[header::SIZE..];
+            let problem = match crate::cbor::reply_error(body, group, rc_may_be_result) {
+                Ok(None) => match parse(body) {
+                    Ok(parsed) => return Ok(parsed),
+                    Err(problem) => problem,
+                },
                 Ok(Some(err)) if err.is_back_pressure() && busy_attempts < policy.busy_retries => {
                     let pause = policy.backoff_after(busy_attempts);
                     tracing::debug!(%err, ?pause, "device busy; retrying");
                     busy_attempts += 1;
                     tokio::time::sleep(pause).await;
+                    continue;
                 }
                 Ok(Some(err)) if err.is_back_pressure() => {
                     return Err(ClientError::Busy {
@@ -317,14 +327,17 @@ impl<T: Transport + 'static> Client<T> {
                     });
                 }
                 Ok(Some(err)) => return Err(err.into()),
-                Err(err) => {
-                    return Err(ClientError::Decode {
-                        group,
-                        command,
-                        message: err.to_string(),
-                    });
-                }
+                Err(err) => err.to_string(),
+            };
+            if malformed >= policy.retries {
+                return Err(ClientError::Decode {
+                    group,
+                    command,
+                    message: problem,
+                });
             }
+            malformed += 1;
+            tracing::debug!(%problem, group, command, "malformed reply, taken as lost; sending again");
         }
     }
 

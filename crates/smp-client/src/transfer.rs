@@ -270,6 +270,8 @@ pub(crate) struct UploadPlan<'a> {
     chunks: u64,
     peak: usize,
     resumed_at: u64,
+    /// The end of the furthest chunk sent: the device cannot hold more.
+    sent_end: u64,
 }
 
 impl<'a> UploadPlan<'a> {
@@ -297,6 +299,7 @@ impl<'a> UploadPlan<'a> {
             busy_retries,
             stalls: 0,
             busy: 0,
+            sent_end: 0,
             chunks: 0,
             peak: 0,
             resumed_at: 0,
@@ -396,6 +399,7 @@ impl<'a> UploadPlan<'a> {
             end: chunk.end(),
         });
         self.next = chunk.end();
+        self.sent_end = self.sent_end.max(chunk.end());
         self.chunks += 1;
         Ok(chunk)
     }
@@ -452,11 +456,32 @@ impl<'a> UploadPlan<'a> {
         let Some(kind) = self.answered(id) else {
             return Ok(Step::Continue);
         };
-        if off > self.len() {
-            return Err(ClientError::Transfer(format!(
-                "device reports offset {off} beyond the {} bytes sent",
-                self.len()
-            )));
+        // The device cannot hold more than it was ever sent, except when a first chunk
+        // resumes an earlier upload. (A duplicated or re-sent earlier chunk may well be
+        // answered with a later offset: that is within what was sent.) A larger offset
+        // is a damaged reply (SMP has no checksum of its own): taking it could end the
+        // upload early, so it is ignored and the stream goes on from what the device
+        // surely holds.
+        let credible = match kind {
+            Kind::Chunk { off: 0, .. } | Kind::Query => self.len(),
+            Kind::Chunk { .. } => self.sent_end,
+        };
+        if off > credible {
+            self.stalls += 1;
+            if self.stalls > MAX_STALLS {
+                return Err(ClientError::Transfer(format!(
+                    "device reports offset {off}, beyond the {credible} bytes sent, again and again"
+                )));
+            }
+            tracing::warn!(
+                off,
+                credible,
+                "reply offset beyond the data sent: ignored as damaged"
+            );
+            if !self.resent_at(self.acked) {
+                self.next = self.acked;
+            }
+            return Ok(Step::Continue);
         }
         self.started = true;
         self.lost_offset = false;
@@ -986,28 +1011,40 @@ impl<T: Transport + 'static> Client<T> {
         };
         let payload =
             minicbor::to_vec(&request).map_err(|err| ClientError::Encode(err.to_string()))?;
-        let reply = self
-            .request_unchecked(R::OP, R::GROUP, R::COMMAND, &payload, timeout, on_timeout)
-            .await?;
-        let decode_error = |message: String| ClientError::Decode {
-            group: R::GROUP,
-            command: R::COMMAND,
-            message,
-        };
-        match crate::cbor::reply_error(&reply, R::GROUP, false) {
-            Ok(None) => {
-                let response: R::Response =
-                    minicbor::decode(&reply).map_err(|err| decode_error(err.to_string()))?;
-                let (off, matched) = R::reply_offset(&response);
-                Ok(Answer::Offset { off, matched })
+        // A damaged reply counts as lost: the chunk goes again (the device answers a
+        // chunk it already has with its offset), within the retry policy.
+        let mut malformed = 0;
+        loop {
+            let reply = self
+                .request_unchecked(R::OP, R::GROUP, R::COMMAND, &payload, timeout, on_timeout)
+                .await?;
+            let problem = match crate::cbor::reply_error(&reply, R::GROUP, false) {
+                Ok(None) => match minicbor::decode::<R::Response>(&reply) {
+                    Ok(response) => {
+                        let (off, matched) = R::reply_offset(&response);
+                        return Ok(Answer::Offset { off, matched });
+                    }
+                    Err(err) => err.to_string(),
+                },
+                Ok(Some(err)) if err.is_back_pressure() => return Ok(Answer::Busy(err)),
+                Ok(Some(err)) => {
+                    return match R::rejection(&err, &reply) {
+                        Some(Some(off)) => Ok(Answer::Offset { off, matched: None }),
+                        Some(None) => Ok(Answer::Rejected),
+                        None => Err(err.into()),
+                    };
+                }
+                Err(err) => err.to_string(),
+            };
+            if malformed >= self.options().retry.retries {
+                return Err(ClientError::Decode {
+                    group: R::GROUP,
+                    command: R::COMMAND,
+                    message: problem,
+                });
             }
-            Ok(Some(err)) if err.is_back_pressure() => Ok(Answer::Busy(err)),
-            Ok(Some(err)) => match R::rejection(&err, &reply) {
-                Some(Some(off)) => Ok(Answer::Offset { off, matched: None }),
-                Some(None) => Ok(Answer::Rejected),
-                None => Err(err.into()),
-            },
-            Err(err) => Err(decode_error(err.to_string())),
+            malformed += 1;
+            tracing::debug!(%problem, "malformed reply to a chunk, taken as lost; sending again");
         }
     }
 }
@@ -1122,8 +1159,11 @@ mod tests {
         assert_eq!((second.off, second.len), (1387, 1448));
         assert_eq!((request.len, request.sha.as_ref()), (None, None));
         assert_eq!(header::SIZE + minicbor::len(&request), 1472);
-        plan.on_reply(second.id, 200_000, None).unwrap();
-        assert_eq!(next(&plan).data.len(), 1446);
+        // At offset 200,000 (a device that resumes there): the offset's CBOR is longer.
+        let mut resumed = self::plan(&data, 1472, 1);
+        let (first, _) = send(&mut resumed);
+        resumed.on_reply(first.id, 200_000, None).unwrap();
+        assert_eq!(next(&resumed).data.len(), 1446);
     }
 
     #[test]
@@ -1169,8 +1209,24 @@ mod tests {
         plan.on_reply(chunk.id, first.end(), None).unwrap();
         let (chunk, _) = send(&mut plan);
         assert_eq!(chunk.off, first.end());
+        // An offset beyond everything sent is a damaged reply: ignored, and the stream
+        // goes on from what the device surely holds.
         assert_eq!(
-            plan.on_reply(chunk.id, 10_000, Some(true)).unwrap(),
+            plan.on_reply(chunk.id, 10_000, None).unwrap(),
+            Step::Continue
+        );
+        assert_eq!(plan.acked(), first.end());
+        let (mut chunk, _) = send(&mut plan);
+        assert_eq!(chunk.off, first.end());
+        let step = loop {
+            let matched = (chunk.end() == 10_000).then_some(true);
+            match plan.on_reply(chunk.id, chunk.end(), matched).unwrap() {
+                Step::Continue => chunk = send(&mut plan).0,
+                done => break done,
+            }
+        };
+        assert_eq!(
+            step,
             Step::Done {
                 matched: Some(true)
             }
@@ -1187,16 +1243,25 @@ mod tests {
     #[test]
     fn bad_answers_are_errors() {
         let data = image(1000);
+        // A device that insists on an offset beyond the image.
         let mut plan = plan(&data, 512, 1);
-        let (first, _) = send(&mut plan);
-        assert!(matches!(
-            plan.on_reply(first.id, 1001, None),
-            Err(ClientError::Transfer(_))
-        ));
+        let mut answer = Ok(Step::Continue);
+        for _ in 0..=MAX_STALLS {
+            let (first, _) = send(&mut plan);
+            assert_eq!(first.off, 0, "ignored: the first chunk goes again");
+            answer = plan.on_reply(first.id, 1001, None);
+        }
+        assert!(
+            matches!(answer, Err(ClientError::Transfer(_))),
+            "{answer:?}"
+        );
+        // The image does not match what the device received.
         let mut plan = self::plan(&data, 512, 1);
-        let (first, _) = send(&mut plan);
-        plan.on_reply(first.id, first.end(), None).unwrap();
-        let (last, _) = send(&mut plan);
+        let mut last = send(&mut plan).0;
+        while last.end() < 1000 {
+            plan.on_reply(last.id, last.end(), None).unwrap();
+            last = send(&mut plan).0;
+        }
         assert!(matches!(
             plan.on_reply(last.id, 1000, Some(false)),
             Err(ClientError::Transfer(_))
