@@ -7,12 +7,15 @@ use crate::util::{self, Result};
 
 /// The bare-metal target that proves `smp-header` is `no_std`.
 const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
+/// Seconds of fuzzing per target in CI: enough to catch a shallow regression.
+const FUZZ_SECONDS: u64 = 20;
 
 /// What to leave out of a local run. CI passes no options and runs everything.
 #[derive(Debug, Default)]
 pub(crate) struct Options {
     no_interop: bool,
     skip_deny: bool,
+    no_fuzz: bool,
 }
 
 impl Options {
@@ -22,9 +25,10 @@ impl Options {
             match arg.as_str() {
                 "--no-interop" => options.no_interop = true,
                 "--skip-deny" => options.skip_deny = true,
+                "--no-fuzz" => options.no_fuzz = true,
                 other => {
                     return Err(format!(
-                        "ci: unknown option `{other}` (known: --no-interop, --skip-deny)"
+                        "ci: unknown option `{other}` (known: --no-interop, --skip-deny, --no-fuzz)"
                     ));
                 }
             }
@@ -41,6 +45,7 @@ struct Step {
 
 enum Action {
     Cargo(Vec<&'static str>, Vec<(&'static str, &'static str)>),
+    Fuzz,
     Interop,
 }
 
@@ -69,6 +74,10 @@ impl Step {
                 command.args(args).envs(env.iter().copied());
                 util::run(&mut command)
             }
+            Action::Fuzz => crate::fuzz::run(crate::fuzz::Options {
+                seconds: FUZZ_SECONDS,
+                targets: crate::fuzz::TARGETS.map(str::to_owned).to_vec(),
+            }),
             Action::Interop => crate::interop::run(None),
         }
     }
@@ -97,6 +106,12 @@ pub(crate) fn run(options: Options) -> Result {
             "deny", "check", "licenses", "bans", "sources",
         ]));
     }
+    if !options.no_fuzz {
+        steps.push(Step {
+            name: format!("cargo xtask fuzz --seconds {FUZZ_SECONDS}"),
+            action: Action::Fuzz,
+        });
+    }
     if !options.no_interop {
         steps.push(Step {
             name: "cargo xtask interop".to_owned(),
@@ -119,6 +134,7 @@ pub(crate) fn run(options: Options) -> Result {
     summary(&done, false);
     let skipped: Vec<&str> = [
         (options.skip_deny, "cargo deny"),
+        (options.no_fuzz, "fuzz"),
         (options.no_interop, "interop"),
     ]
     .into_iter()

@@ -3,6 +3,8 @@
 //! - `demo`: builds the `smp` tool and the simulated device, and uploads a sample image to
 //!   the device with `smp`, each command shown so that it can be copied.
 //! - `ci`: everything CI checks, in order, stopping at the first failure.
+//! - `fuzz [--seconds N] [TARGET...]`: runs the cargo-fuzz targets of `fuzz/` on the
+//!   nightly toolchain and reports the executions of each.
 //! - `interop [FILTER]`: sets up the real Zephyr SMP servers from the `smpclient` sdist and
 //!   the Python reference tools, and runs the interop tests of every suite against each
 //!   server, one server at a time, then the tests against the simulated device.
@@ -12,6 +14,7 @@
 
 mod ci;
 mod demo;
+mod fuzz;
 mod interop;
 mod util;
 
@@ -26,10 +29,17 @@ tasks:
       image to target/demo/, starts smp-sim on a free port of 127.0.0.1 (log:
       target/demo/smp-sim.log), then with `smp`: image info, upload, list, test, list.
       Every command is shown so that you can copy it. Needs no hardware.
-  ci [--no-interop] [--skip-deny]
+  ci [--no-interop] [--skip-deny] [--no-fuzz]
       fmt --check, clippy -D warnings, doc -D warnings, tests, the no_std build of
-      smp-header, cargo deny, then the interop suite; stops at the first failure.
-      CI runs it without options; the options only shorten a local run.
+      smp-header, cargo deny, 20 s of each fuzz target, then the interop suite; stops at
+      the first failure. CI runs it without options; the options only shorten a local run.
+  fuzz [--seconds N] [TARGET...]
+      runs each fuzz target of fuzz/ (header_decode, reply_decode, reassembler,
+      client_replies; all unless named) for N seconds (default 60) with
+      `cargo +nightly fuzz run`, starting from the seed corpus in fuzz/corpus/ and keeping
+      what it finds in fuzz/target/corpus/. Installs the nightly toolchain (rustup) and
+      cargo-fuzz (cargo install --locked) when missing. Prints the executions and exec/s
+      of each target; fails if one crashes (the input is under fuzz/artifacts/).
   interop [FILTER]
       installs what the Zephyr servers need (32-bit libc, as root via apt-get), downloads
       the smpclient 7.3.0 sdist into target/interop/ and sets up a venv with the Python
@@ -49,6 +59,7 @@ fn main() -> ExitCode {
             other => Err(format!("demo takes no arguments, got {other:?}")),
         },
         Some("ci") => ci::Options::parse(&args[1..]).and_then(ci::run),
+        Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(fuzz::run),
         Some("interop") => match &args[1..] {
             [] => interop::run(None),
             [filter] if !filter.starts_with('-') => interop::run(Some(filter)),
