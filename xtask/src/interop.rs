@@ -444,7 +444,7 @@ fn ensure_sdist(dir: &Path) -> Result<PathBuf> {
 /// Creates `venv/` with the Python reference client and `imgtool` unless they already
 /// import at the pinned versions. Its output goes to `venv-setup.log`, as it runs alongside
 /// the sdist download.
-fn ensure_venv(dir: &Path) -> Result {
+pub(crate) fn ensure_venv(dir: &Path) -> Result {
     let venv = dir.join("venv");
     let python = venv.join("bin/python");
     let check = format!(

@@ -8,10 +8,13 @@
 //! - `interop [FILTER]`: sets up the real Zephyr SMP servers from the `smpclient` sdist and
 //!   the Python reference tools, and runs the interop tests of every suite against each
 //!   server, one server at a time, then the tests against the simulated device.
+//! - `bench [--quick]`: measures our client against the Python reference on the
+//!   simulated device and writes `BENCHMARKS.md`.
 //!
 //! Standard library only: the tools it drives (cargo, apt-get, pip, tar, sha256sum) do the
 //! heavy lifting, and xtask itself should build in seconds on a fresh machine.
 
+mod bench;
 mod ci;
 mod demo;
 mod fuzz;
@@ -48,6 +51,13 @@ tasks:
       (smp-integration-tests and smp-cli, --test interop) against it, and last the sim_*
       tests, which start the simulated device themselves. FILTER keeps only test names
       containing it.
+  bench [--quick]
+      builds smp-bench and smp-sim in release and measures, against the simulated device
+      on 127.0.0.1: upload throughput of a 1 MiB image (RTT 0/5/20 ms x buf_count 2/4/8),
+      ours and the Python reference alternating; echo round trips against a raw UDP
+      floor; a fleet of 1, 16 and 64 devices; the codec micro-benchmarks and allocations
+      per upload chunk. Writes BENCHMARKS.md. About 10 minutes; --quick: 1 run each and
+      smaller samples, about 3 minutes.
   help
       this text";
 
@@ -60,6 +70,7 @@ fn main() -> ExitCode {
         },
         Some("ci") => ci::Options::parse(&args[1..]).and_then(ci::run),
         Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(fuzz::run),
+        Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
         Some("interop") => match &args[1..] {
             [] => interop::run(None),
             [filter] if !filter.starts_with('-') => interop::run(Some(filter)),

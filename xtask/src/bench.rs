@@ -1,0 +1,1056 @@
+//! `cargo xtask bench [--quick]`: measure our client against the Python reference client
+//! on the simulated device, and write `BENCHMARKS.md`.
+//!
+//! 1. builds `smp-bench` and `smp-sim` in release, the codec benchmarks and the allocation
+//!    test (so that a build error shows before the long runs), writes a 1 MiB MCUboot image
+//!    with the `sample_image` example of `smp-mcuboot`, and makes sure the interop venv
+//!    (the Python reference client `smpclient`) exists;
+//! 2. the allocation count per upload chunk and the codec micro-benchmarks (criterion);
+//! 3. upload throughput: for every simulated round-trip time and `buf_count`, a fresh
+//!    `smp-sim` per upload, our client (`smp-bench upload`) and the reference
+//!    (`scripts/smpclient_upload.py`) alternating, [`Plan::runs`] runs each; the
+//!    round trip the device really has is measured with echoes first;
+//! 4. echo round trip: the raw UDP floor, bare SMP frames to `smp-sim`, our client and the
+//!    reference, alternating;
+//! 5. fleet: N simulated devices in one process, one image uploaded to all at once;
+//! 6. `BENCHMARKS.md` at the workspace root, with a description of the machine.
+//!
+//! Timing is never a pass/fail criterion here: the task fails only when a tool fails.
+//! Every `smp-sim` is stopped by its process id however the task ends.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::util::{self, Result};
+
+/// Simulated round-trip times, in milliseconds.
+const RTTS_MS: [u32; 3] = [0, 5, 20];
+/// Simulated `buf_count`s; our client keeps up to `buf_count - 1` requests in flight.
+const BUF_COUNTS: [u32; 3] = [2, 4, 8];
+/// The uploaded image: exactly 1 MiB, header and TLVs included.
+const IMAGE_LEN: u64 = 1 << 20;
+/// What `sample_image` adds around the body: the 512-byte header area, the TLV info
+/// (4 bytes) and the SHA-256 TLV (4 + 32 bytes).
+const IMAGE_OVERHEAD: u64 = 512 + 4 + 36;
+/// Image data one chunk carries in a 1472-byte frame (a 1500-byte MTU less IP and UDP
+/// headers) once the offset needs 4 bytes: the size of almost every chunk of the upload.
+const CHUNK: f64 = 1446.0;
+/// Characters per echo request.
+const ECHO_SIZE: u32 = 32;
+/// Devices of the fleet runs.
+const FLEET: [u32; 3] = [1, 16, 64];
+/// Round trip and `buf_count` of every fleet device: latency-bound, so that total
+/// throughput can grow with the number of devices until the CPU is the limit.
+const FLEET_RTT_MS: u32 = 20;
+const FLEET_BUF_COUNT: u32 = 4;
+/// What `smp-sim` prints on stdout, followed by its address, once it serves.
+const SIM_READY: &str = "smp-sim listening on ";
+const SIM_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The regeneration command written into `BENCHMARKS.md`.
+const REGENERATE: &str = "cargo xtask bench";
+
+/// Options of the task.
+#[derive(Debug, Default)]
+pub(crate) struct Options {
+    quick: bool,
+}
+
+impl Options {
+    pub(crate) fn parse(args: &[String]) -> Result<Self> {
+        let mut options = Self::default();
+        for arg in args {
+            match arg.as_str() {
+                "--quick" => options.quick = true,
+                other => return Err(format!("bench: unknown option `{other}` (known: --quick)")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    quick: bool,
+    /// Uploads per client and configuration, and echo runs per client.
+    runs: usize,
+    /// Timed echoes per run of our client, the raw frames and the floor.
+    echoes: u32,
+    /// Timed echoes per run of the reference (hundreds of microseconds each).
+    reference_echoes: u32,
+    /// Echoes that measure a simulated device's real round trip.
+    rtt_probes: u32,
+    /// Image size of the fleet runs.
+    fleet_kib: u32,
+    /// Criterion's warm-up and measurement time per benchmark, in seconds.
+    criterion_secs: (&'static str, &'static str),
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                quick,
+                runs: 1,
+                echoes: 1000,
+                reference_echoes: 300,
+                rtt_probes: 20,
+                fleet_kib: 256,
+                criterion_secs: ("0.5", "1"),
+            }
+        } else {
+            Self {
+                quick,
+                runs: 3,
+                echoes: 5000,
+                reference_echoes: 2000,
+                rtt_probes: 50,
+                fleet_kib: 1024,
+                criterion_secs: ("2", "4"),
+            }
+        }
+    }
+}
+
+/// Programs and files every measurement uses.
+struct Tools {
+    bench: PathBuf,
+    sim: PathBuf,
+    python: PathBuf,
+    scripts: PathBuf,
+    image: PathBuf,
+    dir: PathBuf,
+}
+
+pub(crate) fn run(options: Options) -> Result {
+    let started = Instant::now();
+    let plan = Plan::new(options.quick);
+    let root = util::root();
+    let target = util::target_dir();
+    let dir = target.join("bench");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let load_before = load_average();
+
+    // Everything is compiled before anything is measured, so that a build error shows
+    // in a minute rather than after the long runs.
+    util::heading("bench: build smp-bench, smp-sim, the codec benchmarks and the allocation test");
+    let mut build = util::cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "smp-bench",
+        "--bin",
+        "smp-bench",
+    ]);
+    build.args(["-p", "smp-sim", "--bin", "smp-sim"]);
+    let mut build_codec = util::cargo();
+    build_codec.args(["bench", "--no-run", "-p", "smp-client", "--bench", "codec"]);
+    let mut build_allocations = util::cargo();
+    build_allocations.args([
+        "test",
+        "--no-run",
+        "-p",
+        "smp-client",
+        "--test",
+        "allocations",
+    ]);
+    for command in [&mut build, &mut build_codec, &mut build_allocations] {
+        println!("$ {}", util::show(command));
+        util::run(command)?;
+    }
+
+    util::heading("bench: write a 1 MiB MCUboot image");
+    let image = dir.join("app-1MiB.bin");
+    let mut sample = util::cargo();
+    sample
+        .args(["run", "-q", "--release", "-p", "smp-mcuboot"])
+        .args(["--example", "sample_image", "--"])
+        .arg(&image)
+        .args(["1.2.3", &(IMAGE_LEN - IMAGE_OVERHEAD).to_string()]);
+    println!("$ {}", util::show(&sample));
+    util::run(&mut sample)?;
+    let len = fs::metadata(&image)
+        .map_err(|e| format!("cannot read {}: {e}", image.display()))?
+        .len();
+    if len != IMAGE_LEN {
+        return Err(format!(
+            "{} has {len} bytes, not {IMAGE_LEN}: update IMAGE_OVERHEAD in xtask/src/bench.rs",
+            image.display()
+        ));
+    }
+
+    util::heading("bench: the Python reference client (interop venv)");
+    let interop = target.join("interop");
+    fs::create_dir_all(&interop)
+        .map_err(|e| format!("cannot create {}: {e}", interop.display()))?;
+    crate::interop::ensure_venv(&interop)?;
+
+    let tools = Tools {
+        bench: target.join("release/smp-bench"),
+        sim: target.join("release/smp-sim"),
+        python: interop.join("venv/bin/python"),
+        scripts: root.join("scripts"),
+        image,
+        dir,
+    };
+    let allocations = allocations_per_chunk()?;
+    let codec = codec_benchmarks(plan)?;
+    let uploads = upload_matrix(&tools, plan)?;
+    let echo = echo_round_trips(&tools, plan)?;
+    let fleet = fleet_runs(&tools, plan)?;
+
+    let report = Report {
+        plan,
+        machine: Machine::describe(load_before),
+        uploads,
+        echo,
+        fleet,
+        codec,
+        allocations,
+        elapsed: started.elapsed(),
+    };
+    let path = root.join("BENCHMARKS.md");
+    fs::write(&path, report.markdown())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("\n{}", report.summary());
+    println!(
+        "bench: wrote {} in {}",
+        path.display(),
+        util::seconds(started.elapsed())
+    );
+    Ok(())
+}
+
+/// One cell of the upload table: a simulated device's settings and every run's seconds.
+#[derive(Debug)]
+struct UploadCell {
+    rtt_ms: u32,
+    buf_count: u32,
+    /// Median echo round trip of this device, in milliseconds (`None` at RTT 0).
+    measured_rtt_ms: Option<f64>,
+    ours: Vec<f64>,
+    reference: Vec<f64>,
+}
+
+fn upload_matrix(tools: &Tools, plan: Plan) -> Result<Vec<UploadCell>> {
+    let mut cells = Vec::new();
+    let total = RTTS_MS.len() * BUF_COUNTS.len();
+    for rtt_ms in RTTS_MS {
+        for buf_count in BUF_COUNTS {
+            util::heading(&format!(
+                "bench: upload [{}/{total}] RTT {rtt_ms} ms, buf_count {buf_count}",
+                cells.len() + 1
+            ));
+            let sim_args = [
+                "--rtt-ms".to_owned(),
+                rtt_ms.to_string(),
+                "--buf-count".to_owned(),
+                buf_count.to_string(),
+            ];
+            let measured_rtt_ms = if rtt_ms == 0 {
+                None
+            } else {
+                let sim = Sim::start(tools, &sim_args)?;
+                let out = capture(Command::new(&tools.bench).args([
+                    "echo",
+                    "--addr",
+                    &sim.addr.to_string(),
+                    "--count",
+                    &plan.rtt_probes.to_string(),
+                ]))?;
+                let median = json_number(&out, "median_us").ok_or_else(|| no_key(&out))?;
+                println!(
+                    "  echo round trip of this device: {:.2} ms",
+                    median / 1000.0
+                );
+                Some(median / 1000.0)
+            };
+            let mut cell = UploadCell {
+                rtt_ms,
+                buf_count,
+                measured_rtt_ms,
+                ours: Vec::new(),
+                reference: Vec::new(),
+            };
+            for run in 1..=plan.runs {
+                let sim = Sim::start(tools, &sim_args)?;
+                let ours = capture(Command::new(&tools.bench).args([
+                    "upload".as_ref(),
+                    "--addr".as_ref(),
+                    sim.addr.to_string().as_ref(),
+                    "--image".as_ref(),
+                    tools.image.as_os_str(),
+                ]))?;
+                drop(sim);
+                let ours = json_number(&ours, "seconds").ok_or_else(|| no_key(&ours))?;
+                let sim = Sim::start(tools, &sim_args)?;
+                let reference = capture(
+                    Command::new(&tools.python)
+                        .arg(tools.scripts.join("smpclient_upload.py"))
+                        .arg("127.0.0.1")
+                        .arg(sim.addr.port().to_string())
+                        .arg(&tools.image),
+                )?;
+                drop(sim);
+                let reference =
+                    json_number(&reference, "seconds").ok_or_else(|| no_key(&reference))?;
+                println!(
+                    "  run {run}/{}: ours {:.0} KB/s, reference {:.0} KB/s",
+                    plan.runs,
+                    kb_per_s(ours),
+                    kb_per_s(reference)
+                );
+                cell.ours.push(ours);
+                cell.reference.push(reference);
+            }
+            cells.push(cell);
+        }
+    }
+    Ok(cells)
+}
+
+/// Median echo round trips, in microseconds, of every run.
+#[derive(Debug, Default)]
+struct EchoResults {
+    floor: Vec<f64>,
+    raw: Vec<f64>,
+    ours: Vec<f64>,
+    reference: Vec<f64>,
+    /// 90th percentiles of the same runs.
+    floor_p90: Vec<f64>,
+    raw_p90: Vec<f64>,
+    ours_p90: Vec<f64>,
+    reference_p90: Vec<f64>,
+}
+
+fn echo_round_trips(tools: &Tools, plan: Plan) -> Result<EchoResults> {
+    util::heading("bench: echo round trip on loopback");
+    let sim = Sim::start(tools, &[])?;
+    let addr = sim.addr.to_string();
+    let (count, size) = (plan.echoes.to_string(), ECHO_SIZE.to_string());
+    let mut results = EchoResults::default();
+    let median_p90 = |out: &str| -> Result<(f64, f64)> {
+        Ok((
+            json_number(out, "median_us").ok_or_else(|| no_key(out))?,
+            json_number(out, "p90_us").ok_or_else(|| no_key(out))?,
+        ))
+    };
+    for run in 1..=plan.runs {
+        let floor = capture(Command::new(&tools.bench).args([
+            "udp-floor",
+            "--count",
+            &count,
+            "--size",
+            &size,
+        ]))?;
+        let raw = capture(Command::new(&tools.bench).args([
+            "echo", "--addr", &addr, "--count", &count, "--size", &size, "--raw",
+        ]))?;
+        let ours = capture(
+            Command::new(&tools.bench)
+                .args(["echo", "--addr", &addr, "--count", &count, "--size", &size]),
+        )?;
+        let reference = capture(
+            Command::new(&tools.python)
+                .arg(tools.scripts.join("smpclient_echo.py"))
+                .arg("127.0.0.1")
+                .arg(sim.addr.port().to_string())
+                .arg(plan.reference_echoes.to_string())
+                .arg(&size),
+        )?;
+        for (out, median, p90) in [
+            (&floor, &mut results.floor, &mut results.floor_p90),
+            (&raw, &mut results.raw, &mut results.raw_p90),
+            (&ours, &mut results.ours, &mut results.ours_p90),
+            (
+                &reference,
+                &mut results.reference,
+                &mut results.reference_p90,
+            ),
+        ] {
+            let (m, p) = median_p90(out)?;
+            median.push(m);
+            p90.push(p);
+        }
+        println!(
+            "  run {run}/{}: floor {:.1} us, raw SMP frames {:.1} us, ours {:.1} us, reference {:.1} us",
+            plan.runs,
+            results.floor[run - 1],
+            results.raw[run - 1],
+            results.ours[run - 1],
+            results.reference[run - 1],
+        );
+    }
+    Ok(results)
+}
+
+/// One fleet run, as `smp-bench fleet` reports it.
+#[derive(Debug)]
+struct FleetRun {
+    devices: u32,
+    seconds: f64,
+    bytes_per_second: f64,
+    median_device_seconds: f64,
+    peak_rss_kib: f64,
+    rss_before_kib: f64,
+}
+
+fn fleet_runs(tools: &Tools, plan: Plan) -> Result<Vec<FleetRun>> {
+    let mut runs = Vec::new();
+    for devices in FLEET {
+        util::heading(&format!(
+            "bench: fleet of {devices} simulated devices, {} KiB image each",
+            plan.fleet_kib
+        ));
+        let out = capture(Command::new(&tools.bench).args([
+            "fleet".to_owned(),
+            "--devices".to_owned(),
+            devices.to_string(),
+            "--image-kib".to_owned(),
+            plan.fleet_kib.to_string(),
+            "--rtt-ms".to_owned(),
+            FLEET_RTT_MS.to_string(),
+            "--buf-count".to_owned(),
+            FLEET_BUF_COUNT.to_string(),
+        ]))?;
+        let get = |key: &str| json_number(&out, key).ok_or_else(|| no_key(&out));
+        let run = FleetRun {
+            devices,
+            seconds: get("seconds")?,
+            bytes_per_second: get("bytes_per_second")?,
+            median_device_seconds: get("median_us")? / 1e6,
+            peak_rss_kib: get("peak_rss_kib")?,
+            rss_before_kib: get("rss_before_uploads_kib")?,
+        };
+        println!(
+            "  {:.2} s, {:.0} KB/s in total, peak RSS {:.1} MiB",
+            run.seconds,
+            run.bytes_per_second / 1000.0,
+            run.peak_rss_kib / 1024.0
+        );
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// `(benchmark, median ns)` of the criterion benchmarks of `smp-client`'s `codec`.
+fn codec_benchmarks(plan: Plan) -> Result<Vec<(String, f64)>> {
+    util::heading("bench: codec micro-benchmarks (criterion)");
+    let mut bench = util::cargo();
+    bench
+        .args(["bench", "-p", "smp-client", "--bench", "codec", "--"])
+        .args(["--warm-up-time", plan.criterion_secs.0])
+        .args(["--measurement-time", plan.criterion_secs.1]);
+    println!("$ {}", util::show(&bench));
+    let started = std::time::SystemTime::now();
+    util::run(&mut bench)?;
+    let dir = util::target_dir().join("criterion");
+    let mut results = Vec::new();
+    let groups = fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for group in groups.flatten() {
+        let Ok(benches) = fs::read_dir(group.path()) else {
+            continue;
+        };
+        for bench in benches.flatten() {
+            let estimates = bench.path().join("new/estimates.json");
+            // Benchmarks this run did not write (renamed or removed ones) are left out.
+            let fresh = fs::metadata(&estimates)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified >= started);
+            let Ok(json) = fs::read_to_string(&estimates) else {
+                continue;
+            };
+            if !fresh {
+                continue;
+            }
+            // {"mean": {..., "point_estimate": x, ...}, "median": {..., "point_estimate": y}}
+            let median = json
+                .find("\"median\"")
+                .and_then(|at| json_number(&json[at..], "point_estimate"))
+                .ok_or_else(|| format!("no median in {}", estimates.display()))?;
+            results.push((
+                format!(
+                    "{}/{}",
+                    group.file_name().to_string_lossy(),
+                    bench.file_name().to_string_lossy()
+                ),
+                median,
+            ));
+        }
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    if results.is_empty() {
+        return Err(format!(
+            "criterion left no estimates under {}",
+            dir.display()
+        ));
+    }
+    Ok(results)
+}
+
+/// What the allocation test printed: allocations per upload chunk, client only.
+fn allocations_per_chunk() -> Result<String> {
+    util::heading("bench: allocations per upload chunk");
+    let mut test = util::cargo();
+    test.args(["test", "-q", "-p", "smp-client", "--test", "allocations"])
+        .args(["--", "--nocapture"]);
+    println!("$ {}", util::show(&test));
+    let out = capture(&mut test)?;
+    print!("{out}");
+    out.lines()
+        .find_map(|line| line.strip_prefix("allocations: "))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("the allocation test printed no `allocations: ` line:\n{out}"))
+}
+
+/// A running `smp-sim`; dropping it kills the process by its id and reaps it.
+struct Sim {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Sim {
+    /// Starts `smp-sim` on a free port of 127.0.0.1 with `args`, its log in the bench
+    /// folder, and waits until it serves.
+    fn start(tools: &Tools, args: &[String]) -> Result<Self> {
+        let log = tools.dir.join("smp-sim.log");
+        let log_file =
+            File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let child = Command::new(&tools.sim)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", tools.sim.display()))?;
+        let mut sim = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let stdout = sim
+            .child
+            .stdout
+            .take()
+            .ok_or("smp-sim's stdout was not captured")?;
+        // Read stdout to its end on a thread, so the simulator never blocks on the pipe.
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + SIM_READY_TIMEOUT;
+        loop {
+            match received.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix(SIM_READY) {
+                        sim.addr = addr.trim().parse().map_err(|e| {
+                            format!("smp-sim printed `{line}`, not an address: {e}")
+                        })?;
+                        return Ok(sim);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!(
+                        "smp-sim ended before it was ready; see {}",
+                        log.display()
+                    ));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "smp-sim did not print `{SIM_READY}ADDRESS` within {}s; see {}",
+                        SIM_READY_TIMEOUT.as_secs(),
+                        log.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        // An error means it has exited already; wait() reaps it either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `command` and returns its stdout; fails with its stderr unless it succeeds.
+fn capture(command: &mut Command) -> Result<String> {
+    let shown = util::show(command);
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{shown}` failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn no_key(out: &str) -> String {
+    format!("unexpected output: {}", out.trim())
+}
+
+/// The number after the first `"key":` in `json`.
+///
+/// Not a JSON parser (xtask has no dependencies): it relies on the tools printing each
+/// key once, or the wanted one first, as `"key": number` (spaces allowed).
+fn json_number(json: &str, key: &str) -> Option<f64> {
+    let quoted = format!("\"{key}\"");
+    json.match_indices(&quoted).find_map(|(at, _)| {
+        let rest = json[at + quoted.len()..].trim_start().strip_prefix(':')?;
+        let rest = rest.trim_start();
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    })
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Throughput of the 1 MiB upload in KB/s (1 KB = 1000 bytes).
+fn kb_per_s(seconds: f64) -> f64 {
+    IMAGE_LEN as f64 / seconds / 1000.0
+}
+
+/// `min–median–max` of `values` with `decimals`.
+fn spread(values: &[f64], decimals: usize) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.len() == 1 {
+        return format!("{:.decimals$}", values[0]);
+    }
+    format!(
+        "{min:.decimals$}–{:.decimals$}–{max:.decimals$}",
+        median(values)
+    )
+}
+
+/// The machine the numbers come from.
+#[derive(Debug)]
+struct Machine {
+    cpu: String,
+    cores: String,
+    memory: String,
+    os: String,
+    rustc: String,
+    python: String,
+    commit: String,
+    date: String,
+    load_before: String,
+    load_after: String,
+}
+
+impl Machine {
+    fn describe(load_before: String) -> Self {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+            .map_or("unknown".to_owned(), |(_, model)| model.trim().to_owned());
+        let logical = cpuinfo
+            .lines()
+            .filter(|line| line.starts_with("processor"))
+            .count();
+        let usable = std::thread::available_parallelism().map_or(0, usize::from);
+        let memory = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                let kib = json_number(&info.replace("MemTotal:", "\"MemTotal\":"), "MemTotal")?;
+                Some(format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let os_release = fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let distro = os_release
+            .lines()
+            .find_map(|line| line.strip_prefix("PRETTY_NAME="))
+            .map_or("unknown", |name| name.trim_matches('"'));
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let python = util::target_dir().join("interop/venv/bin/python");
+        let commit = output(Command::new("git").args(["rev-parse", "--short", "HEAD"]));
+        let dirty = !output(Command::new("git").args(["status", "--porcelain"])).is_empty();
+        Self {
+            cpu,
+            cores: format!("{usable} usable ({logical} logical CPUs in /proc/cpuinfo)"),
+            memory,
+            os: format!("{distro}, Linux {}", kernel.trim()),
+            rustc: output(Command::new(rustc).arg("--version")),
+            python: output(Command::new(python).arg("--version")),
+            commit: if dirty {
+                format!("{commit} with uncommitted changes")
+            } else {
+                commit
+            },
+            date: output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+            load_before,
+            load_after: load_average(),
+        }
+    }
+}
+
+/// The first line a command prints, or `unknown`.
+fn output(command: &mut Command) -> String {
+    command
+        .current_dir(util::root())
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(|line| line.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|load| {
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Everything measured, ready to print.
+struct Report {
+    plan: Plan,
+    machine: Machine,
+    uploads: Vec<UploadCell>,
+    echo: EchoResults,
+    fleet: Vec<FleetRun>,
+    codec: Vec<(String, f64)>,
+    allocations: String,
+    elapsed: Duration,
+}
+
+impl Report {
+    fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let plan = &self.plan;
+        let _ = write!(
+            md,
+            "# Benchmarks\n\n\
+             <!-- Generated by `{REGENERATE}` (xtask/src/bench.rs): edit the generator, not this file. -->\n\n\
+             How fast this workspace's SMP client is against the Python reference client\n\
+             (`smpclient` 7.3.0) on the same simulated Zephyr device (`smp-sim`) over loopback UDP,\n\
+             measured in the same run, alternating between the two clients. The simulated device\n\
+             adds a configurable network round trip and models Zephyr's `buf_count` buffers; it\n\
+             has no flash delays here, so at RTT 0 both clients are CPU-bound. Our client runs\n\
+             with its default settings (upload window automatic: up to `buf_count - 1` chunks in\n\
+             flight when the client pipelines uploads). Timing is never a test: these are numbers\n\
+             from one run on one machine, which may be shared with other work and so noisy.\n\n\
+             Regenerate with:\n\n\
+             ```sh\n\
+             {REGENERATE}            # about 10 minutes; --quick: 1 run each, smaller samples\n\
+             ```\n\n",
+        );
+        if plan.quick {
+            md.push_str(
+                "**This file comes from a `--quick` run**: one run per configuration and smaller \
+                 samples; the spreads below are not meaningful.\n\n",
+            );
+        }
+        let _ = write!(
+            md,
+            "## Machine\n\n\
+             | | |\n|---|---|\n\
+             | CPU | {} |\n| cores | {} |\n| memory | {} |\n| OS | {} |\n| Rust | {} |\n\
+             | Python (reference) | {} |\n| commit | {} |\n| date | {} |\n\
+             | load average (1, 5, 15 min) | {} before, {} after |\n| duration | {} |\n\n",
+            m.cpu,
+            m.cores,
+            m.memory,
+            m.os,
+            m.rustc,
+            m.python,
+            m.commit,
+            m.date,
+            m.load_before,
+            m.load_after,
+            util::seconds(self.elapsed),
+        );
+        self.upload_section(&mut md);
+        self.echo_section(&mut md);
+        self.fleet_section(&mut md);
+        self.micro_section(&mut md);
+        md
+    }
+
+    fn upload_section(&self, md: &mut String) {
+        let runs = self.plan.runs;
+        let _ = write!(
+            md,
+            "## Upload throughput\n\n\
+             A 1 MiB MCUboot image (1,048,576 bytes, header and TLVs included) uploaded to a fresh\n\
+             `smp-sim --rtt-ms R --buf-count B` per upload; {runs} run(s) per client, ours\n\
+             (`smp-bench upload`, default options) and the reference\n\
+             (`scripts/smpclient_upload.py`, `SMPClient.upload()`) alternating. Each client's\n\
+             upload alone is timed (not connecting). KB/s = 1000 bytes per second, median of the\n\
+             runs; ours/reference is per pair of alternating runs, min–median–max.\n\n\
+             The device bound is what a client can get from the simulated device:\n\
+             window × chunk / round trip, with window = `buf_count - 1` (the requests a Zephyr\n\
+             UDP server can hold besides the one it is answering), chunk = {CHUNK:.0} bytes (the\n\
+             image data in a 1472-byte frame) and the round trip the device really has, measured\n\
+             with echoes just before (the simulator's timers round each one-way delay up to the\n\
+             next millisecond, so it exceeds the nominal RTT). The device's processing rate is\n\
+             not a limit here: no flash delays are simulated, so at RTT 0 the bound is the CPU\n\
+             (n/a).\n\n\
+             | RTT (ms) | measured RTT (ms) | buf_count | window | ours KB/s | reference KB/s | ours/reference | device bound KB/s | ours/bound |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for cell in &self.uploads {
+            let ours = median(&cell.ours.iter().map(|&s| kb_per_s(s)).collect::<Vec<_>>());
+            let reference = median(
+                &cell
+                    .reference
+                    .iter()
+                    .map(|&s| kb_per_s(s))
+                    .collect::<Vec<_>>(),
+            );
+            let ratios: Vec<f64> = cell
+                .ours
+                .iter()
+                .zip(&cell.reference)
+                .map(|(ours, reference)| reference / ours)
+                .collect();
+            let window = cell.buf_count - 1;
+            let (measured, bound, of_bound) = match cell.measured_rtt_ms {
+                Some(rtt) => {
+                    let bound = f64::from(window) * CHUNK / (rtt / 1000.0) / 1000.0;
+                    (
+                        format!("{rtt:.2}"),
+                        format!("{bound:.0}"),
+                        format!("{:.0}%", ours / bound * 100.0),
+                    )
+                }
+                None => ("–".to_owned(), "CPU-bound / n/a".to_owned(), "–".to_owned()),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {measured} | {} | {window} | {ours:.0} | {reference:.0} | {}× | {bound} | {of_bound} |",
+                cell.rtt_ms,
+                cell.buf_count,
+                spread(&ratios, 2),
+            );
+        }
+        md.push('\n');
+    }
+
+    fn echo_section(&self, md: &mut String) {
+        let e = &self.echo;
+        let (floor, raw, ours, reference) = (
+            median(&e.floor),
+            median(&e.raw),
+            median(&e.ours),
+            median(&e.reference),
+        );
+        let _ = write!(
+            md,
+            "## Echo round trip\n\n\
+             Sequential echo requests of {ECHO_SIZE} characters on loopback, against one `smp-sim`\n\
+             (no simulated delay, `buf_count` 2), each timed from send to reply after 50 untimed\n\
+             ones: {} per run for ours and the floor, {} for the reference; {} run(s), the\n\
+             median of the runs' medians (and of their 90th percentiles). The floor is\n\
+             `smp-bench udp-floor`: datagrams as long as the SMP echo frame bounced off a minimal\n\
+             tokio echo socket on another thread. \"Raw SMP frames\" sends the pre-encoded echo\n\
+             frame to `smp-sim` on a bare socket: the floor plus the simulated device's own work,\n\
+             so ours minus it is what our client costs.\n\n\
+             | | median (µs) | p90 (µs) |\n|---|---:|---:|\n\
+             | UDP floor (`smp-bench udp-floor`) | {floor:.1} | {:.1} |\n\
+             | raw SMP frames to smp-sim (`smp-bench echo --raw`) | {raw:.1} | {:.1} |\n\
+             | ours (`smp-bench echo`) | {ours:.1} | {:.1} |\n\
+             | reference (`scripts/smpclient_echo.py`) | {reference:.1} | {:.1} |\n\n\
+             - ours / floor: **{:.2}×** (ours / raw SMP frames: {:.2}×)\n\
+             - reference / ours: **{:.1}×**\n\n",
+            self.plan.echoes,
+            self.plan.reference_echoes,
+            self.plan.runs,
+            median(&e.floor_p90),
+            median(&e.raw_p90),
+            median(&e.ours_p90),
+            median(&e.reference_p90),
+            ours / floor,
+            ours / raw,
+            reference / ours,
+        );
+    }
+
+    fn fleet_section(&self, md: &mut String) {
+        let kib = self.plan.fleet_kib;
+        let _ = write!(
+            md,
+            "## Fleet\n\n\
+             `smp-bench fleet --devices N --image-kib {kib} --rtt-ms {FLEET_RTT_MS} --buf-count {FLEET_BUF_COUNT}`:\n\
+             N simulated devices in one process, each on its own UDP port, and one client per\n\
+             device uploading the same {kib} KiB image to all of them at once, on one\n\
+             multi-threaded tokio runtime (one worker per core). Total time from the first\n\
+             connect to the last upload's end; aggregate throughput = N × image / total time;\n\
+             peak memory is the process's peak resident set (`VmHWM`), devices' flash included\n\
+             (two slots of {kib} KiB each per device), so the resident set before the uploads is\n\
+             shown too.\n\n\
+             | devices | total (s) | aggregate KB/s | median device (s) | peak RSS (MiB) | RSS before uploads (MiB) |\n\
+             |---:|---:|---:|---:|---:|---:|\n",
+        );
+        for run in &self.fleet {
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} | {:.0} | {:.2} | {:.1} | {:.1} |",
+                run.devices,
+                run.seconds,
+                run.bytes_per_second / 1000.0,
+                run.median_device_seconds,
+                run.peak_rss_kib / 1024.0,
+                run.rss_before_kib / 1024.0,
+            );
+        }
+        let first = self.fleet.first();
+        let last = self.fleet.last();
+        if let (Some(first), Some(last)) = (first, last) {
+            let _ = write!(
+                md,
+                "\nAggregate throughput at N = {} is **{:.1}×** that of N = {} (ideal: {}×).\n\n",
+                last.devices,
+                last.bytes_per_second / first.bytes_per_second,
+                first.devices,
+                last.devices / first.devices.max(1),
+            );
+        }
+    }
+
+    fn micro_section(&self, md: &mut String) {
+        md.push_str(
+            "## Codec micro-benchmarks\n\n\
+             `cargo bench -p smp-client --bench codec` (criterion; `crates/smp-client/benches/codec.rs`),\n\
+             median time per operation. The upload chunk is a full 1472-byte frame.\n\n\
+             | benchmark | median |\n|---|---:|\n",
+        );
+        for (name, ns) in &self.codec {
+            let time = if *ns >= 1000.0 {
+                format!("{:.2} µs", ns / 1000.0)
+            } else {
+                format!("{ns:.1} ns")
+            };
+            let _ = writeln!(md, "| `{name}` | {time} |");
+        }
+        let _ = write!(
+            md,
+            "\n## Allocations per upload chunk\n\n\
+             `cargo test -p smp-client --test allocations -- --nocapture` uploads an image over\n\
+             the in-memory transport to a small in-test device and counts heap allocations in\n\
+             the steady state with a counting global allocator (`dhat` in testing mode); the\n\
+             in-test device's and the transport's own allocations are measured separately and\n\
+             taken out. It asserts a bound with headroom; this run measured:\n\n\
+             - {}\n",
+            self.allocations
+        );
+    }
+
+    /// A few lines for the terminal.
+    fn summary(&self) -> String {
+        let mut out = String::from("bench summary (details in BENCHMARKS.md):\n");
+        for cell in &self.uploads {
+            let ours = median(&cell.ours.iter().map(|&s| kb_per_s(s)).collect::<Vec<_>>());
+            let reference = median(
+                &cell
+                    .reference
+                    .iter()
+                    .map(|&s| kb_per_s(s))
+                    .collect::<Vec<_>>(),
+            );
+            let _ = writeln!(
+                out,
+                "  upload RTT {:>2} ms, buf_count {}: ours {ours:>7.0} KB/s, reference {reference:>6.0} KB/s ({:.2}×)",
+                cell.rtt_ms,
+                cell.buf_count,
+                ours / reference
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  echo: ours {:.1} µs, floor {:.1} µs, reference {:.1} µs",
+            median(&self.echo.ours),
+            median(&self.echo.floor),
+            median(&self.echo.reference)
+        );
+        if let (Some(first), Some(last)) = (self.fleet.first(), self.fleet.last()) {
+            let _ = writeln!(
+                out,
+                "  fleet: N = {} gives {:.1}× the throughput of N = {}",
+                last.devices,
+                last.bytes_per_second / first.bytes_per_second,
+                first.devices
+            );
+        }
+        let _ = write!(out, "  allocations: {}", self.allocations);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_numbers_from_the_tools_json() {
+        let ours = r#"{"bytes":1048576,"seconds":0.5,"bytes_per_second":2.1e6,"matched":true}"#;
+        assert_eq!(json_number(ours, "seconds"), Some(0.5));
+        assert_eq!(json_number(ours, "bytes_per_second"), Some(2.1e6));
+        let python = r#"{"offsets": [1, 2], "seconds": 6.007161620000261, "images": []}"#;
+        assert_eq!(json_number(python, "seconds"), Some(6.007161620000261));
+        let nested = r#"{"round_trip": {"count": 10, "median_us": 24.7, "p90_us": null}}"#;
+        assert_eq!(json_number(nested, "median_us"), Some(24.7));
+        assert_eq!(json_number(nested, "p90_us"), None);
+        assert_eq!(json_number(nested, "missing"), None);
+    }
+
+    #[test]
+    fn medians_and_spreads() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        assert_eq!(spread(&[1.234], 2), "1.23");
+        assert_eq!(spread(&[3.0, 1.0, 2.0], 1), "1.0–2.0–3.0");
+    }
+
+    #[test]
+    fn options() {
+        assert!(Options::parse(&["--quick".to_owned()]).is_ok_and(|o| o.quick));
+        assert!(Options::parse(&[]).is_ok_and(|o| !o.quick));
+        assert!(Options::parse(&["--slow".to_owned()]).is_err());
+    }
+}
