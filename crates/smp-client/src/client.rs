@@ -238,6 +238,38 @@ impl<T: Transport + 'static> Client<T> {
         &self.shared.transport
     }
 
+    /// Echoes `text` (OS group, command 0) and returns it once the device has sent the
+    /// same text back.
+    ///
+    /// Unlike `request(&EchoRequest { .. })`, the answer is checked: SMP has no checksum
+    /// of its own, and an echo that comes back different is a damaged datagram, taken
+    /// as lost and sent again within the retry policy ([`ClientError::Decode`] when every
+    /// attempt came back different).
+    pub async fn echo(&self, text: &str) -> Result<String, ClientError> {
+        use crate::messages::os::{EchoRequest, EchoResponse};
+        let request = EchoRequest { d: text.to_owned() };
+        let payload =
+            minicbor::to_vec(&request).map_err(|err| ClientError::Encode(err.to_string()))?;
+        self.request_checked(
+            Op::Write,
+            header::group::OS,
+            header::command::os::ECHO,
+            &payload,
+            self.shared.options.retry.timeout,
+            false,
+            |body| match minicbor::decode::<EchoResponse>(body) {
+                Ok(reply) if reply.r == text => Ok(reply.r),
+                Ok(reply) => Err(format!(
+                    "the echo came back different ({} bytes sent, {} received)",
+                    text.len(),
+                    reply.r.len()
+                )),
+                Err(err) => Err(err.to_string()),
+            },
+        )
+        .await
+    }
+
     /// Sends a typed request and returns the device's typed response.
     pub async fn request<R: Request>(&self, request: &R) -> Result<R::Response, ClientError> {
         self.request_with_timeout(request, self.shared.options.retry.timeout)

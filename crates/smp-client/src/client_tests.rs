@@ -571,3 +571,40 @@ async fn a_legacy_shell_exit_code_is_the_commands_result() {
         other => panic!("expected ENOTSUP, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_damaged_echo_is_sent_again_and_never_returned() {
+    let (client, device) = setup(options(100, 2)).await;
+    let device_task = tokio::spawn({
+        let device = device.clone();
+        async move {
+            // A bit flipped inside the text, then an undecodable reply, then the truth.
+            for reply in [
+                echo_reply("hellp"),
+                vec![0xbf, 0x61, b's', 0xff],
+                echo_reply("hello"),
+            ] {
+                let (request, _) = next_request(&device).await;
+                answer(&device, &request, &reply).await;
+            }
+        }
+    });
+    assert_eq!(client.echo("hello").await.unwrap(), "hello");
+    device_task.await.unwrap();
+
+    // A device that always answers something else: a typed error after every attempt.
+    let device_task = tokio::spawn(async move {
+        for _ in 0..3 {
+            let (request, _) = next_request(&device).await;
+            answer(&device, &request, &echo_reply("other")).await;
+        }
+    });
+    match client.echo("hello").await {
+        Err(ClientError::Decode { group, message, .. }) => {
+            assert_eq!(group, group::OS);
+            assert!(message.contains("came back different"), "{message}");
+        }
+        other => panic!("expected a Decode error, got {other:?}"),
+    }
+    device_task.await.unwrap();
+}

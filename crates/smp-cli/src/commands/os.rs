@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 use smp_client::messages::os::{
-    BootloaderInfoRequest, BootloaderInfoResponse, DateTimeRead, DateTimeWrite, EchoRequest,
-    InfoRequest, McumgrParamsRequest, MpStatRequest, MpStatResponse, ResetRequest, TaskStatRequest,
+    BootloaderInfoRequest, BootloaderInfoResponse, DateTimeRead, DateTimeWrite, InfoRequest,
+    McumgrParamsRequest, MpStatRequest, MpStatResponse, ResetRequest, TaskStatRequest,
     TaskStatResponse,
 };
 
@@ -19,8 +19,9 @@ pub(super) async fn run(command: &OsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
     let client = ctx.client().await?;
     Ok(match command {
         OsCommand::Echo { text } => {
-            let reply = client.request(&EchoRequest { d: text.clone() }).await?;
-            Outcome::new(json!({ "text": reply.r }), reply.r)
+            // Checked: a damaged echo is sent again rather than printed.
+            let reply = client.echo(text).await?;
+            Outcome::new(json!({ "text": reply }), reply)
         }
         OsCommand::Reset { force, boot_mode } => {
             client
