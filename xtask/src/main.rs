@@ -56,7 +56,7 @@ tasks:
       on 127.0.0.1: upload throughput of a 1 MiB image (RTT 0/5/20 ms x buf_count 2/4/8),
       ours and the Python reference alternating; echo round trips against a raw UDP
       floor; a fleet of 1, 16 and 64 devices; the codec micro-benchmarks and allocations
-      per upload chunk. Writes BENCHMARKS.md. About 10 minutes; --quick: 1 run each and
+      per upload chunk; the fault matrix. Writes BENCHMARKS.md. About 10 minutes; --quick: 1 run each and
       smaller samples, about 3 minutes.
   help
       this text";
