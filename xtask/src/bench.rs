@@ -19,12 +19,10 @@
 //! Every `smp-sim` is stopped by its process id however the task ends.
 
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
+use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{self, Result};
@@ -50,8 +48,6 @@ const FLEET: [u32; 3] = [1, 16, 64];
 const FLEET_RTT_MS: u32 = 20;
 const FLEET_BUF_COUNT: u32 = 4;
 /// What `smp-sim` prints on stdout, followed by its address, once it serves.
-const SIM_READY: &str = "smp-sim listening on ";
-const SIM_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The regeneration command written into `BENCHMARKS.md`.
 const REGENERATE: &str = "cargo xtask bench";
 
@@ -539,9 +535,9 @@ fn allocations_per_chunk() -> Result<String> {
         .ok_or_else(|| format!("the allocation test printed no `allocations: ` line:\n{out}"))
 }
 
-/// A running `smp-sim`; dropping it kills the process by its id and reaps it.
+/// A running `smp-sim` (stopped when dropped) and its address.
 struct Sim {
-    child: Child,
+    _process: crate::sim::SimGuard,
     addr: SocketAddr,
 }
 
@@ -549,68 +545,14 @@ impl Sim {
     /// Starts `smp-sim` on a free port of 127.0.0.1 with `args`, its log in the bench
     /// folder, and waits until it serves.
     fn start(tools: &Tools, args: &[String]) -> Result<Self> {
-        let log = tools.dir.join("smp-sim.log");
-        let log_file =
-            File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let child = Command::new(&tools.sim)
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", tools.sim.display()))?;
-        let mut sim = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let stdout = sim
-            .child
-            .stdout
-            .take()
-            .ok_or("smp-sim's stdout was not captured")?;
-        // Read stdout to its end on a thread, so the simulator never blocks on the pipe.
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = lines.send(line);
-            }
-        });
-        let deadline = Instant::now() + SIM_READY_TIMEOUT;
-        loop {
-            match received.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix(SIM_READY) {
-                        sim.addr = addr.trim().parse().map_err(|e| {
-                            format!("smp-sim printed `{line}`, not an address: {e}")
-                        })?;
-                        return Ok(sim);
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(format!(
-                        "smp-sim ended before it was ready; see {}",
-                        log.display()
-                    ));
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "smp-sim did not print `{SIM_READY}ADDRESS` within {}s; see {}",
-                        SIM_READY_TIMEOUT.as_secs(),
-                        log.display()
-                    ));
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        // An error means it has exited already; wait() reaps it either way.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut command = Command::new(&tools.sim);
+        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        let (process, addr) =
+            crate::sim::start_sim(command, &tools.dir.join("smp-sim.log"), "bench")?;
+        Ok(Self {
+            _process: process,
+            addr,
+        })
     }
 }
 

@@ -14,23 +14,17 @@
 //! can be copied; `smp` runs with the terminal's stdout and stderr, progress bar included.
 //! The first failing step ends the demo with an error.
 
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
+use crate::sim::start_sim;
 use crate::util::{self, Result};
 
 /// Version and body size of the sample image.
 const VERSION: &str = "1.2.3";
 const BODY_SIZE: &str = "262144";
-/// What `smp-sim` prints on stdout, followed by its address, once it serves.
-const SIM_READY: &str = "smp-sim listening on ";
-/// How long `smp-sim` may take to print [`SIM_READY`] (it takes milliseconds).
-const SIM_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Simulated flash timings, so that the upload takes a visible moment.
 const SIM_ARGS: [&str; 6] = [
     "--addr",
@@ -87,7 +81,7 @@ pub(crate) fn run() -> Result {
         shown(&log).display()
     ));
     println!("$ {} {}", shown(&sim_exe).display(), SIM_ARGS.join(" "));
-    let (sim, addr) = start_sim(start, &log).map_err(|e| failed(3, e))?;
+    let (sim, addr) = start_sim(start, &log, "demo").map_err(|e| failed(3, e))?;
     let udp = addr.to_string();
     let with_log = |step: usize, e: String| {
         format!(
@@ -195,102 +189,6 @@ fn failed(number: usize, error: String) -> String {
     format!("demo step {number}/{STEPS} failed: {error}")
 }
 
-/// The running `smp-sim`; dropping it kills the process by its id and reaps it, so it is
-/// stopped on every path out of [`run`], an error or a panic included.
-struct SimGuard(Child);
-
-impl Drop for SimGuard {
-    fn drop(&mut self) {
-        let pid = self.0.id();
-        // An error here means the process has already exited; wait() reaps it either way.
-        let _ = self.0.kill();
-        match self.0.wait() {
-            Ok(status) => println!("demo: stopped smp-sim (pid {pid}, {status})"),
-            Err(e) => eprintln!("demo: could not reap smp-sim (pid {pid}): {e}"),
-        }
-    }
-}
-
-/// Starts `command` (smp-sim) with stdout piped and stderr to `log`, and waits until it
-/// prints the address it serves.
-fn start_sim(mut command: Command, log: &Path) -> Result<(SimGuard, SocketAddr)> {
-    let log_file =
-        File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file)
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e}",
-                Path::new(command.get_program()).display()
-            )
-        })?;
-    // Guarded from here on: an early return below kills the process.
-    let mut sim = SimGuard(child);
-    let stdout = sim
-        .0
-        .stdout
-        .take()
-        .ok_or("smp-sim's stdout was not captured")?;
-    // A thread reads stdout to its end, so that the simulator never blocks or fails on a
-    // full or closed pipe, and passes each line on while anyone listens.
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = lines.send(line);
-        }
-    });
-    let deadline = Instant::now() + SIM_READY_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match received.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(addr) = line.strip_prefix(SIM_READY) {
-                    let addr = addr
-                        .trim()
-                        .parse::<SocketAddr>()
-                        .map_err(|e| format!("smp-sim printed `{line}`, not an address: {e}"))?;
-                    println!("demo: smp-sim (pid {}) listening on {addr}", sim.0.id());
-                    return Ok((sim, addr));
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = sim
-                    .0
-                    .wait()
-                    .map_or_else(|e| format!("status unknown: {e}"), |s| s.to_string());
-                return Err(format!(
-                    "smp-sim ended before it was ready ({status}); the end of its log {}:\n{}",
-                    log.display(),
-                    tail(log)
-                ));
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                return Err(format!(
-                    "smp-sim did not print `{SIM_READY}ADDRESS` within {}s; the end of its log {}:\n{}",
-                    SIM_READY_TIMEOUT.as_secs(),
-                    log.display(),
-                    tail(log)
-                ));
-            }
-        }
-    }
-}
-
-/// The last lines of the log at `path`.
-fn tail(path: &Path) -> String {
-    let log = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(20)..]
-        .iter()
-        .map(|line| format!("    | {line}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// The value of the first `"key": "..."` in `json` whose value is a non-empty string of
 /// hex digits.
 ///
@@ -320,30 +218,6 @@ mod tests {
         assert_eq!(json_hex_string(json, "hash"), Some("3fa2b0"));
         let pretty = "{\n  \"computed_hash\": \"ffff\",\n  \"hash\" : \"00ab\"\n}";
         assert_eq!(json_hex_string(pretty, "hash"), Some("00ab"));
-    }
-
-    #[test]
-    fn a_simulator_that_exits_early_is_an_error_with_its_log() {
-        let log = std::env::temp_dir().join(format!("xtask-demo-test-{}.log", std::process::id()));
-        let mut command = Command::new("sh");
-        command.args(["-c", "echo starting; echo bad flag >&2; exit 2"]);
-        let error = start_sim(command, &log).err().unwrap_or_default();
-        let _ = fs::remove_file(&log);
-        assert!(error.contains("ended before it was ready"), "{error}");
-        assert!(error.contains("    | bad flag"), "{error}");
-    }
-
-    #[test]
-    fn a_simulator_address_is_read_from_its_stdout() {
-        let log = std::env::temp_dir().join(format!("xtask-demo-test2-{}.log", std::process::id()));
-        let mut command = Command::new("sh");
-        command.args([
-            "-c",
-            "echo smp-sim listening on 127.0.0.1:4242; exec sleep 30",
-        ]);
-        let addr = start_sim(command, &log).map(|(_guard, addr)| addr);
-        let _ = fs::remove_file(&log);
-        assert_eq!(addr, Ok(SocketAddr::from(([127, 0, 0, 1], 4242))));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod ci;
 mod demo;
 mod fuzz;
 mod interop;
+mod sim;
 mod util;
 
 use std::process::ExitCode;
