@@ -148,6 +148,19 @@ impl Faults {
         Self::default()
     }
 
+    /// Whether any fault acts on replies.
+    pub fn touches_replies(&self) -> bool {
+        [
+            self.drop_replies,
+            self.duplicate_replies,
+            self.reorder_replies,
+            self.delay_replies,
+            self.corrupt_replies,
+        ]
+        .iter()
+        .any(|p| *p > 0.0)
+    }
+
     /// Whether any fault is enabled.
     pub fn any(&self) -> bool {
         *self

@@ -164,7 +164,12 @@ pub(crate) fn spawn(socket: UdpSocket, shared: Arc<Shared>) -> Vec<tokio::task::
             let shared = Arc::clone(&shared);
             move |(datagram, peer)| admit(&shared, &jobs_tx, datagram, peer)
         })),
-        tokio::spawn(work(Arc::clone(&shared), jobs_rx, replies_tx)),
+        tokio::spawn(work(
+            Arc::clone(&shared),
+            Arc::clone(&socket),
+            jobs_rx,
+            replies_tx,
+        )),
         tokio::spawn(reply_faults(
             Arc::clone(&shared),
             Arc::clone(&socket),
@@ -268,6 +273,7 @@ fn admit(
 /// The single work queue: one datagram at a time, in arrival order.
 async fn work(
     shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     replies: mpsc::UnboundedSender<Datagram>,
 ) {
@@ -294,8 +300,15 @@ async fn work(
         if !ctx.busy.is_zero() {
             tokio::time::sleep(ctx.busy).await;
         }
+        // Without reply faults or latency, the work queue sends its replies itself, as
+        // Zephyr's does; otherwise they go through the fault stage.
+        let direct = shared.latency.is_zero() && !shared.faults().faults.touches_replies();
         for answer in answers {
-            let _ = replies.send((answer, job.peer));
+            if direct {
+                send_now(&socket, &shared, &answer, job.peer);
+            } else {
+                let _ = replies.send((answer, job.peer));
+            }
         }
         drop(reply_buffer);
         drop(job);
