@@ -225,8 +225,11 @@ impl FieldEncode for Value {
     fn field_len(&self) -> usize {
         match self {
             Self::Null | Self::Undefined | Self::Bool(_) => 1,
+            // minicbor writes simple values below 20 in the initial byte and every other
+            // one (20..=23 included, which a decoder may meet as `f8 14`..`f8 17`) with a
+            // one-byte argument.
             Self::Simple(s) => {
-                if *s < 24 {
+                if *s < 20 {
                     1
                 } else {
                     2
@@ -265,6 +268,18 @@ impl cbor::ArrayElem for Value {}
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_simple_value_has_the_length_it_encodes_to() {
+        // Found by the reply_decode fuzz target: `f8 17` decodes as simple value 23,
+        // which minicbor writes with a one-byte argument.
+        for s in 0..=u8::MAX {
+            let v = Value::Simple(s);
+            let bytes = minicbor::to_vec(&v).expect("encodes");
+            assert_eq!(minicbor::len(&v), bytes.len(), "simple value {s}");
+        }
+    }
+
     use super::*;
     use crate::messages::test_util::hex;
 
