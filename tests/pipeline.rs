@@ -9,27 +9,13 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use smp_client::udp::{UdpTarget, UdpTransport};
-use smp_client::{
-    Client, ClientOptions, FileTransferOptions, ImageUploadOptions, RetryPolicy, UploadSummary,
-};
-use smp_integration_tests::init_tracing;
-use smp_mcuboot::{ImageBuilder, ImageVersion, sample_body};
+use smp_client::udp::UdpTransport;
+use smp_client::{Client, FileTransferOptions, ImageUploadOptions, RetryPolicy, UploadSummary};
+use smp_integration_tests::{init_tracing, lossy_policy, sim_client, test_image};
 use smp_sim::{Delays, Faults, MOUNT_POINT, Sim, SimConfig};
 
 /// Seeds of the fault generator the lossy uploads run with.
 const SEEDS: [u64; 6] = [1, 2, 3, 0x5eed, 0xfeed_f00d, 0x0123_4567_89ab];
-
-/// Short timeouts and many retries: on loopback a reply takes well under a millisecond.
-fn lossy_policy() -> RetryPolicy {
-    RetryPolicy {
-        timeout: Duration::from_millis(100),
-        retries: 12,
-        backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(10),
-        ..RetryPolicy::default()
-    }
-}
 
 /// 10 % of requests and replies lost, 5 % duplicated, 5 % of replies reordered.
 fn faults(seed: u64) -> Faults {
@@ -60,17 +46,11 @@ async fn sim(buf_count: usize, latency: Duration, faults: Faults) -> Sim {
 }
 
 async fn client(sim: &Sim, retry: RetryPolicy) -> Client<UdpTransport> {
-    let options = ClientOptions {
-        retry,
-        ..ClientOptions::default()
-    };
-    Client::connect_udp(UdpTarget::from(sim.addr()), options)
-        .await
-        .expect("connects to the simulated device")
+    sim_client(sim, retry).await
 }
 
 fn image(len: usize, seed: u64) -> Vec<u8> {
-    ImageBuilder::new("1.2.3".parse::<ImageVersion>().unwrap()).build(&sample_body(len, seed))
+    test_image(len, seed, "1.2.3")
 }
 
 fn upload_options(window: Option<usize>) -> ImageUploadOptions {

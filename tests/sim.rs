@@ -6,22 +6,10 @@
 use std::time::Duration;
 
 use smp_client::messages::os::{EchoRequest, ResetRequest};
-use smp_client::udp::UdpTarget;
-use smp_client::{Client, ClientOptions, ImageUploadOptions, RetryPolicy};
-use smp_integration_tests::init_tracing;
-use smp_mcuboot::{Image, ImageBuilder, ImageVersion, sample_body};
+use smp_client::{Client, ImageUploadOptions, RetryPolicy};
+use smp_integration_tests::{init_tracing, lossy_policy, sim_client, test_image};
+use smp_mcuboot::Image;
 use smp_sim::{Faults, Sim, SimConfig};
-
-/// A retry policy for loopback: short timeouts, enough retries for heavy loss.
-fn lossy_policy() -> RetryPolicy {
-    RetryPolicy {
-        timeout: Duration::from_millis(100),
-        retries: 12,
-        backoff: Duration::from_millis(2),
-        max_backoff: Duration::from_millis(10),
-        ..RetryPolicy::default()
-    }
-}
 
 fn upload_options() -> ImageUploadOptions {
     ImageUploadOptions {
@@ -32,17 +20,11 @@ fn upload_options() -> ImageUploadOptions {
 }
 
 async fn client(sim: &Sim, retry: RetryPolicy) -> Client<smp_client::udp::UdpTransport> {
-    let options = ClientOptions {
-        retry,
-        ..ClientOptions::default()
-    };
-    Client::connect_udp(UdpTarget::from(sim.addr()), options)
-        .await
-        .expect("connects to the simulated device")
+    sim_client(sim, retry).await
 }
 
 fn image(len: usize, seed: u64, version: &str) -> Vec<u8> {
-    ImageBuilder::new(version.parse::<ImageVersion>().unwrap()).build(&sample_body(len, seed))
+    test_image(len, seed, version)
 }
 
 /// The slot holds exactly the image, and the device reports its version and hash.

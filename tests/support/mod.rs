@@ -47,3 +47,35 @@ pub fn interop_server(var: &str) -> String {
         panic!("{var} is not set: run the interop suite with `cargo xtask interop`, which starts the real Zephyr servers")
     })
 }
+
+/// A retry policy for loopback under heavy loss: short timeouts (a reply takes well under
+/// a millisecond), many retries, short back-off.
+pub fn lossy_policy() -> smp_client::RetryPolicy {
+    smp_client::RetryPolicy {
+        timeout: std::time::Duration::from_millis(100),
+        retries: 12,
+        backoff: std::time::Duration::from_millis(2),
+        max_backoff: std::time::Duration::from_millis(10),
+        ..smp_client::RetryPolicy::default()
+    }
+}
+
+/// A client of the simulated device `sim`, with `retry`.
+pub async fn sim_client(
+    sim: &smp_sim::Sim,
+    retry: smp_client::RetryPolicy,
+) -> smp_client::Client<smp_client::udp::UdpTransport> {
+    let options = smp_client::ClientOptions {
+        retry,
+        ..smp_client::ClientOptions::default()
+    };
+    smp_client::Client::connect_udp(smp_client::udp::UdpTarget::from(sim.addr()), options)
+        .await
+        .expect("connects to the simulated device")
+}
+
+/// An unsigned MCUboot image of version `version` with a `len`-byte sample body.
+pub fn test_image(len: usize, seed: u64, version: &str) -> Vec<u8> {
+    let version: smp_mcuboot::ImageVersion = version.parse().unwrap();
+    smp_mcuboot::ImageBuilder::new(version).build(&smp_mcuboot::sample_body(len, seed))
+}
