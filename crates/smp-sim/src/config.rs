@@ -160,13 +160,4 @@ impl Faults {
         .iter()
         .any(|p| *p > 0.0)
     }
-
-    /// Whether any fault is enabled.
-    pub fn any(&self) -> bool {
-        *self
-            != Self {
-                seed: self.seed,
-                ..Self::default()
-            }
-    }
 }

@@ -189,16 +189,13 @@ impl Images {
     }
 }
 
-/// Reads and parses the image in a slot, if it holds one.
+/// Reads and parses the image in a slot, if it holds one. The MCUboot layout is
+/// smp-mcuboot's business: it parses the slot and ignores what follows the image.
 fn read_image(slot: &mut Slot) -> Option<Image> {
-    let header = ImageHeader::decode(&slot.read(0, HEADER_SIZE).ok()?).ok()?;
-    let tlvs_at = usize::from(header.header_size)
-        + usize::try_from(header.image_size).ok()?
-        + usize::from(header.protected_tlv_size);
-    let info = slot.read(tlvs_at, 4).ok()?;
-    let unprotected = usize::from(u16::from_le_bytes([*info.get(2)?, *info.get(3)?]));
-    let bytes = slot.read(0, tlvs_at + unprotected).ok()?;
-    Image::parse(&bytes).ok()
+    // An erased or foreign slot: no need to read all of it.
+    ImageHeader::decode(&slot.read(0, HEADER_SIZE).ok()?).ok()?;
+    let size = slot.size();
+    Image::parse(&slot.read(0, size).ok()?).ok()
 }
 
 pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Outcome {
