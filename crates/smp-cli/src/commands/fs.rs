@@ -1,8 +1,8 @@
 //! `smp fs ...`: file system management (group 8).
 
 use serde_json::json;
-use smp_client::FileTransferOptions;
 use smp_client::messages::fs::{HashOutput, HashRequest, HashResponse, StatusRequest};
+use smp_client::{FileTransferOptions, FileTransferSummary};
 
 use super::{Ctx, path_text, read_file};
 use crate::cli::FsCommand;
@@ -31,18 +31,9 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
                 })
                 .await?;
             let elapsed = transfer.finish();
-            let json = json!({
-                "local": path_text(local), "remote": remote, "size": summary.len,
-                "chunks": summary.chunks, "verified_with": summary.verified_with,
-                "elapsed_s": output::seconds(elapsed),
-                "bytes_per_second": output::bytes_per_second(summary.len, elapsed),
-            });
-            let human = format!(
-                "{}\n{}",
-                output::transfer_summary("uploaded", summary.len, elapsed),
-                verified(summary.verified_with)
-            );
-            Ok(Outcome::new(json, human))
+            Ok(transfer_outcome(
+                "uploaded", local, remote, &summary, elapsed,
+            ))
         }
         FsCommand::Download { remote, local } => {
             let client = ctx.client().await?;
@@ -54,18 +45,13 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
                 .await?;
             let elapsed = transfer.finish();
             std::fs::write(local, &data).map_err(|e| CliError::write(local, e))?;
-            let json = json!({
-                "remote": remote, "local": path_text(local), "size": summary.len,
-                "chunks": summary.chunks, "verified_with": summary.verified_with,
-                "elapsed_s": output::seconds(elapsed),
-                "bytes_per_second": output::bytes_per_second(summary.len, elapsed),
-            });
-            let human = format!(
-                "{}\n{}",
-                output::transfer_summary("downloaded", summary.len, elapsed),
-                verified(summary.verified_with)
-            );
-            Ok(Outcome::new(json, human))
+            Ok(transfer_outcome(
+                "downloaded",
+                local,
+                remote,
+                &summary,
+                elapsed,
+            ))
         }
         FsCommand::Stat { remote } => {
             let client = ctx.client().await?;
@@ -94,6 +80,28 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
 }
 
 /// The line that says how the device checked a transferred file.
+/// The answer of a file transfer, either way.
+fn transfer_outcome(
+    done: &str,
+    local: &std::path::Path,
+    remote: &str,
+    summary: &FileTransferSummary,
+    elapsed: std::time::Duration,
+) -> Outcome {
+    let json = json!({
+        "local": path_text(local), "remote": remote, "size": summary.len,
+        "chunks": summary.chunks, "verified_with": summary.verified_with,
+        "elapsed_s": output::seconds(elapsed),
+        "bytes_per_second": output::bytes_per_second(summary.len, elapsed),
+    });
+    let human = format!(
+        "{}\n{}",
+        output::transfer_summary(done, summary.len, elapsed),
+        verified(summary.verified_with)
+    );
+    Outcome::new(json, human)
+}
+
 fn verified(with: Option<&str>) -> String {
     match with {
         Some(kind) => format!("verified: the device's {kind} matches"),
