@@ -237,6 +237,15 @@ struct UploadCell {
     reference: Vec<f64>,
 }
 
+impl UploadCell {
+    /// Median throughput of ours and of the reference, in KB/s.
+    fn median_kb_per_s(&self) -> (f64, f64) {
+        let rates =
+            |seconds: &[f64]| median(&seconds.iter().map(|&s| kb_per_s(s)).collect::<Vec<_>>());
+        (rates(&self.ours), rates(&self.reference))
+    }
+}
+
 fn upload_matrix(tools: &Tools, plan: Plan) -> Result<Vec<UploadCell>> {
     let mut cells = Vec::new();
     let total = RTTS_MS.len() * BUF_COUNTS.len();
@@ -824,14 +833,7 @@ impl Report {
              |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for cell in &self.uploads {
-            let ours = median(&cell.ours.iter().map(|&s| kb_per_s(s)).collect::<Vec<_>>());
-            let reference = median(
-                &cell
-                    .reference
-                    .iter()
-                    .map(|&s| kb_per_s(s))
-                    .collect::<Vec<_>>(),
-            );
+            let (ours, reference) = cell.median_kb_per_s();
             let ratios: Vec<f64> = cell
                 .ours
                 .iter()
@@ -974,14 +976,7 @@ impl Report {
     fn summary(&self) -> String {
         let mut out = String::from("bench summary (details in BENCHMARKS.md):\n");
         for cell in &self.uploads {
-            let ours = median(&cell.ours.iter().map(|&s| kb_per_s(s)).collect::<Vec<_>>());
-            let reference = median(
-                &cell
-                    .reference
-                    .iter()
-                    .map(|&s| kb_per_s(s))
-                    .collect::<Vec<_>>(),
-            );
+            let (ours, reference) = cell.median_kb_per_s();
             let _ = writeln!(
                 out,
                 "  upload RTT {:>2} ms, buf_count {}: ours {ours:>7.0} KB/s, reference {reference:>6.0} KB/s ({:.2}×)",
