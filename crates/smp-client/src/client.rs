@@ -4,17 +4,22 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::time::Duration;
 
 use smp_transport::header::{self, Header, Op, Version};
 use smp_transport::{Transport, TransportError};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::engine::{Pending, RegisterError, RetryPolicy, Ticket};
+use crate::engine::{Closed, Pending, RegisterError, RetryPolicy, Ticket};
 use crate::messages::os::{McumgrParamsRequest, McumgrParamsResponse};
 use crate::{ClientError, Request};
+
+/// Room for a typed request's frame (up to the frame limit): most requests are far
+/// smaller; a larger one grows its buffer while it is encoded.
+const TYPED_FRAME_CAPACITY: usize = 256;
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -70,7 +75,7 @@ pub struct Client<T: Transport + 'static> {
 #[derive(Debug)]
 struct Shared<T> {
     transport: T,
-    pending: Mutex<Pending<oneshot::Sender<Vec<u8>>>>,
+    pending: Mutex<Pending>,
     options: ClientOptions,
     frame_limit: AtomicUsize,
     buf_count: AtomicUsize,
@@ -104,7 +109,7 @@ impl InFlight {
 }
 
 impl<T> Shared<T> {
-    fn pending(&self) -> MutexGuard<'_, Pending<oneshot::Sender<Vec<u8>>>> {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
         // The table stays consistent even if a holder panicked: every operation on it is
         // a single map update.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
@@ -246,18 +251,16 @@ impl<T: Transport + 'static> Client<T> {
     /// as lost and sent again within the retry policy ([`ClientError::Decode`] when every
     /// attempt came back different).
     pub async fn echo(&self, text: &str) -> Result<String, ClientError> {
-        use crate::messages::os::{EchoRequest, EchoResponse};
-        let request = EchoRequest { d: text.to_owned() };
-        let payload =
-            minicbor::to_vec(&request).map_err(|err| ClientError::Encode(err.to_string()))?;
-        self.request_checked(
+        use crate::messages::os::EchoResponse;
+        let frame = self.encode_frame(
             Op::Write,
             header::group::OS,
             header::command::os::ECHO,
-            &payload,
-            self.shared.options.retry.timeout,
-            false,
-            |body| match minicbor::decode::<EchoResponse>(body) {
+            &EchoText(text),
+            header::SIZE + text.len() + 16,
+        )?;
+        self.request_checked(frame, self.shared.options.retry.timeout, false, |body| {
+            match minicbor::decode::<EchoResponse>(body) {
                 Ok(reply) if reply.r == text => Ok(reply.r),
                 Ok(reply) => Err(format!(
                     "the echo came back different ({} bytes sent, {} received)",
@@ -265,8 +268,8 @@ impl<T: Transport + 'static> Client<T> {
                     reply.r.len()
                 )),
                 Err(err) => Err(err.to_string()),
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -283,17 +286,11 @@ impl<T: Transport + 'static> Client<T> {
         request: &R,
         timeout: Duration,
     ) -> Result<R::Response, ClientError> {
-        let payload =
-            minicbor::to_vec(request).map_err(|err| ClientError::Encode(err.to_string()))?;
-        self.request_checked(
-            R::OP,
-            R::GROUP,
-            R::COMMAND,
-            &payload,
-            timeout,
-            R::RC_MAY_BE_RESULT,
-            |body| minicbor::decode(body).map_err(|err| err.to_string()),
-        )
+        let capacity = self.frame_limit().min(TYPED_FRAME_CAPACITY);
+        let frame = self.encode_frame(R::OP, R::GROUP, R::COMMAND, request, capacity)?;
+        self.request_checked(frame, timeout, R::RC_MAY_BE_RESULT, |body| {
+            minicbor::decode(body).map_err(|err| err.to_string())
+        })
         .await
     }
 
@@ -308,10 +305,12 @@ impl<T: Transport + 'static> Client<T> {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
-        self.request_checked(op, group, command, payload, timeout, false, |body| {
-            Ok(body.to_vec())
-        })
-        .await
+        let mut frame = Vec::with_capacity(header::SIZE + payload.len());
+        frame.extend_from_slice(&[0; header::SIZE]);
+        frame.extend_from_slice(payload);
+        let frame = self.finish_frame(op, group, command, frame)?;
+        self.request_checked(frame, timeout, false, |body| Ok(body.to_vec()))
+            .await
     }
 
     /// [`request_raw`](Self::request_raw), with the [`Request::RC_MAY_BE_RESULT`] rule,
@@ -321,18 +320,14 @@ impl<T: Transport + 'static> Client<T> {
     /// datagram: SMP has no checksum of its own) counts as lost: the request goes again
     /// under a new sequence number, within the retry policy's `retries`, and only when
     /// every attempt was malformed is the error [`ClientError::Decode`].
-    #[allow(clippy::too_many_arguments)]
     async fn request_checked<P>(
         &self,
-        op: Op,
-        group: u16,
-        command: u8,
-        payload: &[u8],
+        (template, mut frame): (Header, Vec<u8>),
         timeout: Duration,
         rc_may_be_result: bool,
         parse: impl Fn(&[u8]) -> Result<P, String>,
     ) -> Result<P, ClientError> {
-        let (template, mut frame) = self.frame(op, group, command, payload)?;
+        let (group, command) = (template.group, template.command);
         let policy = &self.shared.options.retry;
         let (mut busy_attempts, mut malformed) = (0, 0);
         loop {
@@ -373,51 +368,58 @@ impl<T: Transport + 'static> Client<T> {
         }
     }
 
-    /// A request whose reply payload comes back unchecked (it may be a device error,
-    /// busy replies included, which are not retried). Timeouts re-send the same frame as
-    /// for any request, and call `on_timeout` each time. Pipelined upload chunks use it:
-    /// the upload handles busy replies itself, and narrows its window on timeouts.
+    /// One request of an upload, its frame built by [`encode_frame`](Self::encode_frame):
+    /// the whole reply frame comes back unchecked (it may be a device error, busy replies
+    /// included, which are not retried). Timeouts re-send the same frame as for any
+    /// request, and call `on_timeout` each time. Pipelined upload chunks use it: the
+    /// upload handles busy replies itself, and narrows its window on timeouts.
     pub(crate) async fn request_unchecked(
         &self,
-        op: Op,
-        group: u16,
-        command: u8,
-        payload: &[u8],
+        (template, frame): &mut (Header, Vec<u8>),
         timeout: Duration,
         mut on_timeout: impl FnMut() + Send,
     ) -> Result<Vec<u8>, ClientError> {
-        let (template, mut frame) = self.frame(op, group, command, payload)?;
-        let mut reply = self
-            .exchange(template, &mut frame, timeout, &mut on_timeout)
-            .await?;
-        reply.drain(..header::SIZE);
-        Ok(reply)
+        self.exchange(*template, frame, timeout, &mut on_timeout)
+            .await
     }
 
-    /// The frame of a request (sequence number still 0), checked against the frame limit.
-    fn frame(
+    /// The frame of `payload` (sequence number still 0), encoded straight into one buffer
+    /// of `capacity` bytes after room for the header, and checked against the frame limit.
+    pub(crate) fn encode_frame<E: minicbor::Encode<()>>(
         &self,
         op: Op,
         group: u16,
         command: u8,
-        payload: &[u8],
+        payload: &E,
+        capacity: usize,
     ) -> Result<(Header, Vec<u8>), ClientError> {
-        let length = u16::try_from(payload.len()).map_err(|_| ClientError::FrameTooLarge {
-            len: header::SIZE + payload.len(),
+        let mut frame = Vec::with_capacity(capacity);
+        frame.extend_from_slice(&[0; header::SIZE]);
+        minicbor::encode(payload, &mut frame)
+            .map_err(|err| ClientError::Encode(err.to_string()))?;
+        self.finish_frame(op, group, command, frame)
+    }
+
+    /// Writes the header (sequence number still 0) into the room left for it at the start
+    /// of `frame`, after checking the frame against the frame limit.
+    fn finish_frame(
+        &self,
+        op: Op,
+        group: u16,
+        command: u8,
+        mut frame: Vec<u8>,
+    ) -> Result<(Header, Vec<u8>), ClientError> {
+        let too_large = || ClientError::FrameTooLarge {
+            len: frame.len(),
             max: self.frame_limit(),
-        })?;
+        };
+        let length = u16::try_from(frame.len() - header::SIZE).map_err(|_| too_large())?;
+        if frame.len() > self.frame_limit() {
+            return Err(too_large());
+        }
         let template =
             Header::new(op, group, command, length).with_version(self.shared.options.version);
-        let len = template.frame_len();
-        if len > self.frame_limit() {
-            return Err(ClientError::FrameTooLarge {
-                len,
-                max: self.frame_limit(),
-            });
-        }
-        let mut frame = Vec::with_capacity(len);
-        frame.extend_from_slice(&template.encode());
-        frame.extend_from_slice(payload);
+        frame[..header::SIZE].copy_from_slice(&template.encode());
         Ok((template, frame))
     }
 
@@ -437,10 +439,9 @@ impl<T: Transport + 'static> Client<T> {
             .acquire()
             .await
             .map_err(|_| ClientError::Closed)?;
-        let (tx, mut rx) = oneshot::channel();
         let ticket = shared
             .pending()
-            .register(template, tx)
+            .register(template)
             .map_err(|err| match err {
                 RegisterError::Full => ClientError::TooManyInFlight,
                 RegisterError::Closed => ClientError::Closed,
@@ -448,6 +449,7 @@ impl<T: Transport + 'static> Client<T> {
         let request = ticket.request;
         let _registration = Registration { shared, ticket };
         frame[..header::SIZE].copy_from_slice(&request.encode());
+        let mut reply = std::future::poll_fn(|cx| shared.pending().poll_reply(&ticket, cx.waker()));
 
         let policy = &shared.options.retry;
         let started = Instant::now();
@@ -464,9 +466,9 @@ impl<T: Transport + 'static> Client<T> {
             if attempt < policy.retries {
                 wait += policy.backoff_after(attempt);
             }
-            match tokio::time::timeout(wait, &mut rx).await {
+            match tokio::time::timeout(wait, &mut reply).await {
                 Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(_)) => return Err(ClientError::Closed),
+                Ok(Err(Closed)) => return Err(ClientError::Closed),
                 Err(_) => {
                     tracing::debug!(
                         sequence = request.sequence,
@@ -521,9 +523,10 @@ async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
         }
     }
     tracing::debug!("transport closed; failing requests in flight");
-    // Dropping the senders wakes every waiting request with `Closed`.
     let waiters = shared.pending().close();
-    drop(waiters);
+    for waiter in waiters {
+        waiter.wake();
+    }
 }
 
 fn dispatch<T>(shared: &Shared<T>, frame: Vec<u8>) {
@@ -543,13 +546,10 @@ fn dispatch<T>(shared: &Shared<T>, frame: Vec<u8>) {
             return;
         }
     };
-    let waiter = shared.pending().complete(&reply);
-    match waiter {
-        Some(waiter) => {
-            // The request may have given up a moment ago; then nobody needs the reply.
-            let _ = waiter.send(frame);
-        }
-        None => tracing::debug!(
+    let completed = shared.pending().complete(&reply, frame);
+    match completed {
+        Ok(waiter) => waiter.into_iter().for_each(Waker::wake),
+        Err(_) => tracing::debug!(
             sequence = reply.sequence,
             group = reply.group,
             command = reply.command,
@@ -559,9 +559,42 @@ fn dispatch<T>(shared: &Shared<T>, frame: Vec<u8>) {
     }
 }
 
+/// An echo request that borrows its text: `{"d": text}`, as [`EchoRequest`] encodes it.
+///
+/// [`EchoRequest`]: crate::messages::os::EchoRequest
+struct EchoText<'a>(&'a str);
+
+impl<C> minicbor::Encode<C> for EchoText<'_> {
+    fn encode<W: minicbor::encode::Write>(
+        &self,
+        e: &mut minicbor::Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), minicbor::encode::Error<W::Error>> {
+        e.map(1)?.str("d")?.str(self.0)?;
+        Ok(())
+    }
+}
+
 /// A random starting sequence number, from the standard library's hasher keys.
 fn random_u8() -> u8 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(std::process::id().into());
     hasher.finish().to_le_bytes()[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EchoText;
+    use crate::messages::os::EchoRequest;
+
+    #[test]
+    fn a_borrowed_echo_encodes_as_the_typed_request() {
+        for text in ["", "hello", &"x".repeat(300)] {
+            let typed = EchoRequest { d: text.into() };
+            assert_eq!(
+                minicbor::to_vec(EchoText(text)).unwrap(),
+                minicbor::to_vec(&typed).unwrap()
+            );
+        }
+    }
 }

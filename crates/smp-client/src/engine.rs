@@ -4,29 +4,34 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use smp_transport::header::Header;
 
-/// Sequence numbers in use and what waits on each.
+/// Sequence numbers in use, and the reply slot of each.
 ///
-/// A reply completes a waiter only when its sequence, group, command and op all answer
-/// the registered request, so a late, duplicated or foreign reply can never complete
-/// (or shift) another request.
+/// A reply fills a slot only when its sequence, group, command and op all answer the
+/// registered request, so a late, duplicated or foreign reply can never complete (or
+/// shift) another request. The slot lives in the table itself: waiting for a reply costs
+/// no channel and no allocation, only the waker of the task that waits.
 #[derive(Debug)]
-pub(crate) struct Pending<W> {
+pub(crate) struct Pending {
     next: u8,
     /// Tells registrations apart when a sequence number is reused.
     next_id: u64,
-    waiting: HashMap<u8, Waiting<W>>,
+    waiting: HashMap<u8, Waiting>,
     closed: bool,
 }
 
 #[derive(Debug)]
-struct Waiting<W> {
+struct Waiting {
     request: Header,
     id: u64,
-    waiter: W,
+    /// The reply frame, once it has come and until its request takes it.
+    reply: Option<Vec<u8>>,
+    /// The task to wake when the reply comes.
+    waker: Option<Waker>,
 }
 
 /// A registered request: its header (with the sequence number it got) and a ticket to
@@ -46,7 +51,11 @@ pub(crate) enum RegisterError {
     Closed,
 }
 
-impl<W> Pending<W> {
+/// The table was closed before the reply came: none ever will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closed;
+
+impl Pending {
     /// An empty table whose first sequence number is `start`.
     pub(crate) fn new(start: u8) -> Self {
         Self {
@@ -59,7 +68,7 @@ impl<W> Pending<W> {
 
     /// Registers `request` under the next free sequence number, which is written into
     /// the ticket's header.
-    pub(crate) fn register(&mut self, request: Header, waiter: W) -> Result<Ticket, RegisterError> {
+    pub(crate) fn register(&mut self, request: Header) -> Result<Ticket, RegisterError> {
         if self.closed {
             return Err(RegisterError::Closed);
         }
@@ -73,7 +82,8 @@ impl<W> Pending<W> {
                 slot.insert(Waiting {
                     request,
                     id,
-                    waiter,
+                    reply: None,
+                    waker: None,
                 });
                 return Ok(Ticket { request, id });
             }
@@ -81,15 +91,51 @@ impl<W> Pending<W> {
         Err(RegisterError::Full)
     }
 
-    /// Takes the waiter that `reply` answers, if any.
-    pub(crate) fn complete(&mut self, reply: &Header) -> Option<W> {
-        match self.waiting.get(&reply.sequence) {
-            Some(waiting) if waiting.request.is_answered_by(reply) => self
-                .waiting
-                .remove(&reply.sequence)
-                .map(|waiting| waiting.waiter),
-            _ => None,
+    /// Puts `frame`, whose header is `reply`, in the slot of the request it answers and
+    /// returns the waker to wake (outside the lock). A frame nobody waits for, or a
+    /// second reply to a request that has not taken its first yet, comes back as `Err`.
+    pub(crate) fn complete(
+        &mut self,
+        reply: &Header,
+        frame: Vec<u8>,
+    ) -> Result<Option<Waker>, Vec<u8>> {
+        match self.waiting.get_mut(&reply.sequence) {
+            Some(waiting) if waiting.reply.is_none() && waiting.request.is_answered_by(reply) => {
+                waiting.reply = Some(frame);
+                Ok(waiting.waker.take())
+            }
+            _ => Err(frame),
         }
+    }
+
+    /// The reply to `ticket` if it has come, which ends the registration; otherwise
+    /// remembers `waker` to be woken when it comes.
+    pub(crate) fn poll_reply(
+        &mut self,
+        ticket: &Ticket,
+        waker: &Waker,
+    ) -> Poll<Result<Vec<u8>, Closed>> {
+        let sequence = ticket.request.sequence;
+        let Some(waiting) = self
+            .waiting
+            .get_mut(&sequence)
+            .filter(|waiting| waiting.id == ticket.id)
+        else {
+            // Only closing the table takes a registration away from its request.
+            return Poll::Ready(Err(Closed));
+        };
+        if waiting.reply.is_some() {
+            let reply = self
+                .waiting
+                .remove(&sequence)
+                .and_then(|waiting| waiting.reply);
+            return Poll::Ready(reply.ok_or(Closed));
+        }
+        match &mut waiting.waker {
+            Some(known) if known.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        Poll::Pending
     }
 
     /// Forgets the registration of `ticket`, if it still waits; a later registration
@@ -105,13 +151,17 @@ impl<W> Pending<W> {
         }
     }
 
-    /// Refuses every later registration and hands back the waiters of those in flight.
-    pub(crate) fn close(&mut self) -> Vec<W> {
+    /// Refuses every later registration, forgets those still waiting (their requests then
+    /// see [`Closed`]) and hands back the wakers to wake them.
+    /// A reply that has already come stays for its request to take.
+    pub(crate) fn close(&mut self) -> Vec<Waker> {
         self.closed = true;
-        self.waiting
-            .drain()
-            .map(|(_, waiting)| waiting.waiter)
-            .collect()
+        let mut wakers = Vec::new();
+        self.waiting.retain(|_, waiting| {
+            wakers.extend(waiting.waker.take());
+            waiting.reply.is_some()
+        });
+        wakers
     }
 
     /// Number of requests waiting.
@@ -179,11 +229,25 @@ mod tests {
         Header::new(Op::Write, group::OS, 0, 9)
     }
 
+    fn reply_to(request: &Header) -> Header {
+        Header::new(Op::WriteRsp, group::OS, 0, 3).with_sequence(request.sequence)
+    }
+
+    /// [`Pending::complete`], telling only whether a task was woken.
+    fn fill(p: &mut Pending, reply: &Header, frame: Vec<u8>) -> Result<bool, Vec<u8>> {
+        p.complete(reply, frame).map(|waker| waker.is_some())
+    }
+
+    /// The reply waiting for `ticket`, if any, taken without a task to wake.
+    fn take(p: &mut Pending, ticket: &Ticket) -> Poll<Result<Vec<u8>, Closed>> {
+        p.poll_reply(ticket, Waker::noop())
+    }
+
     #[test]
     fn sequences_start_anywhere_and_wrap() {
         let mut p = Pending::new(254);
         let seqs: Vec<u8> = (0..4)
-            .map(|i| p.register(echo(), i).unwrap().request.sequence)
+            .map(|_| p.register(echo()).unwrap().request.sequence)
             .collect();
         assert_eq!(seqs, [254, 255, 0, 1]);
     }
@@ -191,89 +255,120 @@ mod tests {
     #[test]
     fn busy_sequences_are_skipped_and_exhaustion_is_reported() {
         let mut p = Pending::new(0);
-        let tickets: Vec<Ticket> = (0..=255u32)
-            .map(|i| p.register(echo(), i).unwrap())
-            .collect();
-        assert_eq!(p.register(echo(), 999), Err(RegisterError::Full));
+        let tickets: Vec<Ticket> = (0..=255u32).map(|_| p.register(echo()).unwrap()).collect();
+        assert_eq!(p.register(echo()), Err(RegisterError::Full));
         p.cancel(&tickets[17]);
-        assert_eq!(p.register(echo(), 1000).unwrap().request.sequence, 17);
+        assert_eq!(p.register(echo()).unwrap().request.sequence, 17);
     }
 
     #[test]
     fn only_the_matching_reply_completes() {
         let mut p = Pending::new(10);
-        let request = p.register(echo(), "echo").unwrap().request;
-        let reply = Header::new(Op::WriteRsp, group::OS, 0, 3).with_sequence(request.sequence);
+        let ticket = p.register(echo()).unwrap();
+        let reply = reply_to(&ticket.request);
         // Wrong op, group, command, sequence: nothing completes, nothing is lost.
-        assert_eq!(
-            p.complete(&Header {
+        for wrong in [
+            Header {
                 op: Op::ReadRsp,
                 ..reply
-            }),
-            None
-        );
-        assert_eq!(p.complete(&Header { group: 1, ..reply }), None);
-        assert_eq!(
-            p.complete(&Header {
+            },
+            Header { group: 1, ..reply },
+            Header {
                 command: 6,
                 ..reply
-            }),
-            None
-        );
-        assert_eq!(p.complete(&reply.with_sequence(11)), None);
-        assert_eq!(
-            p.complete(&Header {
+            },
+            reply.with_sequence(11),
+            Header {
                 op: Op::Write,
                 ..reply
-            }),
-            None
-        );
-        assert_eq!(p.complete(&reply), Some("echo"));
-        // A duplicate of the same reply finds nobody.
-        assert_eq!(p.complete(&reply), None);
+            },
+        ] {
+            assert_eq!(fill(&mut p, &wrong, vec![0]), Err(vec![0]));
+        }
+        assert_eq!(take(&mut p, &ticket), Poll::Pending);
+        assert_eq!(fill(&mut p, &reply, vec![1]), Ok(true));
+        // A duplicate that comes before the request took the first is refused...
+        assert_eq!(fill(&mut p, &reply, vec![2]), Err(vec![2]));
+        assert_eq!(take(&mut p, &ticket), Poll::Ready(Ok(vec![1])));
+        // ...and one that comes after finds nobody.
+        assert_eq!(fill(&mut p, &reply, vec![3]), Err(vec![3]));
         assert_eq!(p.len(), 0);
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_waiting_task_is_woken_once_its_reply_is_in() {
+        let mut p = Pending::new(0);
+        let ticket = p.register(echo()).unwrap();
+        let counter = std::sync::Arc::new(Counter::default());
+        let waker = Waker::from(counter.clone());
+        // Polled twice by the same task: one waker kept.
+        assert_eq!(p.poll_reply(&ticket, &waker), Poll::Pending);
+        assert_eq!(p.poll_reply(&ticket, &waker), Poll::Pending);
+        let woken = p.complete(&reply_to(&ticket.request), vec![7]).unwrap();
+        woken.unwrap().wake();
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(take(&mut p, &ticket), Poll::Ready(Ok(vec![7])));
     }
 
     #[test]
     fn a_late_reply_never_completes_a_newer_request() {
         let mut p = Pending::new(0);
-        let old = p.register(echo(), "old").unwrap();
+        let old = p.register(echo()).unwrap();
         p.cancel(&old); // timed out
-        let new = p.register(echo(), "new").unwrap().request;
-        assert_ne!(old.request.sequence, new.sequence);
-        let late = Header::new(Op::WriteRsp, group::OS, 0, 3).with_sequence(old.request.sequence);
-        assert_eq!(p.complete(&late), None);
-        let own = late.with_sequence(new.sequence);
-        assert_eq!(p.complete(&own), Some("new"));
+        let new = p.register(echo()).unwrap();
+        assert_ne!(old.request.sequence, new.request.sequence);
+        let late = reply_to(&old.request);
+        assert_eq!(fill(&mut p, &late, vec![1]), Err(vec![1]));
+        assert_eq!(fill(&mut p, &reply_to(&new.request), vec![2]), Ok(false));
+        assert_eq!(take(&mut p, &new), Poll::Ready(Ok(vec![2])));
     }
 
     #[test]
     fn a_stale_ticket_cancels_nothing() {
-        // A reply completes sequence 0, the number is reused by a new request before the
-        // first request's guard cancels its ticket: the new request must stay.
+        // A reply completes sequence 0 and is taken, the number is reused by a new
+        // request before the first request's guard cancels its ticket: the new request
+        // must stay.
         let mut p = Pending::new(0);
-        let first = p.register(echo(), "first").unwrap();
-        let reply = Header::new(Op::WriteRsp, group::OS, 0, 3).with_sequence(0);
-        assert_eq!(p.complete(&reply), Some("first"));
+        let first = p.register(echo()).unwrap();
+        let reply = reply_to(&first.request);
+        fill(&mut p, &reply, vec![1]).unwrap();
+        assert_eq!(take(&mut p, &first), Poll::Ready(Ok(vec![1])));
         for _ in 0..255 {
-            p.register(echo(), "filler").unwrap();
+            p.register(echo()).unwrap();
         }
-        let reused = p.register(echo(), "reused").unwrap();
+        let reused = p.register(echo()).unwrap();
         assert_eq!(reused.request.sequence, 0);
         p.cancel(&first);
-        assert_eq!(p.complete(&reply), Some("reused"));
+        assert_eq!(take(&mut p, &first), Poll::Ready(Err(Closed)));
+        assert_eq!(fill(&mut p, &reply, vec![2]), Ok(false));
+        assert_eq!(take(&mut p, &reused), Poll::Ready(Ok(vec![2])));
     }
 
     #[test]
-    fn close_returns_every_waiter_and_refuses_more() {
+    fn close_wakes_every_waiter_and_refuses_more() {
         let mut p = Pending::new(0);
-        p.register(echo(), 1).unwrap();
-        p.register(echo(), 2).unwrap();
-        let mut all = p.close();
-        all.sort();
-        assert_eq!(all, [1, 2]);
+        let waiting = p.register(echo()).unwrap();
+        let answered = p.register(echo()).unwrap();
+        let never_polled = p.register(echo()).unwrap();
+        assert_eq!(p.poll_reply(&waiting, Waker::noop()), Poll::Pending);
+        fill(&mut p, &reply_to(&answered.request), vec![5]).unwrap();
+        assert_eq!(p.close().len(), 1);
+        assert_eq!(p.register(echo()), Err(RegisterError::Closed));
+        assert_eq!(take(&mut p, &waiting), Poll::Ready(Err(Closed)));
+        assert_eq!(take(&mut p, &never_polled), Poll::Ready(Err(Closed)));
+        // A reply that came before the close is still delivered.
+        assert_eq!(take(&mut p, &answered), Poll::Ready(Ok(vec![5])));
         assert_eq!(p.len(), 0);
-        assert_eq!(p.register(echo(), 3), Err(RegisterError::Closed));
     }
 
     #[test]

@@ -893,7 +893,7 @@ impl<T: Transport + 'static> Client<T> {
         tracing::debug!(len = plan.len(), window = plan.window(), "upload starts");
         // Requests report their timeouts here as they happen.
         let (timed_out, mut timeouts) = tokio::sync::mpsc::unbounded_channel();
-        let mut pending = Vec::new();
+        let mut pending = JobSlots::new();
         let mut pause: Option<Instant> = None;
         loop {
             if pause.is_some_and(|until| Instant::now() >= until) {
@@ -911,7 +911,7 @@ impl<T: Transport + 'static> Client<T> {
                         chunk_timeouts.middle
                     };
                     let job = self.upload_job(Job::Chunk(request), wait, (sent.id, &timed_out));
-                    pending.push((sent.id, Box::pin(job)));
+                    pending.start(sent.id, job);
                 }
                 if plan.wants_query() {
                     let query = chunk(plan.next_off()).offset_query().ok_or_else(|| {
@@ -922,7 +922,7 @@ impl<T: Transport + 'static> Client<T> {
                     let id = plan.query_sent();
                     let job =
                         self.upload_job(Job::Query(query), chunk_timeouts.middle, (id, &timed_out));
-                    pending.push((id, Box::pin(job)));
+                    pending.start(id, job);
                 }
             }
             if pending.is_empty() && pause.is_none() {
@@ -940,7 +940,7 @@ impl<T: Transport + 'static> Client<T> {
                     tracing::debug!(window = plan.window(), "no reply to a chunk yet; sent again");
                     continue;
                 }
-                answered = next_answer(&mut pending) => answered,
+                answered = pending.next_answer() => answered,
                 () = sleep_until(pause) => continue,
             };
             let acked = plan.acked();
@@ -983,7 +983,7 @@ impl<T: Transport + 'static> Client<T> {
                 Err(err) => return Err(err),
             }
             // Requests the plan no longer waits for: their answers would change nothing.
-            pending.retain(|(id, _)| plan.is_in_flight(*id));
+            pending.retain(|id| plan.is_in_flight(id));
         }
     }
 
@@ -1009,17 +1009,19 @@ impl<T: Transport + 'static> Client<T> {
             }
             Job::Chunk(request) => request,
         };
-        let payload =
-            minicbor::to_vec(&request).map_err(|err| ClientError::Encode(err.to_string()))?;
+        // The chunk's one allocation: its frame, of exactly its size.
+        let capacity = header::SIZE + minicbor::len(&request);
+        let mut frame = self.encode_frame(R::OP, R::GROUP, R::COMMAND, &request, capacity)?;
         // A damaged reply counts as lost: the chunk goes again (the device answers a
         // chunk it already has with its offset), within the retry policy.
         let mut malformed = 0;
         loop {
             let reply = self
-                .request_unchecked(R::OP, R::GROUP, R::COMMAND, &payload, timeout, on_timeout)
+                .request_unchecked(&mut frame, timeout, on_timeout)
                 .await?;
-            let problem = match crate::cbor::reply_error(&reply, R::GROUP, false) {
-                Ok(None) => match minicbor::decode::<R::Response>(&reply) {
+            let reply = &reply[header::SIZE..];
+            let problem = match crate::cbor::reply_error(reply, R::GROUP, false) {
+                Ok(None) => match minicbor::decode::<R::Response>(reply) {
                     Ok(response) => {
                         let (off, matched) = R::reply_offset(&response);
                         return Ok(Answer::Offset { off, matched });
@@ -1028,7 +1030,7 @@ impl<T: Transport + 'static> Client<T> {
                 },
                 Ok(Some(err)) if err.is_back_pressure() => return Ok(Answer::Busy(err)),
                 Ok(Some(err)) => {
-                    return match R::rejection(&err, &reply) {
+                    return match R::rejection(&err, reply) {
                         Some(Some(off)) => Ok(Answer::Offset { off, matched: None }),
                         Some(None) => Ok(Answer::Rejected),
                         None => Err(err.into()),
@@ -1049,18 +1051,79 @@ impl<T: Transport + 'static> Client<T> {
     }
 }
 
-/// The first of `pending` (oldest first) to finish, taken out of the list.
-async fn next_answer<F: Future + Unpin>(pending: &mut Vec<(u64, F)>) -> (u64, F::Output) {
-    std::future::poll_fn(|cx| {
-        for index in 0..pending.len() {
-            if let Poll::Ready(output) = Pin::new(&mut pending[index].1).poll(cx) {
-                let (id, _) = pending.remove(index);
-                return Poll::Ready((id, output));
+/// The requests of an upload in flight, each a future in a pinned slot of its own.
+///
+/// A slot is reused once its request has ended ([`Pin::set`] replaces the future in
+/// place), so an upload of thousands of chunks allocates only as many slots as it ever
+/// had requests in flight at once. Slots in use come first, oldest first.
+struct JobSlots<F> {
+    slots: Vec<(u64, Pin<Box<Option<F>>>)>,
+    /// How many slots (at the front) hold a request.
+    active: usize,
+}
+
+impl<F: Future> JobSlots<F> {
+    fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            active: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.active == 0
+    }
+
+    /// Starts tracking request `id`, answered by `job`.
+    fn start(&mut self, id: u64, job: F) {
+        if self.active == self.slots.len() {
+            self.slots.push((id, Box::pin(Some(job))));
+        } else {
+            let (slot_id, slot) = &mut self.slots[self.active];
+            *slot_id = id;
+            slot.set(Some(job));
+        }
+        self.active += 1;
+    }
+
+    /// Drops the request in slot `index` and moves the free slot behind those in use.
+    fn free(&mut self, index: usize) {
+        self.slots[index].1.set(None);
+        let slot = self.slots.remove(index);
+        self.slots.push(slot);
+        self.active -= 1;
+    }
+
+    /// Drops every request whose id `keep` refuses.
+    fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        let mut index = 0;
+        while index < self.active {
+            if keep(self.slots[index].0) {
+                index += 1;
+            } else {
+                self.free(index);
             }
         }
-        Poll::Pending
-    })
-    .await
+    }
+
+    /// The first request (oldest first) to finish, and its answer; its slot is freed.
+    async fn next_answer(&mut self) -> (u64, F::Output) {
+        std::future::poll_fn(|cx| {
+            for index in 0..self.active {
+                let (id, slot) = &mut self.slots[index];
+                let Some(job) = slot.as_mut().as_pin_mut() else {
+                    continue;
+                };
+                if let Poll::Ready(output) = job.poll(cx) {
+                    let id = *id;
+                    self.free(index);
+                    return Poll::Ready((id, output));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 /// Sleeps until `until`, or forever without it.
