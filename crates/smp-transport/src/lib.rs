@@ -3,7 +3,8 @@
 //! This crate defines the [`Transport`] trait that the client is written against,
 //! [`Connect`] for transports that reach a device by address, the one error type of all
 //! transports ([`TransportError`]), and the framing pieces every datagram transport
-//! shares: [`Reassembler`] (whole frames out of datagrams, IO-free) and [`split_frame`].
+//! shares: [`Reassembler`] (whole frames out of datagrams, IO-free), [`split_frame`] and
+//! [`FramePool`] (received frames' buffers, reused once the caller hands them back).
 //! [`MemoryTransport`] is a real in-memory transport pair for testing the layers above.
 //!
 //! It knows the 8-byte header (re-exported as [`header`]) but nothing of CBOR, sequence
@@ -19,6 +20,7 @@
 
 mod error;
 mod memory;
+mod pool;
 mod reassembly;
 
 use std::future::Future;
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 pub use error::TransportError;
 pub use memory::MemoryTransport;
+pub use pool::FramePool;
 pub use reassembly::{Reassembler, split_frame};
 /// The SMP header codec this layer frames with.
 pub use smp_header as header;
@@ -45,6 +48,13 @@ pub trait Transport: Send + Sync {
     /// This future is cancel-safe: dropping it never loses part of a frame that
     /// another call will later complete. It has no timeout of its own; callers bound it.
     fn receive(&self) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
+
+    /// Hands back a frame that [`receive`](Transport::receive) returned, once the caller
+    /// is done with it, so that the transport may receive a later frame into the same
+    /// buffer instead of allocating one. Optional for both sides: the default drops it.
+    fn recycle(&self, frame: Vec<u8>) {
+        drop(frame);
+    }
 
     /// Sends `frame`, then receives the next whole frame, whatever it answers.
     ///

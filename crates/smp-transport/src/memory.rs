@@ -3,7 +3,11 @@
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::reassembly::{MIN_DATAGRAM, Reassembler, split_frame};
-use crate::{Transport, TransportError};
+use crate::{FramePool, Transport, TransportError};
+
+/// Received frames' buffers kept for reuse: a few more than the requests a client keeps
+/// in flight.
+const RECYCLED_FRAMES: usize = 16;
 
 /// One end of an in-memory link, for tests of the layers above the transport.
 ///
@@ -25,6 +29,8 @@ pub struct MemoryTransport {
     max_datagram: usize,
     outbox: mpsc::UnboundedSender<Vec<u8>>,
     inbox: Mutex<Inbox>,
+    /// Buffers of received frames handed back by [`Transport::recycle`].
+    pool: FramePool,
     closed: watch::Sender<bool>,
 }
 
@@ -64,6 +70,7 @@ impl MemoryTransport {
                 datagrams,
                 reassembler: Reassembler::new(),
             }),
+            pool: FramePool::new(RECYCLED_FRAMES),
             closed: watch::Sender::new(false),
         }
     }
@@ -98,13 +105,17 @@ impl Transport for MemoryTransport {
             tokio::select! {
                 datagram = inbox.datagrams.recv() => {
                     let datagram = datagram.ok_or(TransportError::Closed)?;
-                    if let Some(frame) = inbox.reassembler.push(&datagram)? {
+                    if let Some(frame) = inbox.reassembler.push_pooled(&datagram, &self.pool)? {
                         return Ok(frame);
                     }
                 }
                 _ = closed.changed() => {}
             }
         }
+    }
+
+    fn recycle(&self, frame: Vec<u8>) {
+        self.pool.give_back(frame);
     }
 
     async fn disconnect(&self) -> Result<(), TransportError> {

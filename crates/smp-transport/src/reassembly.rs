@@ -2,7 +2,7 @@
 
 use smp_header::{Header, MAX_FRAME_SIZE, SIZE};
 
-use crate::TransportError;
+use crate::{FramePool, TransportError};
 
 /// Splits `frame` into datagrams of at most `max_datagram` bytes, in order.
 ///
@@ -47,6 +47,16 @@ impl Reassembler {
     /// Adds one datagram. Returns the frame it completes, `None` while the frame is
     /// incomplete, or an error after which the partial frame is gone.
     pub fn push(&mut self, datagram: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
+        self.push_pooled(datagram, &FramePool::new(0))
+    }
+
+    /// [`push`](Self::push), with a frame that is one whole datagram copied into a buffer
+    /// from `pool`.
+    pub fn push_pooled(
+        &mut self,
+        datagram: &[u8],
+        pool: &FramePool,
+    ) -> Result<Option<Vec<u8>>, TransportError> {
         let expected = match self.expected {
             Some(_) if is_whole_frame(datagram) => {
                 tracing::debug!(
@@ -54,7 +64,7 @@ impl Reassembler {
                     "a whole frame arrived while a split one was incomplete; dropping the partial frame"
                 );
                 self.reset();
-                return Ok(Some(datagram.to_vec()));
+                return Ok(Some(pool.copy_of(datagram)));
             }
             Some(expected) => expected,
             None => {
@@ -71,7 +81,7 @@ impl Reassembler {
         }
         if received == expected && self.buf.is_empty() {
             // The common case: one datagram, one frame.
-            return Ok(Some(datagram.to_vec()));
+            return Ok(Some(pool.copy_of(datagram)));
         }
         self.buf.extend_from_slice(datagram);
         if received < expected {
