@@ -96,6 +96,28 @@ async fn one_frame_one_datagram_both_ways() {
 }
 
 #[tokio::test]
+async fn a_recycled_frame_buffer_receives_the_next_frame() {
+    let (device, addr) = fake_device("127.0.0.1").await;
+    let udp = connect(addr, 1500).await;
+    udp.send(&frame(Op::Read, group::OS, 6, 1, b"\xa0"))
+        .await
+        .unwrap();
+    let (_, from) = recv(&device).await;
+    let first = frame(Op::ReadRsp, group::OS, 6, 1, b"\xa1\x61\x72\x61a");
+    let second = frame(Op::ReadRsp, group::OS, 6, 2, b"\xa1\x61\x72\x62bb");
+    device.send_to(&first, from).await.unwrap();
+    device.send_to(&second, from).await.unwrap();
+    let got = udp.receive().await.unwrap();
+    assert_eq!(got, first);
+    let buffer = got.as_ptr();
+    udp.recycle(got);
+    // The second frame is received into the first one's buffer, and is whole.
+    let got = udp.receive().await.unwrap();
+    assert_eq!(got, second);
+    assert_eq!(got.as_ptr(), buffer);
+}
+
+#[tokio::test]
 async fn large_frames_are_split_into_datagrams_of_the_payload_limit() {
     for (ip, limit) in [("127.0.0.1", 1472), ("::1", 1452)] {
         let (device, addr) = fake_device(ip).await;

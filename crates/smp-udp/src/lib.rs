@@ -33,7 +33,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 pub use smp_transport::{self as transport, Connect, Transport, TransportError, header};
-use smp_transport::{Reassembler, split_frame};
+use smp_transport::{FramePool, Reassembler, split_frame};
 pub use target::UdpTarget;
 use tokio::net::UdpSocket;
 use tokio::sync::{Mutex, watch};
@@ -52,6 +52,10 @@ pub const UDP_HEADER_SIZE: usize = 8;
 pub const IPV4_UDP_OVERHEAD: usize = IPV4_HEADER_SIZE + UDP_HEADER_SIZE;
 /// Bytes of IPv6 and UDP headers in each datagram (RFC 8085 section 3.2).
 pub const IPV6_UDP_OVERHEAD: usize = IPV6_HEADER_SIZE + UDP_HEADER_SIZE;
+
+/// Received frames' buffers kept for reuse: a few more than the requests a client keeps
+/// in flight.
+const RECYCLED_FRAMES: usize = 16;
 
 /// Largest UDP payload (IPv4 allows 65,507 B; a receive buffer this size never truncates).
 const RECEIVE_BUFFER: usize = 65_536;
@@ -92,6 +96,8 @@ pub struct UdpTransport {
     mtu: usize,
     max_unencoded_size: usize,
     inbox: Mutex<Inbox>,
+    /// Buffers of received frames handed back by [`Transport::recycle`].
+    pool: FramePool,
     /// Held while the datagrams of one frame go out, so concurrent sends never interleave.
     sending: Mutex<()>,
     closed: watch::Sender<bool>,
@@ -162,6 +168,7 @@ impl UdpTransport {
                 buf: vec![0; RECEIVE_BUFFER],
                 reassembler: Reassembler::new(),
             }),
+            pool: FramePool::new(RECYCLED_FRAMES),
             sending: Mutex::new(()),
             closed: watch::Sender::new(false),
         })
@@ -219,13 +226,17 @@ impl Transport for UdpTransport {
                 received = self.socket.recv(buf) => {
                     let len = received.map_err(socket_error)?;
                     tracing::trace!(len, "received datagram");
-                    if let Some(frame) = reassembler.push(&buf[..len])? {
+                    if let Some(frame) = reassembler.push_pooled(&buf[..len], &self.pool)? {
                         return Ok(frame);
                     }
                 }
                 _ = closed.changed() => {}
             }
         }
+    }
+
+    fn recycle(&self, frame: Vec<u8>) {
+        self.pool.give_back(frame);
     }
 
     async fn disconnect(&self) -> Result<(), TransportError> {
