@@ -334,6 +334,7 @@ impl<T: Transport + 'static> Client<T> {
             let reply = self
                 .exchange(template, &mut frame, timeout, &mut || {})
                 .await?;
+            let reply = Recycled::new(&self.shared.transport, reply);
             let body = &reply[header::SIZE..];
             let problem = match crate::cbor::reply_error(body, group, rc_may_be_result) {
                 Ok(None) => match parse(body) {
@@ -369,7 +370,8 @@ impl<T: Transport + 'static> Client<T> {
     }
 
     /// One request of an upload, its frame built by [`encode_frame`](Self::encode_frame):
-    /// the whole reply frame comes back unchecked (it may be a device error, busy replies
+    /// the whole reply frame comes back unchecked, handed back to the transport when
+    /// dropped (it may be a device error, busy replies
     /// included, which are not retried). Timeouts re-send the same frame as for any
     /// request, and call `on_timeout` each time. Pipelined upload chunks use it: the
     /// upload handles busy replies itself, and narrows its window on timeouts.
@@ -378,9 +380,11 @@ impl<T: Transport + 'static> Client<T> {
         (template, frame): &mut (Header, Vec<u8>),
         timeout: Duration,
         mut on_timeout: impl FnMut() + Send,
-    ) -> Result<Vec<u8>, ClientError> {
-        self.exchange(*template, frame, timeout, &mut on_timeout)
-            .await
+    ) -> Result<Recycled<'_, T>, ClientError> {
+        let reply = self
+            .exchange(*template, frame, timeout, &mut on_timeout)
+            .await?;
+        Ok(Recycled::new(&self.shared.transport, reply))
     }
 
     /// The frame of `payload` (sequence number still 0), encoded straight into one buffer
@@ -529,7 +533,7 @@ async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
     }
 }
 
-fn dispatch<T>(shared: &Shared<T>, frame: Vec<u8>) {
+fn dispatch<T: Transport>(shared: &Shared<T>, frame: Vec<u8>) {
     let reply = match Header::decode(&frame) {
         Ok(reply) if reply.frame_len() == frame.len() => reply,
         Ok(reply) => {
@@ -549,13 +553,43 @@ fn dispatch<T>(shared: &Shared<T>, frame: Vec<u8>) {
     let completed = shared.pending().complete(&reply, frame);
     match completed {
         Ok(waiter) => waiter.into_iter().for_each(Waker::wake),
-        Err(_) => tracing::debug!(
+        Err(frame) => {
+            shared.transport.recycle(frame);
+            tracing::debug!(
             sequence = reply.sequence,
             group = reply.group,
             command = reply.command,
             op = ?reply.op,
             "dropping a reply no request waits for"
-        ),
+            );
+        }
+    }
+}
+
+/// A reply frame that goes back to its transport ([`Transport::recycle`]) when dropped,
+/// so that the transport can receive a later frame into the same buffer.
+pub(crate) struct Recycled<'a, T: Transport> {
+    frame: Vec<u8>,
+    transport: &'a T,
+}
+
+impl<'a, T: Transport> Recycled<'a, T> {
+    fn new(transport: &'a T, frame: Vec<u8>) -> Self {
+        Self { frame, transport }
+    }
+}
+
+impl<T: Transport> std::ops::Deref for Recycled<'_, T> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
+impl<T: Transport> Drop for Recycled<'_, T> {
+    fn drop(&mut self) {
+        self.transport.recycle(std::mem::take(&mut self.frame));
     }
 }
 
