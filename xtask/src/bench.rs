@@ -963,10 +963,15 @@ impl Report {
             md,
             "\n## Allocations per upload chunk\n\n\
              `cargo test -p smp-client --test allocations -- --nocapture` uploads an image over\n\
-             the in-memory transport to a small in-test device and counts heap allocations in\n\
-             the steady state with a counting global allocator (`dhat` in testing mode); the\n\
-             in-test device's and the transport's own allocations are measured separately and\n\
-             taken out. It asserts a bound with headroom; this run measured:\n\n\
+             the UDP transport on 127.0.0.1 to a small device on a thread of the same process\n\
+             and counts every heap allocation of the process in the steady state with a\n\
+             counting global allocator (`dhat` in testing mode): client, transport, tokio and\n\
+             device, which answers from fixed buffers and so allocates nothing per chunk.\n\
+             The test fails if the process allocates more than the outgoing frame per chunk\n\
+             (one allocation, at most one frame of bytes; 4 allocations and 4 KiB of slack\n\
+             over the whole steady state). Reply frames go back to the transport\n\
+             (`Transport::recycle`), which receives later replies into them.\n\
+             This run measured:\n\n\
              - {}\n",
             self.allocations
         );
