@@ -369,12 +369,12 @@ impl<T: Transport + 'static> Client<T> {
         }
     }
 
-    /// One request of an upload, its frame built by [`encode_frame`](Self::encode_frame):
-    /// the whole reply frame comes back unchecked, handed back to the transport when
-    /// dropped (it may be a device error, busy replies
-    /// included, which are not retried). Timeouts re-send the same frame as for any
-    /// request, and call `on_timeout` each time. Pipelined upload chunks use it: the
-    /// upload handles busy replies itself, and narrows its window on timeouts.
+    /// One request of an upload, its frame built by [`encode_frame`](Self::encode_frame).
+    /// The whole reply frame comes back unchecked (it may be a device error, busy replies
+    /// included, which are not retried) and goes back to the transport when dropped.
+    /// Timeouts re-send the same frame as for any request, and call `on_timeout` each
+    /// time. Pipelined upload chunks use it: the upload handles busy replies itself, and
+    /// narrows its window on timeouts.
     pub(crate) async fn request_unchecked(
         &self,
         (template, frame): &mut (Header, Vec<u8>),
@@ -556,11 +556,11 @@ fn dispatch<T: Transport>(shared: &Shared<T>, frame: Vec<u8>) {
         Err(frame) => {
             shared.transport.recycle(frame);
             tracing::debug!(
-            sequence = reply.sequence,
-            group = reply.group,
-            command = reply.command,
-            op = ?reply.op,
-            "dropping a reply no request waits for"
+                sequence = reply.sequence,
+                group = reply.group,
+                command = reply.command,
+                op = ?reply.op,
+                "dropping a reply no request waits for"
             );
         }
     }
