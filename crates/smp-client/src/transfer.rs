@@ -1760,6 +1760,37 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn job_slots_answer_oldest_first_and_are_reused() {
+        use tokio::sync::oneshot;
+        let mut jobs = JobSlots::new();
+        let mut senders = Vec::new();
+        for id in 1..=3 {
+            let (tx, rx) = oneshot::channel::<u64>();
+            senders.push(tx);
+            jobs.start(id, rx);
+        }
+        // Jobs 3 and 2 finish together: the older is answered first.
+        let [first, second, third] = <[_; 3]>::try_from(senders).unwrap();
+        third.send(30).unwrap();
+        second.send(20).unwrap();
+        assert_eq!(jobs.next_answer().await, (2, Ok(20)));
+        assert_eq!(jobs.next_answer().await, (3, Ok(30)));
+        assert!(!jobs.is_empty());
+        // Dropping a job the plan no longer waits for ends it: its sender sees it gone.
+        jobs.retain(|id| id != 1);
+        assert!(jobs.is_empty());
+        assert!(first.is_closed());
+        // New jobs take the freed slots: no new box.
+        for id in 4..=6 {
+            let (tx, rx) = oneshot::channel::<u64>();
+            tx.send(id * 10).unwrap();
+            jobs.start(id, rx);
+        }
+        assert_eq!(jobs.slots.len(), 3);
+        assert_eq!(jobs.next_answer().await, (4, Ok(40)));
+    }
+
     #[test]
     fn crc32_is_ieee() {
         assert_eq!(crc32(b""), 0);
