@@ -674,7 +674,18 @@ impl Machine {
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
         let python = util::target_dir().join("interop/venv/bin/python");
         let commit = output(Command::new("git").args(["rev-parse", "--short", "HEAD"]));
-        let dirty = !output(Command::new("git").args(["status", "--porcelain"])).is_empty();
+        // The report itself does not count: it is what this run rewrites.
+        let changed = output(Command::new("git").args([
+            "status",
+            "--porcelain",
+            "--",
+            ".",
+            ":!BENCHMARKS.md",
+        ]));
+        if !changed.is_empty() {
+            println!("bench: uncommitted changes in the measured tree:\n{changed}");
+        }
+        let dirty = !changed.is_empty();
         Self {
             cpu,
             cores: format!("{usable} usable ({logical} logical CPUs in /proc/cpuinfo)"),
