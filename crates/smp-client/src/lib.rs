@@ -10,6 +10,7 @@ mod client;
 #[cfg(test)]
 mod client_tests;
 pub mod codes;
+mod download;
 mod engine;
 mod error;
 mod message;

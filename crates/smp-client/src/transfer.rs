@@ -19,6 +19,7 @@ use smp_transport::header;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
+use crate::download::DownloadPlan;
 use crate::messages::fs;
 use crate::messages::image::{UploadRequest, UploadResponse};
 use crate::{Client, ClientError, DeviceError, ErrorScope, Request};
@@ -644,9 +645,9 @@ pub struct FileTransferOptions {
     /// Compare the device's SHA-256 (or CRC32) of the file with the local data afterwards,
     /// when the device can compute one.
     pub verify: bool,
-    /// Most upload chunks in flight at once, as [`ImageUploadOptions::window`]: `None`
-    /// (the default) as many as the device's buffers hold. Downloads read one chunk at a
-    /// time.
+    /// Most chunks in flight at once, uploading or downloading, as
+    /// [`ImageUploadOptions::window`]: `None` (the default) as many as the device's
+    /// buffers hold.
     pub window: Option<NonZeroUsize>,
 }
 
@@ -764,54 +765,60 @@ impl<T: Transport + 'static> Client<T> {
     /// Downloads the file `name`; the device's `len` on the first reply says when it is
     /// complete. Checks the device's hash of the file when `options.verify` is set and the
     /// device can compute one.
+    ///
+    /// Pipelined as uploads are: the first chunk is asked for alone, its answer gives the
+    /// chunk size the device sends, and then up to `options.window` requests (by default
+    /// [`max_in_flight`](Self::max_in_flight)) ask for the next offsets at once, answers
+    /// taken in any order. A short answer leaves a gap that is asked for first. Each
+    /// request has the client's timeouts, re-sends and busy retries; one that exhausts
+    /// them fails the download.
     pub async fn download_file(
         &self,
         name: &str,
         options: &FileTransferOptions,
         mut progress: impl FnMut(Progress),
     ) -> Result<(Vec<u8>, FileTransferSummary), ClientError> {
-        let mut data = Vec::new();
-        let mut total = None;
-        let mut chunks = 0;
-        loop {
-            let request = fs::DownloadRequest {
-                off: data.len() as u64,
-                name: name.to_owned(),
-            };
-            let reply = self.request(&request).await?;
-            chunks += 1;
-            if reply.off != request.off {
+        let ask = |off| fs::DownloadRequest {
+            off,
+            name: name.to_owned(),
+        };
+        // The first chunk alone: its answer says how long the file is and how much the
+        // device sends per answer.
+        let first = self.request(&ask(0)).await?;
+        let window = options
+            .window
+            .map_or(usize::MAX, NonZeroUsize::get)
+            .min(self.max_in_flight());
+        let mut plan = DownloadPlan::start(name, first.off, first.len, &first.data, window)?;
+        drop(first);
+        progress(Progress {
+            done: plan.received(),
+            total: plan.len(),
+        });
+        let mut jobs = JobSlots::new();
+        while !plan.is_done() {
+            while let Some(off) = plan.next_request() {
+                let request = ask(off);
+                jobs.start(off, async move { self.request(&request).await });
+            }
+            if jobs.is_empty() {
+                // The plan always has something to ask for or to wait for until it is done.
                 return Err(ClientError::Transfer(format!(
-                    "asked for offset {} of {name}, the device sent offset {}",
-                    request.off, reply.off
+                    "download of {name} stalled at {} of {} bytes",
+                    plan.received(),
+                    plan.len()
                 )));
             }
-            let total = match total {
-                Some(total) => total,
-                None => *total.insert(reply.len.ok_or_else(|| {
-                    ClientError::Transfer(format!("the device did not say how long {name} is"))
-                })?),
-            };
-            if data.len() as u64 + reply.data.len() as u64 > total {
-                return Err(ClientError::Transfer(format!(
-                    "the device sent more of {name} than its length of {total} bytes"
-                )));
-            }
-            if reply.data.is_empty() && (data.len() as u64) < total {
-                return Err(ClientError::Transfer(format!(
-                    "the device sent no data at offset {} of {name} ({total} bytes)",
-                    data.len()
-                )));
-            }
-            data.extend_from_slice(&reply.data);
+            let (asked, answer) = jobs.next_answer().await;
+            let answer = answer?;
+            plan.on_reply(asked, answer.off, &answer.data)?;
             progress(Progress {
-                done: data.len() as u64,
-                total,
+                done: plan.received(),
+                total: plan.len(),
             });
-            if data.len() as u64 == total {
-                break;
-            }
         }
+        let (chunks, max_in_flight) = (plan.requests(), plan.peak());
+        let data = plan.into_data();
         let verified_with = if options.verify {
             self.verify_file(name, &data).await?
         } else {
@@ -821,7 +828,7 @@ impl<T: Transport + 'static> Client<T> {
             len: data.len() as u64,
             chunks,
             verified_with,
-            max_in_flight: 1,
+            max_in_flight,
         };
         Ok((data, summary))
     }
