@@ -279,6 +279,10 @@ pub(crate) enum FsCommand {
         remote: String,
         /// The local file to write.
         local: PathBuf,
+        /// Most requests in flight at once. By default as many as the device's buffers
+        /// hold (its `buf_count` - 1); a number only lowers that.
+        #[arg(long, value_name = "N")]
+        window: Option<NonZeroUsize>,
     },
     /// The size of a file on the device.
     #[command(after_long_help = reference::shape("fs stat"))]

@@ -549,6 +549,38 @@ async fn unreachable_device_exits_3() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn fs_transfers_keep_the_window_in_flight() {
+    // Four buffers: three requests in flight, unless --window says fewer.
+    let sim = Sim::start(SimConfig {
+        buf_count: 4,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("the simulated device starts");
+    let dir = scratch("fs-window");
+    let data = sample_body(30_000, 9);
+    let local = dir.join("data.bin");
+    std::fs::write(&local, &data).expect("write");
+
+    let doc = on_json(&sim, &["fs", "upload", &path_str(&local), "/lfs1/w.bin"])
+        .await
+        .ok_json();
+    assert_eq!(doc["max_in_flight"], 3, "{doc}");
+    for (window, expected) in [(None, 3), (Some("1"), 1)] {
+        let back = path_str(&dir.join(format!("back-{expected}.bin")));
+        let mut args = vec!["fs", "download", "/lfs1/w.bin", &back];
+        if let Some(window) = window {
+            args.extend(["--window", window]);
+        }
+        let doc = on_json(&sim, &args).await.ok_json();
+        assert_eq!(doc["max_in_flight"], expected, "{doc}");
+        assert_eq!(doc["verified_with"], "sha256", "{doc}");
+        assert!(doc["chunks"].as_u64().is_some_and(|n| n >= 15), "{doc}");
+        assert_eq!(std::fs::read(&back).expect("read back"), data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn fs_round_trip() {
     let sim = start().await;
     let dir = scratch("fs");

@@ -35,11 +35,19 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
                 "uploaded", local, remote, &summary, elapsed,
             ))
         }
-        FsCommand::Download { remote, local } => {
+        FsCommand::Download {
+            remote,
+            local,
+            window,
+        } => {
             let client = ctx.client().await?;
             let transfer = Transfer::start("download", None);
+            let options = FileTransferOptions {
+                window: *window,
+                ..FileTransferOptions::default()
+            };
             let (data, summary) = client
-                .download_file(remote, &FileTransferOptions::default(), |p| {
+                .download_file(remote, &options, |p| {
                     transfer.update(p);
                 })
                 .await?;
@@ -90,7 +98,8 @@ fn transfer_outcome(
 ) -> Outcome {
     let json = json!({
         "local": path_text(local), "remote": remote, "size": summary.len,
-        "chunks": summary.chunks, "verified_with": summary.verified_with,
+        "chunks": summary.chunks, "max_in_flight": summary.max_in_flight,
+        "verified_with": summary.verified_with,
         "elapsed_s": output::seconds(elapsed),
         "bytes_per_second": output::bytes_per_second(summary.len, elapsed),
     });

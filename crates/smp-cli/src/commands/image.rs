@@ -229,6 +229,7 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
         "upgrade": args.upgrade,
         "resumed_at": summary.resumed_at,
         "chunks": summary.chunks,
+        "max_in_flight": summary.max_in_flight,
         "matched": summary.matched,
         "elapsed_s": output::seconds(elapsed),
         "bytes_per_second": output::bytes_per_second(summary.len, elapsed),
