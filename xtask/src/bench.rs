@@ -10,10 +10,12 @@
 //!    `smp-sim` per upload, our client (`smp-bench upload`) and the reference
 //!    (`scripts/smpclient_upload.py`) alternating, [`Plan::runs`] runs each; the
 //!    round trip the device really has is measured with echoes first;
-//! 4. echo round trip: the raw UDP floor, bare SMP frames to `smp-sim`, our client and the
+//! 4. download throughput: the same matrix for a 256 KiB file from `smp-sim --fs-root`,
+//!    `smp-bench download` against `scripts/smpclient_download.py`;
+//! 5. echo round trip: the raw UDP floor, bare SMP frames to `smp-sim`, our client and the
 //!    reference, alternating;
-//! 5. fleet: N simulated devices in one process, one image uploaded to all at once;
-//! 6. `BENCHMARKS.md` at the workspace root, with a description of the machine.
+//! 6. fleet: N simulated devices in one process, one image uploaded to all at once;
+//! 7. `BENCHMARKS.md` at the workspace root, with a description of the machine.
 //!
 //! Timing is never a pass/fail criterion here: the task fails only when a tool fails.
 //! Every `smp-sim` is stopped by its process id however the task ends.
@@ -39,6 +41,10 @@ const IMAGE_OVERHEAD: u64 = 512 + 4 + 36;
 /// Image data one chunk carries in a 1472-byte frame (a 1500-byte MTU less IP and UDP
 /// headers) once the offset needs 4 bytes: the size of almost every chunk of the upload.
 const CHUNK: f64 = 1446.0;
+/// The downloaded file: the first 256 KiB of the image, served by `smp-sim --fs-root`.
+const DOWNLOAD_LEN: u64 = 256 << 10;
+/// Where the file is on the simulated device.
+const DOWNLOAD_NAME: &str = "/lfs1/bench.bin";
 /// Characters per echo request.
 const ECHO_SIZE: u32 = 32;
 /// Devices of the fleet runs.
@@ -200,6 +206,7 @@ pub(crate) fn run(options: Options) -> Result {
     let allocations = allocations_per_chunk()?;
     let codec = codec_benchmarks(plan)?;
     let uploads = upload_matrix(&tools, plan)?;
+    let downloads = download_matrix(&tools, plan)?;
     let echo = echo_round_trips(&tools, plan)?;
     let fleet = fleet_runs(&tools, plan)?;
 
@@ -207,6 +214,7 @@ pub(crate) fn run(options: Options) -> Result {
         plan,
         machine: Machine::describe(load_before),
         uploads,
+        downloads,
         echo,
         fleet,
         codec,
@@ -261,24 +269,7 @@ fn upload_matrix(tools: &Tools, plan: Plan) -> Result<Vec<UploadCell>> {
                 "--buf-count".to_owned(),
                 buf_count.to_string(),
             ];
-            let measured_rtt_ms = if rtt_ms == 0 {
-                None
-            } else {
-                let sim = Sim::start(tools, &sim_args)?;
-                let out = capture(Command::new(&tools.bench).args([
-                    "echo",
-                    "--addr",
-                    &sim.addr.to_string(),
-                    "--count",
-                    &plan.rtt_probes.to_string(),
-                ]))?;
-                let median = json_number(&out, "median_us").ok_or_else(|| no_key(&out))?;
-                println!(
-                    "  echo round trip of this device: {:.2} ms",
-                    median / 1000.0
-                );
-                Some(median / 1000.0)
-            };
+            let measured_rtt_ms = measured_rtt_ms(tools, plan, rtt_ms, &sim_args)?;
             let mut cell = UploadCell {
                 rtt_ms,
                 buf_count,
@@ -315,6 +306,141 @@ fn upload_matrix(tools: &Tools, plan: Plan) -> Result<Vec<UploadCell>> {
                     kb_per_s(reference)
                 );
                 cell.ours.push(ours);
+                cell.reference.push(reference);
+            }
+            cells.push(cell);
+        }
+    }
+    Ok(cells)
+}
+
+/// The round trip a simulated device started with `sim_args` really has, in
+/// milliseconds, measured with echoes; `None` when no delay is simulated.
+fn measured_rtt_ms(
+    tools: &Tools,
+    plan: Plan,
+    rtt_ms: u32,
+    sim_args: &[String],
+) -> Result<Option<f64>> {
+    if rtt_ms == 0 {
+        return Ok(None);
+    }
+    let sim = Sim::start(tools, sim_args)?;
+    let out = capture(Command::new(&tools.bench).args([
+        "echo",
+        "--addr",
+        &sim.addr.to_string(),
+        "--count",
+        &plan.rtt_probes.to_string(),
+    ]))?;
+    let median = json_number(&out, "median_us").ok_or_else(|| no_key(&out))?;
+    println!(
+        "  echo round trip of this device: {:.2} ms",
+        median / 1000.0
+    );
+    Ok(Some(median / 1000.0))
+}
+
+/// One cell of the download table: a simulated device's settings, every run's seconds,
+/// and what our client saw of the device.
+#[derive(Debug)]
+struct DownloadCell {
+    rtt_ms: u32,
+    buf_count: u32,
+    measured_rtt_ms: Option<f64>,
+    ours: Vec<f64>,
+    reference: Vec<f64>,
+    /// Requests our client sent per download (the last run's).
+    chunks: u64,
+    /// Most requests our client had in flight (the last run's).
+    max_in_flight: u64,
+}
+
+impl DownloadCell {
+    /// Median throughput of ours and of the reference, in KB/s.
+    fn median_kb_per_s(&self) -> (f64, f64) {
+        let rate = |seconds: &f64| DOWNLOAD_LEN as f64 / seconds / 1000.0;
+        let rates = |seconds: &[f64]| median(&seconds.iter().map(rate).collect::<Vec<_>>());
+        (rates(&self.ours), rates(&self.reference))
+    }
+}
+
+fn download_matrix(tools: &Tools, plan: Plan) -> Result<Vec<DownloadCell>> {
+    // The file: the start of the image, in the folder smp-sim serves as /lfs1.
+    let root = tools.dir.join("fs");
+    fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let local = root.join("bench.bin");
+    let image = fs::read(&tools.image)
+        .map_err(|e| format!("cannot read {}: {e}", tools.image.display()))?;
+    let len = usize::try_from(DOWNLOAD_LEN).map_err(|e| e.to_string())?;
+    fs::write(&local, &image[..len])
+        .map_err(|e| format!("cannot write {}: {e}", local.display()))?;
+    let mut cells = Vec::new();
+    let total = RTTS_MS.len() * BUF_COUNTS.len();
+    for rtt_ms in RTTS_MS {
+        for buf_count in BUF_COUNTS {
+            util::heading(&format!(
+                "bench: download [{}/{total}] RTT {rtt_ms} ms, buf_count {buf_count}",
+                cells.len() + 1
+            ));
+            let sim_args = [
+                "--rtt-ms".to_owned(),
+                rtt_ms.to_string(),
+                "--buf-count".to_owned(),
+                buf_count.to_string(),
+                "--fs-root".to_owned(),
+                root.display().to_string(),
+            ];
+            let mut cell = DownloadCell {
+                rtt_ms,
+                buf_count,
+                measured_rtt_ms: measured_rtt_ms(tools, plan, rtt_ms, &sim_args)?,
+                ours: Vec::new(),
+                reference: Vec::new(),
+                chunks: 0,
+                max_in_flight: 0,
+            };
+            for run in 1..=plan.runs {
+                let sim = Sim::start(tools, &sim_args)?;
+                let ours = capture(Command::new(&tools.bench).args([
+                    "download".as_ref(),
+                    "--addr".as_ref(),
+                    sim.addr.to_string().as_ref(),
+                    "--name".as_ref(),
+                    DOWNLOAD_NAME.as_ref(),
+                    "--expect".as_ref(),
+                    local.as_os_str(),
+                ]))?;
+                drop(sim);
+                let number = |key| json_number(&ours, key).ok_or_else(|| no_key(&ours));
+                let seconds = number("seconds")?;
+                // Counts, printed as integers by smp-bench.
+                cell.chunks = number("chunks")? as u64;
+                cell.max_in_flight = number("max_in_flight")? as u64;
+                let sim = Sim::start(tools, &sim_args)?;
+                let reference = capture(
+                    Command::new(&tools.python)
+                        .arg(tools.scripts.join("smpclient_download.py"))
+                        .arg("127.0.0.1")
+                        .arg(sim.addr.port().to_string())
+                        .arg(DOWNLOAD_NAME),
+                )?;
+                drop(sim);
+                let bytes = json_number(&reference, "bytes").ok_or_else(|| no_key(&reference))?;
+                if bytes != DOWNLOAD_LEN as f64 {
+                    return Err(format!(
+                        "the reference client downloaded {bytes} bytes, not {DOWNLOAD_LEN}"
+                    ));
+                }
+                let reference =
+                    json_number(&reference, "seconds").ok_or_else(|| no_key(&reference))?;
+                println!(
+                    "  run {run}/{}: ours {:.0} KB/s, reference {:.0} KB/s",
+                    plan.runs,
+                    DOWNLOAD_LEN as f64 / seconds / 1000.0,
+                    DOWNLOAD_LEN as f64 / reference / 1000.0
+                );
+                cell.ours.push(seconds);
                 cell.reference.push(reference);
             }
             cells.push(cell);
@@ -741,6 +867,7 @@ struct Report {
     plan: Plan,
     machine: Machine,
     uploads: Vec<UploadCell>,
+    downloads: Vec<DownloadCell>,
     echo: EchoResults,
     fleet: Vec<FleetRun>,
     codec: Vec<(String, f64)>,
@@ -798,6 +925,7 @@ impl Report {
             util::seconds(self.elapsed),
         );
         self.upload_section(&mut md);
+        self.download_section(&mut md);
         self.echo_section(&mut md);
         self.fleet_section(&mut md);
         self.micro_section(&mut md);
@@ -868,6 +996,57 @@ impl Report {
                 "| {} | {measured} | {} | {window} | {ours:.0} | {reference:.0} | {}× | {bound} | {of_bound} |",
                 cell.rtt_ms,
                 cell.buf_count,
+                spread(&ratios, 2),
+            );
+        }
+        md.push('\n');
+    }
+
+    fn download_section(&self, md: &mut String) {
+        let runs = self.plan.runs;
+        let _ = write!(
+            md,
+            "## Download throughput\n\n\
+             A file of {DOWNLOAD_LEN} bytes (the start of the image) downloaded from a fresh\n\
+             `smp-sim --rtt-ms R --buf-count B --fs-root DIR` per download, as `{DOWNLOAD_NAME}`;\n\
+             {runs} run(s) per client, ours (`smp-bench download`, default options, which\n\
+             afterwards compares the file with the local copy, untimed) and the reference\n\
+             (`scripts/smpclient_download.py`, `SMPClient.download_file()`) alternating. The\n\
+             download alone is timed; ours skips its usual hash check with the device, which\n\
+             the reference does not make. The device bound is window × bytes per answer / round\n\
+             trip, the bytes per answer being the file size over our client's requests (the\n\
+             simulated device answers with as much as fits its 2048-byte buffer).\n\n\
+             | RTT (ms) | measured RTT (ms) | buf_count | window (peak) | requests | ours KB/s | reference KB/s | ours/reference | device bound KB/s | ours/bound |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for cell in &self.downloads {
+            let (ours, reference) = cell.median_kb_per_s();
+            let ratios: Vec<f64> = cell
+                .ours
+                .iter()
+                .zip(&cell.reference)
+                .map(|(ours, reference)| reference / ours)
+                .collect();
+            let window = cell.buf_count - 1;
+            let per_answer = DOWNLOAD_LEN as f64 / cell.chunks.max(1) as f64;
+            let (measured, bound, of_bound) = match cell.measured_rtt_ms {
+                Some(rtt) => {
+                    let bound = f64::from(window) * per_answer / (rtt / 1000.0) / 1000.0;
+                    (
+                        format!("{rtt:.2}"),
+                        format!("{bound:.0}"),
+                        format!("{:.0}%", ours / bound * 100.0),
+                    )
+                }
+                None => ("–".to_owned(), "CPU-bound / n/a".to_owned(), "–".to_owned()),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {measured} | {} | {window} ({}) | {} | {ours:.0} | {reference:.0} | {}× | {bound} | {of_bound} |",
+                cell.rtt_ms,
+                cell.buf_count,
+                cell.max_in_flight,
+                cell.chunks,
                 spread(&ratios, 2),
             );
         }
@@ -996,6 +1175,16 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  upload RTT {:>2} ms, buf_count {}: ours {ours:>7.0} KB/s, reference {reference:>6.0} KB/s ({:.2}×)",
+                cell.rtt_ms,
+                cell.buf_count,
+                ours / reference
+            );
+        }
+        for cell in &self.downloads {
+            let (ours, reference) = cell.median_kb_per_s();
+            let _ = writeln!(
+                out,
+                "  download RTT {:>2} ms, buf_count {}: ours {ours:>7.0} KB/s, reference {reference:>6.0} KB/s ({:.2}×)",
                 cell.rtt_ms,
                 cell.buf_count,
                 ours / reference

@@ -54,11 +54,12 @@ tasks:
       containing it.
   bench [--quick]
       builds smp-bench and smp-sim in release and measures, against the simulated device
-      on 127.0.0.1: upload throughput of a 1 MiB image (RTT 0/5/20 ms x buf_count 2/4/8),
-      ours and the Python reference alternating; echo round trips against a raw UDP
-      floor; a fleet of 1, 16 and 64 devices; the codec micro-benchmarks and allocations
-      per upload chunk; the fault matrix. Writes BENCHMARKS.md. About 10 minutes; --quick: 1 run each and
-      smaller samples, about 3 minutes.
+      on 127.0.0.1: upload throughput of a 1 MiB image and download throughput of a
+      256 KiB file (RTT 0/5/20 ms x buf_count 2/4/8), ours and the Python reference
+      alternating; echo round trips against a raw UDP floor; a fleet of 1, 16 and 64
+      devices; the codec micro-benchmarks and allocations per upload chunk; the fault
+      matrix. Writes BENCHMARKS.md. About 10 minutes; --quick: 1 run each and smaller
+      samples, about 3 minutes.
   help
       this text";
 

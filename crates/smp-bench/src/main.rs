@@ -7,6 +7,9 @@
 //!
 //! - `upload`: our client connects with default options (window automatic) and uploads
 //!   an image; the upload alone is timed, as the reference script times it.
+//! - `download`: our client connects with default options and downloads a file, which
+//!   is then compared with a local copy; the download alone is timed, without the hash
+//!   check afterwards (the reference client makes none).
 //! - `echo`: sequential echo requests, each timed; `--raw` sends pre-encoded SMP frames
 //!   on a bare socket instead, to separate the simulated device's cost from the client's.
 //! - `udp-floor`: the same number and size of datagrams bounced off a minimal echo
@@ -25,7 +28,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use smp_client::header::Header;
 use smp_client::messages::os::EchoRequest;
-use smp_client::{Client, ClientOptions, ImageUploadOptions, Request};
+use smp_client::{Client, ClientOptions, FileTransferOptions, ImageUploadOptions, Request};
 use smp_mcuboot::{ImageBuilder, ImageVersion, sample_body};
 use smp_sim::{Delays, Sim, SimConfig};
 use tokio::net::UdpSocket;
@@ -55,6 +58,19 @@ enum Command {
         /// The image file.
         #[arg(long)]
         image: PathBuf,
+    },
+    /// Connect (default options) and download a file; time the download, then compare
+    /// it with a local copy.
+    Download {
+        /// The device, e.g. 127.0.0.1:1337.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// The file on the device, e.g. /lfs1/bench.bin.
+        #[arg(long)]
+        name: String,
+        /// A local copy of the file, to check the download against.
+        #[arg(long)]
+        expect: PathBuf,
     },
     /// Sequential echo requests of SIZE characters; per-echo median and p90.
     Echo {
@@ -105,6 +121,11 @@ fn main() -> ExitCode {
             let image = std::fs::read(&image)
                 .map_err(|e| format!("cannot read {}: {e}", image.display()))?;
             rt.block_on(upload(addr, &image))
+        }),
+        Command::Download { addr, name, expect } => current_thread().and_then(|rt| {
+            let expect = std::fs::read(&expect)
+                .map_err(|e| format!("cannot read {}: {e}", expect.display()))?;
+            rt.block_on(download(addr, &name, &expect))
         }),
         Command::Echo {
             addr,
@@ -166,6 +187,37 @@ async fn upload(addr: SocketAddr, image: &[u8]) -> Result<Value, String> {
         "chunks": summary.chunks,
         "matched": summary.matched,
         "frame_limit": client.frame_limit(),
+        "buf_count": client.buf_count(),
+    }))
+}
+
+async fn download(addr: SocketAddr, name: &str, expect: &[u8]) -> Result<Value, String> {
+    let client = Client::connect_udp(addr.into(), ClientOptions::default())
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let options = FileTransferOptions {
+        verify: false,
+        ..FileTransferOptions::default()
+    };
+    let started = Instant::now();
+    let (data, summary) = client
+        .download_file(name, &options, |_| {})
+        .await
+        .map_err(|e| format!("download {name} from {addr}: {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if data != expect {
+        return Err(format!(
+            "download {name} from {addr}: {} bytes that differ from the local copy ({} bytes)",
+            data.len(),
+            expect.len()
+        ));
+    }
+    Ok(json!({
+        "bytes": data.len(),
+        "seconds": seconds,
+        "bytes_per_second": data.len() as f64 / seconds,
+        "chunks": summary.chunks,
+        "max_in_flight": summary.max_in_flight,
         "buf_count": client.buf_count(),
     }))
 }
