@@ -14,18 +14,8 @@ import sys
 import time
 
 from smpclient import SMPClient
-from smpclient.transport.udp import SMPUDPTransport
 
-
-class PortTransport(SMPUDPTransport):
-    """The reference UDP transport, on a port other than 1337."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__()
-        self._port = port
-
-    async def connect(self, address: str, timeout_s: float, port: int = 1337) -> None:
-        await super().connect(address, timeout_s, self._port)
+from smpclient_upload import PortTransport
 
 
 async def main(host: str, port: int, name: str) -> int:

@@ -234,84 +234,223 @@ pub(crate) fn run(options: Options) -> Result {
     Ok(())
 }
 
-/// One cell of the upload table: a simulated device's settings and every run's seconds.
+/// One cell of a transfer table: a simulated device's settings, every run's seconds,
+/// and what our client saw of the device.
 #[derive(Debug)]
-struct UploadCell {
+struct TransferCell {
     rtt_ms: u32,
     buf_count: u32,
     /// Median echo round trip of this device, in milliseconds (`None` at RTT 0).
     measured_rtt_ms: Option<f64>,
     ours: Vec<f64>,
     reference: Vec<f64>,
+    /// Bytes moved per run.
+    bytes: u64,
+    /// Requests our client sent, and the most it had in flight (its last run's).
+    requests: u64,
+    peak: u64,
 }
 
-impl UploadCell {
+impl TransferCell {
     /// Median throughput of ours and of the reference, in KB/s.
     fn median_kb_per_s(&self) -> (f64, f64) {
-        let rates =
-            |seconds: &[f64]| median(&seconds.iter().map(|&s| kb_per_s(s)).collect::<Vec<_>>());
+        let rate = |seconds: &f64| self.bytes as f64 / seconds / 1000.0;
+        let rates = |seconds: &[f64]| median(&seconds.iter().map(rate).collect::<Vec<_>>());
         (rates(&self.ours), rates(&self.reference))
+    }
+
+    /// The table row: the device bound is window × `per_request` bytes / round trip.
+    fn row(&self, per_request: f64) -> String {
+        let (ours, reference) = self.median_kb_per_s();
+        let ratios: Vec<f64> = self
+            .ours
+            .iter()
+            .zip(&self.reference)
+            .map(|(ours, reference)| reference / ours)
+            .collect();
+        let window = self.buf_count - 1;
+        let (measured, bound, of_bound) = match self.measured_rtt_ms {
+            Some(rtt) => {
+                let bound = f64::from(window) * per_request / (rtt / 1000.0) / 1000.0;
+                (
+                    format!("{rtt:.2}"),
+                    format!("{bound:.0}"),
+                    format!("{:.0}%", ours / bound * 100.0),
+                )
+            }
+            None => ("–".to_owned(), "CPU-bound / n/a".to_owned(), "–".to_owned()),
+        };
+        format!(
+            "| {} | {measured} | {} | {window} ({}) | {} | {ours:.0} | {reference:.0} | {}× | {bound} | {of_bound} |",
+            self.rtt_ms,
+            self.buf_count,
+            self.peak,
+            self.requests,
+            spread(&ratios, 2),
+        )
+    }
+
+    /// One line of the terminal summary.
+    fn summary(&self, kind: &str) -> String {
+        let (ours, reference) = self.median_kb_per_s();
+        format!(
+            "  {kind} RTT {:>2} ms, buf_count {}: ours {ours:>7.0} KB/s, reference {reference:>6.0} KB/s ({:.2}×)",
+            self.rtt_ms,
+            self.buf_count,
+            ours / reference
+        )
     }
 }
 
-fn upload_matrix(tools: &Tools, plan: Plan) -> Result<Vec<UploadCell>> {
+/// The head of a transfer table, whose rows [`TransferCell::row`] writes.
+const TRANSFER_TABLE_HEAD: &str = "\
+| RTT (ms) | measured RTT (ms) | buf_count | window (peak) | requests | ours KB/s | reference KB/s | ours/reference | device bound KB/s | ours/bound |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+";
+
+/// One transfer, for every simulated round trip and `buf_count`.
+struct Transfer<'a> {
+    /// `upload` or `download`, for headings.
+    kind: &'static str,
+    /// Bytes moved per run.
+    bytes: u64,
+    /// `smp-sim` arguments besides the round trip and the buffers.
+    sim_args: &'a [String],
+    /// Our client's command (`smp-bench`) for a device at an address.
+    ours: &'a dyn Fn(SocketAddr) -> Command,
+    /// The reference client's command for a device at a port of 127.0.0.1.
+    reference: &'a dyn Fn(u16) -> Command,
+}
+
+/// Runs `transfer` against a fresh `smp-sim` per run, ours and the reference
+/// alternating, [`Plan::runs`] runs each per configuration.
+fn transfer_matrix(
+    tools: &Tools,
+    plan: Plan,
+    transfer: &Transfer<'_>,
+) -> Result<Vec<TransferCell>> {
     let mut cells = Vec::new();
     let total = RTTS_MS.len() * BUF_COUNTS.len();
     for rtt_ms in RTTS_MS {
         for buf_count in BUF_COUNTS {
             util::heading(&format!(
-                "bench: upload [{}/{total}] RTT {rtt_ms} ms, buf_count {buf_count}",
+                "bench: {} [{}/{total}] RTT {rtt_ms} ms, buf_count {buf_count}",
+                transfer.kind,
                 cells.len() + 1
             ));
-            let sim_args = [
+            let mut sim_args = vec![
                 "--rtt-ms".to_owned(),
                 rtt_ms.to_string(),
                 "--buf-count".to_owned(),
                 buf_count.to_string(),
             ];
-            let measured_rtt_ms = measured_rtt_ms(tools, plan, rtt_ms, &sim_args)?;
-            let mut cell = UploadCell {
+            sim_args.extend_from_slice(transfer.sim_args);
+            let mut cell = TransferCell {
                 rtt_ms,
                 buf_count,
-                measured_rtt_ms,
+                measured_rtt_ms: measured_rtt_ms(tools, plan, rtt_ms, &sim_args)?,
                 ours: Vec::new(),
                 reference: Vec::new(),
+                bytes: transfer.bytes,
+                requests: 0,
+                peak: 0,
             };
             for run in 1..=plan.runs {
                 let sim = Sim::start(tools, &sim_args)?;
-                let ours = capture(Command::new(&tools.bench).args([
-                    "upload".as_ref(),
-                    "--addr".as_ref(),
-                    sim.addr.to_string().as_ref(),
-                    "--image".as_ref(),
-                    tools.image.as_os_str(),
-                ]))?;
+                let ours = capture(&mut (transfer.ours)(sim.addr))?;
                 drop(sim);
-                let ours = json_number(&ours, "seconds").ok_or_else(|| no_key(&ours))?;
+                let number = |key| json_number(&ours, key).ok_or_else(|| no_key(&ours));
+                let seconds = number("seconds")?;
+                // Counts, which smp-bench prints as integers.
+                (cell.requests, cell.peak) =
+                    (number("chunks")? as u64, number("max_in_flight")? as u64);
                 let sim = Sim::start(tools, &sim_args)?;
-                let reference = capture(
-                    Command::new(&tools.python)
-                        .arg(tools.scripts.join("smpclient_upload.py"))
-                        .arg("127.0.0.1")
-                        .arg(sim.addr.port().to_string())
-                        .arg(&tools.image),
-                )?;
+                let reference = capture(&mut (transfer.reference)(sim.addr.port()))?;
                 drop(sim);
+                if let Some(bytes) = json_number(&reference, "bytes")
+                    && bytes != transfer.bytes as f64
+                {
+                    return Err(format!(
+                        "the reference client moved {bytes} bytes, not {}",
+                        transfer.bytes
+                    ));
+                }
                 let reference =
                     json_number(&reference, "seconds").ok_or_else(|| no_key(&reference))?;
                 println!(
                     "  run {run}/{}: ours {:.0} KB/s, reference {:.0} KB/s",
                     plan.runs,
-                    kb_per_s(ours),
-                    kb_per_s(reference)
+                    transfer.bytes as f64 / seconds / 1000.0,
+                    transfer.bytes as f64 / reference / 1000.0
                 );
-                cell.ours.push(ours);
+                cell.ours.push(seconds);
                 cell.reference.push(reference);
             }
             cells.push(cell);
         }
     }
     Ok(cells)
+}
+
+fn upload_matrix(tools: &Tools, plan: Plan) -> Result<Vec<TransferCell>> {
+    let ours = |addr: SocketAddr| {
+        let mut command = Command::new(&tools.bench);
+        command
+            .args(["upload", "--addr", &addr.to_string(), "--image"])
+            .arg(&tools.image);
+        command
+    };
+    let reference = |port: u16| {
+        let mut command = Command::new(&tools.python);
+        command
+            .arg(tools.scripts.join("smpclient_upload.py"))
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(&tools.image);
+        command
+    };
+    let transfer = Transfer {
+        kind: "upload",
+        bytes: IMAGE_LEN,
+        sim_args: &[],
+        ours: &ours,
+        reference: &reference,
+    };
+    transfer_matrix(tools, plan, &transfer)
+}
+
+fn download_matrix(tools: &Tools, plan: Plan) -> Result<Vec<TransferCell>> {
+    // The file: the start of the image, in the folder smp-sim serves as /lfs1.
+    let root = tools.dir.join("fs");
+    fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let local = root.join("bench.bin");
+    let image = fs::read(&tools.image)
+        .map_err(|e| format!("cannot read {}: {e}", tools.image.display()))?;
+    let len = usize::try_from(DOWNLOAD_LEN).map_err(|e| e.to_string())?;
+    fs::write(&local, &image[..len])
+        .map_err(|e| format!("cannot write {}: {e}", local.display()))?;
+    let ours = |addr: SocketAddr| {
+        let mut command = Command::new(&tools.bench);
+        command
+            .args(["download", "--addr", &addr.to_string()])
+            .args(["--name", DOWNLOAD_NAME, "--expect"])
+            .arg(&local);
+        command
+    };
+    let reference = |port: u16| {
+        let mut command = Command::new(&tools.python);
+        command
+            .arg(tools.scripts.join("smpclient_download.py"))
+            .args(["127.0.0.1", &port.to_string(), DOWNLOAD_NAME]);
+        command
+    };
+    let transfer = Transfer {
+        kind: "download",
+        bytes: DOWNLOAD_LEN,
+        sim_args: &["--fs-root".to_owned(), root.display().to_string()],
+        ours: &ours,
+        reference: &reference,
+    };
+    transfer_matrix(tools, plan, &transfer)
 }
 
 /// The round trip a simulated device started with `sim_args` really has, in
@@ -339,114 +478,6 @@ fn measured_rtt_ms(
         median / 1000.0
     );
     Ok(Some(median / 1000.0))
-}
-
-/// One cell of the download table: a simulated device's settings, every run's seconds,
-/// and what our client saw of the device.
-#[derive(Debug)]
-struct DownloadCell {
-    rtt_ms: u32,
-    buf_count: u32,
-    measured_rtt_ms: Option<f64>,
-    ours: Vec<f64>,
-    reference: Vec<f64>,
-    /// Requests our client sent per download (the last run's).
-    chunks: u64,
-    /// Most requests our client had in flight (the last run's).
-    max_in_flight: u64,
-}
-
-impl DownloadCell {
-    /// Median throughput of ours and of the reference, in KB/s.
-    fn median_kb_per_s(&self) -> (f64, f64) {
-        let rate = |seconds: &f64| DOWNLOAD_LEN as f64 / seconds / 1000.0;
-        let rates = |seconds: &[f64]| median(&seconds.iter().map(rate).collect::<Vec<_>>());
-        (rates(&self.ours), rates(&self.reference))
-    }
-}
-
-fn download_matrix(tools: &Tools, plan: Plan) -> Result<Vec<DownloadCell>> {
-    // The file: the start of the image, in the folder smp-sim serves as /lfs1.
-    let root = tools.dir.join("fs");
-    fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    let local = root.join("bench.bin");
-    let image = fs::read(&tools.image)
-        .map_err(|e| format!("cannot read {}: {e}", tools.image.display()))?;
-    let len = usize::try_from(DOWNLOAD_LEN).map_err(|e| e.to_string())?;
-    fs::write(&local, &image[..len])
-        .map_err(|e| format!("cannot write {}: {e}", local.display()))?;
-    let mut cells = Vec::new();
-    let total = RTTS_MS.len() * BUF_COUNTS.len();
-    for rtt_ms in RTTS_MS {
-        for buf_count in BUF_COUNTS {
-            util::heading(&format!(
-                "bench: download [{}/{total}] RTT {rtt_ms} ms, buf_count {buf_count}",
-                cells.len() + 1
-            ));
-            let sim_args = [
-                "--rtt-ms".to_owned(),
-                rtt_ms.to_string(),
-                "--buf-count".to_owned(),
-                buf_count.to_string(),
-                "--fs-root".to_owned(),
-                root.display().to_string(),
-            ];
-            let mut cell = DownloadCell {
-                rtt_ms,
-                buf_count,
-                measured_rtt_ms: measured_rtt_ms(tools, plan, rtt_ms, &sim_args)?,
-                ours: Vec::new(),
-                reference: Vec::new(),
-                chunks: 0,
-                max_in_flight: 0,
-            };
-            for run in 1..=plan.runs {
-                let sim = Sim::start(tools, &sim_args)?;
-                let ours = capture(Command::new(&tools.bench).args([
-                    "download".as_ref(),
-                    "--addr".as_ref(),
-                    sim.addr.to_string().as_ref(),
-                    "--name".as_ref(),
-                    DOWNLOAD_NAME.as_ref(),
-                    "--expect".as_ref(),
-                    local.as_os_str(),
-                ]))?;
-                drop(sim);
-                let number = |key| json_number(&ours, key).ok_or_else(|| no_key(&ours));
-                let seconds = number("seconds")?;
-                // Counts, printed as integers by smp-bench.
-                cell.chunks = number("chunks")? as u64;
-                cell.max_in_flight = number("max_in_flight")? as u64;
-                let sim = Sim::start(tools, &sim_args)?;
-                let reference = capture(
-                    Command::new(&tools.python)
-                        .arg(tools.scripts.join("smpclient_download.py"))
-                        .arg("127.0.0.1")
-                        .arg(sim.addr.port().to_string())
-                        .arg(DOWNLOAD_NAME),
-                )?;
-                drop(sim);
-                let bytes = json_number(&reference, "bytes").ok_or_else(|| no_key(&reference))?;
-                if bytes != DOWNLOAD_LEN as f64 {
-                    return Err(format!(
-                        "the reference client downloaded {bytes} bytes, not {DOWNLOAD_LEN}"
-                    ));
-                }
-                let reference =
-                    json_number(&reference, "seconds").ok_or_else(|| no_key(&reference))?;
-                println!(
-                    "  run {run}/{}: ours {:.0} KB/s, reference {:.0} KB/s",
-                    plan.runs,
-                    DOWNLOAD_LEN as f64 / seconds / 1000.0,
-                    DOWNLOAD_LEN as f64 / reference / 1000.0
-                );
-                cell.ours.push(seconds);
-                cell.reference.push(reference);
-            }
-            cells.push(cell);
-        }
-    }
-    Ok(cells)
 }
 
 /// Median echo round trips, in microseconds, of every run.
@@ -739,11 +770,6 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Throughput of the 1 MiB upload in KB/s (1 KB = 1000 bytes).
-fn kb_per_s(seconds: f64) -> f64 {
-    IMAGE_LEN as f64 / seconds / 1000.0
-}
-
 /// `min–median–max` of `values` with `decimals`.
 fn spread(values: &[f64], decimals: usize) -> String {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -866,8 +892,8 @@ fn load_average() -> String {
 struct Report {
     plan: Plan,
     machine: Machine,
-    uploads: Vec<UploadCell>,
-    downloads: Vec<DownloadCell>,
+    uploads: Vec<TransferCell>,
+    downloads: Vec<TransferCell>,
     echo: EchoResults,
     fleet: Vec<FleetRun>,
     codec: Vec<(String, f64)>,
@@ -967,37 +993,12 @@ impl Report {
              with echoes just before (the simulator's timers round each one-way delay up to the\n\
              next millisecond, so it exceeds the nominal RTT). The device's processing rate is\n\
              not a limit here: no flash delays are simulated, so at RTT 0 the bound is the CPU\n\
-             (n/a).\n\n\
-             | RTT (ms) | measured RTT (ms) | buf_count | window | ours KB/s | reference KB/s | ours/reference | device bound KB/s | ours/bound |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             (n/a). The window's peak in parentheses is the most requests our client had in\n\
+             flight, and requests are those it sent, in its last run.\n\n\
+             {TRANSFER_TABLE_HEAD}",
         );
         for cell in &self.uploads {
-            let (ours, reference) = cell.median_kb_per_s();
-            let ratios: Vec<f64> = cell
-                .ours
-                .iter()
-                .zip(&cell.reference)
-                .map(|(ours, reference)| reference / ours)
-                .collect();
-            let window = cell.buf_count - 1;
-            let (measured, bound, of_bound) = match cell.measured_rtt_ms {
-                Some(rtt) => {
-                    let bound = f64::from(window) * CHUNK / (rtt / 1000.0) / 1000.0;
-                    (
-                        format!("{rtt:.2}"),
-                        format!("{bound:.0}"),
-                        format!("{:.0}%", ours / bound * 100.0),
-                    )
-                }
-                None => ("–".to_owned(), "CPU-bound / n/a".to_owned(), "–".to_owned()),
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {measured} | {} | {window} | {ours:.0} | {reference:.0} | {}× | {bound} | {of_bound} |",
-                cell.rtt_ms,
-                cell.buf_count,
-                spread(&ratios, 2),
-            );
+            let _ = writeln!(md, "{}", cell.row(CHUNK));
         }
         md.push('\n');
     }
@@ -1015,40 +1016,13 @@ impl Report {
              download alone is timed; ours skips its usual hash check with the device, which\n\
              the reference does not make. The device bound is window × bytes per answer / round\n\
              trip, the bytes per answer being the file size over our client's requests (the\n\
-             simulated device answers with as much as fits its 2048-byte buffer).\n\n\
-             | RTT (ms) | measured RTT (ms) | buf_count | window (peak) | requests | ours KB/s | reference KB/s | ours/reference | device bound KB/s | ours/bound |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             simulated device answers with as much as fits its 2048-byte buffer); the other\n\
+             columns are as for uploads.\n\n\
+             {TRANSFER_TABLE_HEAD}",
         );
         for cell in &self.downloads {
-            let (ours, reference) = cell.median_kb_per_s();
-            let ratios: Vec<f64> = cell
-                .ours
-                .iter()
-                .zip(&cell.reference)
-                .map(|(ours, reference)| reference / ours)
-                .collect();
-            let window = cell.buf_count - 1;
-            let per_answer = DOWNLOAD_LEN as f64 / cell.chunks.max(1) as f64;
-            let (measured, bound, of_bound) = match cell.measured_rtt_ms {
-                Some(rtt) => {
-                    let bound = f64::from(window) * per_answer / (rtt / 1000.0) / 1000.0;
-                    (
-                        format!("{rtt:.2}"),
-                        format!("{bound:.0}"),
-                        format!("{:.0}%", ours / bound * 100.0),
-                    )
-                }
-                None => ("–".to_owned(), "CPU-bound / n/a".to_owned(), "–".to_owned()),
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {measured} | {} | {window} ({}) | {} | {ours:.0} | {reference:.0} | {}× | {bound} | {of_bound} |",
-                cell.rtt_ms,
-                cell.buf_count,
-                cell.max_in_flight,
-                cell.chunks,
-                spread(&ratios, 2),
-            );
+            let per_answer = DOWNLOAD_LEN as f64 / cell.requests.max(1) as f64;
+            let _ = writeln!(md, "{}", cell.row(per_answer));
         }
         md.push('\n');
     }
@@ -1170,25 +1144,10 @@ impl Report {
     /// A few lines for the terminal.
     fn summary(&self) -> String {
         let mut out = String::from("bench summary (details in BENCHMARKS.md):\n");
-        for cell in &self.uploads {
-            let (ours, reference) = cell.median_kb_per_s();
-            let _ = writeln!(
-                out,
-                "  upload RTT {:>2} ms, buf_count {}: ours {ours:>7.0} KB/s, reference {reference:>6.0} KB/s ({:.2}×)",
-                cell.rtt_ms,
-                cell.buf_count,
-                ours / reference
-            );
-        }
-        for cell in &self.downloads {
-            let (ours, reference) = cell.median_kb_per_s();
-            let _ = writeln!(
-                out,
-                "  download RTT {:>2} ms, buf_count {}: ours {ours:>7.0} KB/s, reference {reference:>6.0} KB/s ({:.2}×)",
-                cell.rtt_ms,
-                cell.buf_count,
-                ours / reference
-            );
+        for (kind, cells) in [("upload", &self.uploads), ("download", &self.downloads)] {
+            for cell in cells {
+                let _ = writeln!(out, "{}", cell.summary(kind));
+            }
         }
         let _ = writeln!(
             out,

@@ -185,6 +185,7 @@ async fn upload(addr: SocketAddr, image: &[u8]) -> Result<Value, String> {
         "bytes_per_second": image.len() as f64 / seconds,
         "connect_seconds": connect.as_secs_f64(),
         "chunks": summary.chunks,
+        "max_in_flight": summary.max_in_flight,
         "matched": summary.matched,
         "frame_limit": client.frame_limit(),
         "buf_count": client.buf_count(),
