@@ -826,14 +826,20 @@ impl Machine {
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
         let python = util::target_dir().join("interop/venv/bin/python");
         let commit = output(Command::new("git").args(["rev-parse", "--short", "HEAD"]));
-        // The report itself does not count: it is what this run rewrites.
-        let changed = output(Command::new("git").args([
-            "status",
-            "--porcelain",
-            "--",
-            ".",
-            ":!BENCHMARKS.md",
-        ]));
+        // The report itself does not count: it is what this run rewrites. (Not `output`,
+        // which answers "unknown" for no output.)
+        let changed = Command::new("git")
+            .args(["status", "--porcelain", "--", ".", ":!BENCHMARKS.md"])
+            .current_dir(util::root())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map_or_else(
+                || "git status failed".to_owned(),
+                |out| String::from_utf8_lossy(&out.stdout).trim_end().to_owned(),
+            );
         if !changed.is_empty() {
             println!("bench: uncommitted changes in the measured tree:\n{changed}");
         }
