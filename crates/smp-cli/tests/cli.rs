@@ -64,7 +64,11 @@ async fn on_json(sim: &Sim, args: &[&str]) -> Run {
 }
 
 async fn start() -> Sim {
-    Sim::start(SimConfig::default())
+    start_with(SimConfig::default()).await
+}
+
+async fn start_with(config: SimConfig) -> Sim {
+    Sim::start(config)
         .await
         .expect("the simulated device starts")
 }
@@ -399,12 +403,11 @@ async fn image_info_offline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn device_errors_exit_1_with_the_named_code() {
-    let sim = Sim::start(SimConfig {
+    let sim = start_with(SimConfig {
         slot_size: 8192,
         ..SimConfig::default()
     })
-    .await
-    .expect("starts");
+    .await;
     let dir = scratch("too_large");
     let (path, _) = write_image(&dir, ImageVersion::new(1, 1, 0, 0), 20_000);
     let file = path_str(&path);
@@ -551,12 +554,11 @@ async fn unreachable_device_exits_3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fs_transfers_keep_the_window_in_flight() {
     // Four buffers: three requests in flight, unless --window says fewer.
-    let sim = Sim::start(SimConfig {
+    let sim = start_with(SimConfig {
         buf_count: 4,
         ..SimConfig::default()
     })
-    .await
-    .expect("the simulated device starts");
+    .await;
     let dir = scratch("fs-window");
     let data = sample_body(30_000, 9);
     let local = dir.join("data.bin");
