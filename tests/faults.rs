@@ -21,7 +21,7 @@ use smp_client::udp::{UdpTarget, UdpTransport};
 use smp_client::{
     Client, ClientError, ClientOptions, FileTransferOptions, ImageUploadOptions, RetryPolicy,
 };
-use smp_integration_tests::init_tracing;
+use smp_integration_tests::{init_tracing, quick_upload_options};
 use smp_mcuboot::{ImageBuilder, ImageVersion, sample_body};
 use smp_sim::{Delays, Faults, Silence, Sim, SimConfig};
 use tokio::time::{Instant, sleep, timeout};
@@ -125,11 +125,7 @@ fn policy(retries: u32) -> RetryPolicy {
 }
 
 fn upload_options() -> ImageUploadOptions {
-    ImageUploadOptions {
-        first_timeout: CHUNK_TIMEOUT,
-        last_timeout: CHUNK_TIMEOUT,
-        ..ImageUploadOptions::default()
-    }
+    quick_upload_options(CHUNK_TIMEOUT)
 }
 
 fn rows() -> Vec<Row> {

@@ -9,9 +9,10 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use smp_client::udp::UdpTransport;
-use smp_client::{Client, FileTransferOptions, ImageUploadOptions, RetryPolicy, UploadSummary};
-use smp_integration_tests::{init_tracing, lossy_policy, sim_client, test_image};
+use smp_client::{FileTransferOptions, ImageUploadOptions, RetryPolicy, UploadSummary};
+use smp_integration_tests::{
+    init_tracing, lossy_policy, quick_upload_options, sim_client, test_image,
+};
 use smp_sim::{Delays, Faults, MOUNT_POINT, Sim, SimConfig};
 
 /// Seeds of the fault generator the lossy uploads run with.
@@ -45,20 +46,14 @@ async fn sim(buf_count: usize, latency: Duration, faults: Faults) -> Sim {
     .unwrap()
 }
 
-async fn client(sim: &Sim, retry: RetryPolicy) -> Client<UdpTransport> {
-    sim_client(sim, retry).await
-}
-
 fn image(len: usize, seed: u64) -> Vec<u8> {
     test_image(len, seed, "1.2.3")
 }
 
 fn upload_options(window: Option<usize>) -> ImageUploadOptions {
     ImageUploadOptions {
-        first_timeout: Duration::from_millis(400),
-        last_timeout: Duration::from_millis(400),
         window: window.and_then(NonZeroUsize::new),
-        ..ImageUploadOptions::default()
+        ..quick_upload_options(Duration::from_millis(400))
     }
 }
 
@@ -77,7 +72,7 @@ async fn a_pipelined_upload_never_overruns_the_device_buffers() {
     for buf_count in [4, 8] {
         // A millisecond each way, so that the window fills before replies come back.
         let sim = sim(buf_count, Duration::from_millis(1), Faults::none()).await;
-        let client = client(&sim, RetryPolicy::default()).await;
+        let client = sim_client(&sim, RetryPolicy::default()).await;
         assert_eq!(client.max_in_flight(), buf_count - 1);
         let summary = client
             .upload_image(&image, &ImageUploadOptions::default(), |_| {})
@@ -102,7 +97,7 @@ async fn pipelined_uploads_survive_loss_duplication_and_reordering() {
     let image = image(256 << 10, 8);
     for seed in SEEDS {
         let sim = sim(4, Duration::ZERO, faults(seed)).await;
-        let client = client(&sim, lossy_policy()).await;
+        let client = sim_client(&sim, lossy_policy()).await;
         let summary = client
             .upload_image(&image, &upload_options(None), |_| {})
             .await
@@ -123,7 +118,7 @@ async fn a_pipelined_file_upload_is_byte_identical() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
     let name = format!("{MOUNT_POINT}/pipelined.bin");
     let device = sim(4, Duration::from_millis(1), Faults::none()).await;
-    let summary = client(&device, RetryPolicy::default())
+    let summary = sim_client(&device, RetryPolicy::default())
         .await
         .upload_file(&name, &data, &FileTransferOptions::default(), |_| {})
         .await
@@ -138,7 +133,7 @@ async fn a_pipelined_file_upload_is_byte_identical() {
     let data = &data[..64 << 10];
     for seed in &SEEDS[..2] {
         let sim = sim(4, Duration::ZERO, faults(*seed)).await;
-        let client = client(&sim, lossy_policy()).await;
+        let client = sim_client(&sim, lossy_policy()).await;
         let options = FileTransferOptions {
             window: NonZeroUsize::new(3),
             ..FileTransferOptions::default()
@@ -160,7 +155,7 @@ async fn several_chunks_are_in_flight_over_a_slow_link() {
     let image = image(128 << 10, 9);
     for (window, expected) in [(None, 3), (Some(1), 1)] {
         let sim = sim(4, Duration::from_millis(10), Faults::none()).await;
-        let client = client(&sim, RetryPolicy::default()).await;
+        let client = sim_client(&sim, RetryPolicy::default()).await;
         let summary = client
             .upload_image(&image, &upload_options(window), |_| {})
             .await

@@ -6,25 +6,15 @@
 use std::time::Duration;
 
 use smp_client::messages::os::{EchoRequest, ResetRequest};
-use smp_client::{Client, ImageUploadOptions, RetryPolicy};
-use smp_integration_tests::{init_tracing, lossy_policy, sim_client, test_image};
+use smp_client::{ImageUploadOptions, RetryPolicy};
+use smp_integration_tests::{
+    init_tracing, lossy_policy, quick_upload_options, sim_client, test_image,
+};
 use smp_mcuboot::Image;
 use smp_sim::{Faults, Sim, SimConfig};
 
 fn upload_options() -> ImageUploadOptions {
-    ImageUploadOptions {
-        first_timeout: Duration::from_millis(400),
-        last_timeout: Duration::from_millis(400),
-        ..ImageUploadOptions::default()
-    }
-}
-
-async fn client(sim: &Sim, retry: RetryPolicy) -> Client<smp_client::udp::UdpTransport> {
-    sim_client(sim, retry).await
-}
-
-fn image(len: usize, seed: u64, version: &str) -> Vec<u8> {
-    test_image(len, seed, version)
+    quick_upload_options(Duration::from_millis(400))
 }
 
 /// The slot holds exactly the image, and the device reports its version and hash.
@@ -66,8 +56,8 @@ async fn one_mib_upload_survives_loss_duplication_and_reordering() {
     })
     .await
     .unwrap();
-    let client = client(&sim, lossy_policy()).await;
-    let image = image(1 << 20, 1, "2.3.4");
+    let client = sim_client(&sim, lossy_policy()).await;
+    let image = test_image(1 << 20, 1, "2.3.4");
     let summary = client
         .upload_image(&image, &upload_options(), |_| {})
         .await
@@ -87,8 +77,8 @@ async fn one_mib_upload_survives_loss_duplication_and_reordering() {
 async fn interrupted_upload_resumes_where_the_device_stopped() {
     init_tracing();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let client = client(&sim, RetryPolicy::default()).await;
-    let image = image(300_000, 2, "1.1.0");
+    let client = sim_client(&sim, RetryPolicy::default()).await;
+    let image = test_image(300_000, 2, "1.1.0");
     // Cancel the upload once the device holds about half of it.
     let half = image.len() as u64 / 2;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -125,8 +115,8 @@ async fn interrupted_upload_resumes_where_the_device_stopped() {
 async fn upload_after_a_reboot_starts_again_and_completes() {
     init_tracing();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let client = client(&sim, RetryPolicy::default()).await;
-    let image = image(200_000, 3, "1.2.0");
+    let client = sim_client(&sim, RetryPolicy::default()).await;
+    let image = test_image(200_000, 3, "1.2.0");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let mut stop_tx = Some(stop_tx);
     let options = upload_options();
@@ -155,8 +145,8 @@ async fn test_boot_and_confirm_through_the_client() {
     use smp_client::messages::image::{StateRead, StateWrite};
     init_tracing();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let client = client(&sim, RetryPolicy::default()).await;
-    let image = image(50_000, 4, "3.0.0");
+    let client = sim_client(&sim, RetryPolicy::default()).await;
+    let image = test_image(50_000, 4, "3.0.0");
     client
         .upload_image(&image, &upload_options(), |_| {})
         .await

@@ -74,6 +74,16 @@ pub async fn sim_client(
         .expect("connects to the simulated device")
 }
 
+/// Image upload options whose first and last chunks wait only `timeout` for a reply:
+/// a simulated device erases and checks at once, so a lost reply is a short wait.
+pub fn quick_upload_options(timeout: std::time::Duration) -> smp_client::ImageUploadOptions {
+    smp_client::ImageUploadOptions {
+        first_timeout: timeout,
+        last_timeout: timeout,
+        ..smp_client::ImageUploadOptions::default()
+    }
+}
+
 /// An unsigned MCUboot image of version `version` with a `len`-byte sample body.
 pub fn test_image(len: usize, seed: u64, version: &str) -> Vec<u8> {
     let version: smp_mcuboot::ImageVersion = version.parse().unwrap();
