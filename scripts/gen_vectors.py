@@ -6,7 +6,7 @@ responses with the reference's own message classes, and writes one line per fram
 
     <name> <hex of the whole frame: 8-byte header + canonical CBOR payload>
 
-to crates/smp-client/src/messages/vectors.txt. Every frame uses SMP version 2 and
+to crates/smp-proto/src/messages/vectors.txt. Every frame uses SMP version 2 and
 sequence 0. The Rust test `messages::vectors` builds the same messages from the same
 values and compares bytes, so a value changed here must change there too.
 
@@ -34,7 +34,7 @@ from smp import shell_management as shm
 from smp import statistics_management as stm
 from smp import zephyr_management as zm
 
-OUT = Path(__file__).resolve().parent.parent / "crates/smp-client/src/messages/vectors.txt"
+OUT = Path(__file__).resolve().parent.parent / "crates/smp-proto/src/messages/vectors.txt"
 
 
 def pattern(n: int, seed: int = 0) -> bytes:

@@ -338,7 +338,7 @@ impl<T: Transport + 'static> Client<T> {
                 .await?;
             let reply = Recycled::new(&self.shared.transport, reply);
             let body = &reply[header::SIZE..];
-            let problem = match crate::cbor::reply_error(body, group, rc_may_be_result) {
+            let problem = match smp_proto::reply_error(body, group, rc_may_be_result) {
                 Ok(None) => match parse(body) {
                     Ok(parsed) => return Ok(parsed),
                     Err(problem) => problem,

@@ -5,22 +5,20 @@
 //! depend on this crate alone.
 #![forbid(unsafe_code)]
 
-mod cbor;
 mod client;
 #[cfg(test)]
 mod client_tests;
-pub mod codes;
 mod download;
 mod engine;
 mod error;
-mod message;
-pub mod messages;
 mod transfer;
 
 pub use client::{Client, ClientOptions};
 pub use engine::RetryPolicy;
-pub use error::{ClientError, DeviceError, ErrorScope};
-pub use message::Request;
+pub use error::ClientError;
+pub use smp_proto::{
+    self as proto, DeviceError, ErrorScope, Request, codes, messages, minicbor, smp_map,
+};
 pub use smp_transport::{self as transport, Transport, TransportError, header};
 #[cfg(feature = "udp")]
 pub use smp_udp as udp;

@@ -29,7 +29,7 @@ use crate::{Client, ClientError, DeviceError, ErrorScope, Request};
 /// The reference client sizes data with the length of the room left (`avail`) rather
 /// than of the data itself; [`fit_data`] does the same so chunk sizes match it.
 pub const fn cbor_len_extra(n: usize) -> usize {
-    crate::cbor::head_len(n as u64) - 1
+    smp_proto::map::head_len(n as u64) - 1
 }
 
 /// Data bytes that fit a frame of `frame_limit` bytes when the same request with empty
@@ -1027,7 +1027,7 @@ impl<T: Transport + 'static> Client<T> {
                 .request_unchecked(&mut frame, timeout, on_timeout)
                 .await?;
             let reply = &reply[header::SIZE..];
-            let problem = match crate::cbor::reply_error(reply, R::GROUP, false) {
+            let problem = match smp_proto::reply_error(reply, R::GROUP, false) {
                 Ok(None) => match minicbor::decode::<R::Response>(reply) {
                     Ok(response) => {
                         let (off, matched) = R::reply_offset(&response);

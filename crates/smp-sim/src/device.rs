@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use minicbor::Decode;
-use smp_client::header::{self, Header, Op, group};
+use smp_proto::header::{self, Header, Op, group};
 use tracing::{debug, info};
 
 use crate::config::SimConfig;

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use smp_client::messages::image::StateResponse;
+use smp_proto::messages::image::StateResponse;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
@@ -107,7 +107,7 @@ pub struct SimCounters {
 impl Sim {
     /// Starts a device on the current tokio runtime, listening on `config.addr`.
     pub async fn start(config: SimConfig) -> Result<Self, SimError> {
-        if config.buf_count == 0 || config.buf_size < smp_client::header::SIZE || config.mtu == 0 {
+        if config.buf_count == 0 || config.buf_size < smp_proto::header::SIZE || config.mtu == 0 {
             return Err(SimError::Config(format!(
                 "buf_count ({}) must be at least 1, buf_size ({}) at least 8 and mtu ({}) at least 1",
                 config.buf_count, config.buf_size, config.mtu

@@ -2,7 +2,7 @@
 //! `{"rc": N}` for protocol errors and `{"err": {"group", "rc"}}` for group errors.
 
 use minicbor::Encoder;
-use smp_client::header::{self, Header, Op, Version};
+use smp_proto::header::{self, Header, Op, Version};
 
 /// What a command handler answers.
 #[derive(Debug, Clone, PartialEq, Eq)]

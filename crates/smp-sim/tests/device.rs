@@ -14,26 +14,26 @@ use std::time::Duration;
 
 use minicbor::Encode;
 use sha2::{Digest, Sha256};
-use smp_client::Request;
-use smp_client::header::{self, Header, Op, Version, command, group};
-use smp_client::messages::enumeration::{
+use smp_proto::Request;
+use smp_proto::header::{self, Header, Op, Version, command, group};
+use smp_proto::messages::enumeration::{
     CountRequest, CountResponse, DetailsRequest, DetailsResponse, ListRequest, ListResponse,
     SingleRequest, SingleResponse,
 };
-use smp_client::messages::fs::{
+use smp_proto::messages::fs::{
     DownloadRequest, DownloadResponse, HashOutput, HashRequest, HashResponse, StatusRequest,
     StatusResponse, UploadRequest as FileUpload, UploadResponse as FileUploadResponse,
 };
-use smp_client::messages::image::{
+use smp_proto::messages::image::{
     EraseRequest, ImageState, SlotInfoRequest, SlotInfoResponse, StateRead, StateResponse,
     StateWrite, UploadRequest, UploadResponse,
 };
-use smp_client::messages::os::{
+use smp_proto::messages::os::{
     EchoRequest, EchoResponse, McumgrParamsRequest, McumgrParamsResponse, ResetRequest,
 };
-use smp_client::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
-use smp_client::messages::shell::{ExecRequest, ExecResponse};
-use smp_client::messages::{Empty, Value};
+use smp_proto::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
+use smp_proto::messages::shell::{ExecRequest, ExecResponse};
+use smp_proto::messages::{Empty, Value};
 use smp_sim::mcuboot::{Image, ImageBuilder, ImageVersion, sample_body};
 use smp_sim::{Delays, Faults, Sim, SimConfig, SimCounters};
 use tokio::net::UdpSocket;

@@ -1,7 +1,7 @@
 //! Enumeration group (10): which groups the device serves.
 
-use smp_client::header::command::enumeration as cmd;
-use smp_client::messages::enumeration::{
+use smp_proto::header::command::enumeration as cmd;
+use smp_proto::messages::enumeration::{
     CountResponse, DetailsRequest, DetailsResponse, GroupDetails, ListResponse, SingleRequest,
     SingleResponse,
 };

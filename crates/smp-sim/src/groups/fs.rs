@@ -7,10 +7,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use smp_client::crc32;
-use smp_client::header::command::fs as cmd;
-use smp_client::messages::Empty;
-use smp_client::messages::fs::{
+
+use smp_proto::header::command::fs as cmd;
+use smp_proto::messages::Empty;
+use smp_proto::messages::fs::{
     DownloadRequest, DownloadResponse, HashOutput, HashRequest, HashResponse, HashTypeInfo,
     StatusRequest, StatusResponse, SupportedHashTypesResponse, UploadRequest, UploadResponse,
 };
@@ -304,7 +304,7 @@ fn hash_file(dev: &Device, req: &HashRequest) -> FsResult<Outcome> {
     let output = if kind == "sha256" {
         HashOutput::Bytes(Sha256::digest(part).to_vec())
     } else {
-        HashOutput::Int(u64::from(crc32(part)))
+        HashOutput::Int(u64::from(crc32fast::hash(part)))
     };
     Ok(ok(&HashResponse {
         r#type: kind.to_owned(),

@@ -4,13 +4,13 @@
 use std::borrow::Cow;
 
 use sha2::{Digest, Sha256};
-use smp_client::header::command::image as cmd;
-use smp_client::messages::Empty;
-use smp_client::messages::image::{
+use smp_mcuboot::{HEADER_SIZE, Image, ImageBuilder, ImageHeader, ImageVersion, sample_body};
+use smp_proto::header::command::image as cmd;
+use smp_proto::messages::Empty;
+use smp_proto::messages::image::{
     EraseRequest, ImageState, SlotInfo, SlotInfoImage, SlotInfoResponse, StateResponse, StateWrite,
     UploadRequest, UploadResponse,
 };
-use smp_mcuboot::{HEADER_SIZE, Image, ImageBuilder, ImageHeader, ImageVersion, sample_body};
 use tracing::{info, warn};
 
 use crate::config::SimConfig;

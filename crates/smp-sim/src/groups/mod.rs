@@ -9,7 +9,7 @@ pub(crate) mod shell;
 pub(crate) mod stat;
 pub(crate) mod zephyr;
 
-use smp_client::header::group;
+use smp_proto::header::group;
 
 /// The groups this device serves, in the order Zephyr registers them for the
 /// `smp_svr` sample (enumeration first), with their names and number of commands as

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use smp_client::header::command::os as cmd;
-use smp_client::messages::os::{
+use smp_proto::header::command::os as cmd;
+use smp_proto::messages::os::{
     BootloaderInfoRequest, BootloaderInfoResponse, DateTimeResponse, DateTimeWrite, EchoResponse,
     InfoRequest, InfoResponse, McumgrParamsResponse, MpStatResponse, PoolInfo, TaskInfo,
     TaskStatResponse,
 };
-use smp_client::messages::{Empty, Value};
+use smp_proto::messages::{Empty, Value};
 
 use crate::device::{Ctx, Device, Incoming};
 use crate::reply::{Outcome, mgmt, ok};

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use smp_client::header::command::settings as cmd;
-use smp_client::messages::Empty;
-use smp_client::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
+use smp_proto::header::command::settings as cmd;
+use smp_proto::messages::Empty;
+use smp_proto::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
 
 use crate::device::{Device, Incoming};
 use crate::reply::{Outcome, mgmt, ok};

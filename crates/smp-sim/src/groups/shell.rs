@@ -1,7 +1,7 @@
 //! Shell group (9): a few built-in commands of Zephyr's shell.
 
-use smp_client::header::command::shell as cmd;
-use smp_client::messages::shell::{ExecRequest, ExecResponse};
+use smp_proto::header::command::shell as cmd;
+use smp_proto::messages::shell::{ExecRequest, ExecResponse};
 
 use crate::device::{Device, Incoming};
 use crate::reply::{Outcome, mgmt, ok};

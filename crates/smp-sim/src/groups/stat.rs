@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use smp_client::header::command::stat as cmd;
-use smp_client::messages::stat::{GroupDataRequest, GroupDataResponse, ListResponse};
+use smp_proto::header::command::stat as cmd;
+use smp_proto::messages::stat::{GroupDataRequest, GroupDataResponse, ListResponse};
 
 use crate::device::{Device, Incoming};
 use crate::reply::{Outcome, mgmt, ok};

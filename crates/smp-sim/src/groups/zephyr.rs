@@ -1,8 +1,8 @@
 //! Zephyr basic group (63): erase the storage partition (where settings and the file
 //! system live).
 
-use smp_client::header::command::zephyr as cmd;
-use smp_client::messages::Empty;
+use smp_proto::header::command::zephyr as cmd;
+use smp_proto::messages::Empty;
 
 use crate::device::{Ctx, Device, Incoming};
 use crate::reply::{Outcome, mgmt, ok};

@@ -18,7 +18,7 @@
 //! as the response: [`Empty`] accepts any map.
 //!
 //! ```
-//! use smp_client::messages::os::{EchoRequest, EchoResponse};
+//! use smp_proto::messages::os::{EchoRequest, EchoResponse};
 //!
 //! let request = EchoRequest { d: "hello".into() };
 //! let payload = minicbor::to_vec(&request).expect("encodes");
@@ -30,7 +30,7 @@
 //! assert_eq!(reply.r, "hi");
 //! ```
 
-use crate::cbor::smp_map;
+use crate::smp_map;
 
 pub mod enumeration;
 pub mod fs;
@@ -64,7 +64,7 @@ macro_rules! request {
         impl $crate::Request for $ty {
             const GROUP: u16 = $group;
             const COMMAND: u8 = $command;
-            const OP: ::smp_transport::header::Op = ::smp_transport::header::Op::$op;
+            const OP: ::smp_header::Op = ::smp_header::Op::$op;
             type Response = $response;
         }
     };

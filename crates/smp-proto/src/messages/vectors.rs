@@ -2,12 +2,18 @@
 //! `scripts/gen_vectors.py` into `vectors.txt`: every request (and a set of responses)
 //! built here from the same values must encode to the same bytes, header included.
 
+use std::borrow::ToOwned;
+
+use std::string::String;
+use std::vec::Vec;
+use std::{format, vec};
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use minicbor::{Decode, Encode};
-use smp_transport::header::{Header, Version};
+use smp_header::{Header, Version};
 
 use super::test_util::{hex, pattern};
 use super::*;
@@ -51,7 +57,7 @@ impl Golden {
             "{name}: ours (left) differs from the reference (right)"
         );
         assert!(self.checked.insert(name), "{name} checked twice");
-        &want[smp_transport::header::SIZE..]
+        &want[smp_header::SIZE..]
     }
 
     /// A request: header from its `Request` constants, sequence 0, version 2.
@@ -80,12 +86,7 @@ impl Golden {
     }
 }
 
-fn with_header(
-    op: smp_transport::header::Op,
-    group: u16,
-    command: u8,
-    payload: Vec<u8>,
-) -> Vec<u8> {
+fn with_header(op: smp_header::Op, group: u16, command: u8, payload: Vec<u8>) -> Vec<u8> {
     let len = u16::try_from(payload.len()).expect("fits a frame");
     let header = Header::new(op, group, command, len)
         .with_version(Version::V2)
@@ -619,7 +620,7 @@ fn upload_chunk_sizes_match_protocol_md() {
     // PROTOCOL.md 5.8: with 1472-byte frames and a 429,552-byte image the reference
     // sends 1387 data bytes first, 1448 at offset 1387 and 1446 at offset 200,000.
     fn data_room(request: &image::UploadRequest<'_>) -> usize {
-        let avail = 1472 - smp_transport::header::SIZE - minicbor::len(request);
+        let avail = 1472 - smp_header::SIZE - minicbor::len(request);
         let extra = match avail {
             0..=23 => 0,
             24..=0xff => 1,

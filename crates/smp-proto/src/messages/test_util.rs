@@ -1,5 +1,8 @@
 //! Test helpers shared by the message modules: hex, test data and the round-trip checks.
 
+use std::string::String;
+use std::vec::Vec;
+
 use std::fmt::Debug;
 
 use minicbor::{CborLen, Decode, Encode};

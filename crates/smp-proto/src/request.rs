@@ -1,18 +1,20 @@
 //! The contract between a typed request, its response and the wire.
 
-use smp_transport::header::Op;
+use smp_header::Op;
 
 /// A typed SMP request: where it goes (group, command, op) and what answers it.
 ///
 /// Every request of the well-known groups implements this in [`crate::messages`].
 /// Applications add their own groups (ids 64 and up) by implementing it for their own
 /// types: the payload is encoded with minicbor's [`Encode`](minicbor::Encode) and the
-/// response decoded with [`Decode`](minicbor::Decode).
+/// response decoded with [`Decode`](minicbor::Decode). The easy way to write both is
+/// [`smp_map!`](crate::smp_map), as the built-in messages do (its docs show a whole user
+/// group); a type with a shape of its own can implement them by hand:
 ///
 /// ```
-/// use minicbor::{Decode, Decoder, Encode, Encoder};
-/// use smp_client::header::Op;
-/// use smp_client::Request;
+/// use smp_proto::minicbor::{self, Decode, Decoder, Encode, Encoder};
+/// use smp_proto::header::Op;
+/// use smp_proto::Request;
 ///
 /// /// `{"n": u32}` to user group 64, command 0.
 /// struct Blink { n: u32 }

@@ -4,7 +4,7 @@
 //! Codes 0 (OK) and 1 (UNKNOWN) are the same in every group table; a code missing from a
 //! table still reaches the user as its number.
 
-use smp_transport::header::group;
+use smp_header::group;
 
 /// `MGMT_ERR_ENOMEM`: the device had no buffer for the reply; try again later.
 pub const MGMT_ENOMEM: i64 = 2;
@@ -138,6 +138,7 @@ pub fn group_name(group: u16, rc: i64) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]

@@ -1,10 +1,14 @@
 //! Shell management (group 9): run a shell command.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use minicbor::decode::{self, Decoder};
 use minicbor::encode::{self, Encoder, Write};
-use smp_transport::header::{command::shell as cmd, group};
+use smp_header::{command::shell as cmd, group};
 
-use crate::cbor::{self, FieldEncode, smp_map};
+use crate::map::{self, FieldEncode};
+use crate::smp_map;
 
 smp_map! {
     /// Run a shell command (command 0, write).
@@ -43,27 +47,27 @@ impl<C> minicbor::Encode<C> for ExecResponse {
 
 impl<C> minicbor::CborLen<C> for ExecResponse {
     fn cbor_len(&self, _: &mut C) -> usize {
-        1 + cbor::str_len("o") + self.o.field_len() + cbor::str_len("ret") + self.ret.field_len()
+        1 + map::str_len("o") + self.o.field_len() + map::str_len("ret") + self.ret.field_len()
     }
 }
 
 impl<'b, C> minicbor::Decode<'b, C> for ExecResponse {
     fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
         let (mut o, mut ret, mut rc) = (None, None, None);
-        cbor::decode_map(d, |key, d| {
+        map::decode_map(d, |key, d| {
             match key {
-                "o" => o = Some(cbor::text(d)?.into_owned()),
-                "ret" => ret = Some(cbor::int(d)?),
-                "rc" => rc = Some(cbor::int(d)?),
+                "o" => o = Some(map::text(d)?.into_owned()),
+                "ret" => ret = Some(map::int(d)?),
+                "rc" => rc = Some(map::int(d)?),
                 _ => return Ok(false),
             }
             Ok(true)
         })?;
         Ok(Self {
-            o: o.ok_or_else(|| cbor::missing("ExecResponse: missing required field `o`"))?,
+            o: o.ok_or_else(|| map::missing("ExecResponse: missing required field `o`"))?,
             ret: ret
                 .or(rc)
-                .ok_or_else(|| cbor::missing("ExecResponse: missing field `ret` (or `rc`)"))?,
+                .ok_or_else(|| map::missing("ExecResponse: missing field `ret` (or `rc`)"))?,
         })
     }
 }
@@ -71,7 +75,7 @@ impl<'b, C> minicbor::Decode<'b, C> for ExecResponse {
 impl crate::Request for ExecRequest {
     const GROUP: u16 = group::SHELL;
     const COMMAND: u8 = cmd::EXEC;
-    const OP: smp_transport::header::Op = smp_transport::header::Op::Write;
+    const OP: smp_header::Op = smp_header::Op::Write;
     type Response = ExecResponse;
     /// Zephyr before 3.5 answered `{o, rc}` with the command's exit code in `rc`.
     const RC_MAY_BE_RESULT: bool = true;
@@ -79,8 +83,12 @@ impl crate::Request for ExecRequest {
 
 #[cfg(test)]
 mod tests {
+
+    use std::string::String;
+
     use super::*;
     use crate::messages::test_util::{check, check_rejects, hex};
+    use std::vec;
 
     #[test]
     fn round_trips() {

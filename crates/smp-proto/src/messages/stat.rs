@@ -1,11 +1,14 @@
 //! Statistics management (group 2): read a statistics group, list the groups.
 
-use std::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
 
-use smp_transport::header::{command::stat as cmd, group};
+use alloc::collections::BTreeMap;
+
+use smp_header::{command::stat as cmd, group};
 
 use super::request;
-use crate::cbor::smp_map;
+use crate::smp_map;
 
 smp_map! {
     /// Read one statistics group (command 0, read).
@@ -47,8 +50,11 @@ request!(ListRequest => ListResponse, group::STAT, cmd::LIST, Read);
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::ToOwned;
+
     use super::*;
     use crate::messages::test_util::{check, check_rejects};
+    use std::vec;
 
     #[test]
     fn round_trips() {

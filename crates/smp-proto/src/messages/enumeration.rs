@@ -1,9 +1,12 @@
 //! Enumeration management (group 10): which groups the device supports.
 
-use smp_transport::header::{command::enumeration as cmd, group};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use smp_header::{command::enumeration as cmd, group};
 
 use super::request;
-use crate::cbor::smp_map;
+use crate::smp_map;
 
 smp_map! {
     /// Number of supported groups (command 0, read).
@@ -93,8 +96,10 @@ request!(DetailsRequest => DetailsResponse, group::ENUM, cmd::DETAILS, Read);
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::messages::test_util::{check, check_rejects};
+    use std::vec;
 
     #[test]
     fn round_trips() {

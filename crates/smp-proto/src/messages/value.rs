@@ -1,10 +1,14 @@
 //! A generic CBOR value, for replies whose shape depends on the device.
 
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use minicbor::data::{Int, Type};
 use minicbor::decode::{self, Decoder};
 use minicbor::encode::{self, Encoder, Write};
 
-use crate::cbor::{self, EncResult, FieldDecode, FieldEncode};
+use crate::map::{self, EncResult, FieldDecode, FieldEncode};
 
 /// Nesting limit of [`Value`] decoding: deeper input is refused instead of recursing
 /// without bound.
@@ -81,7 +85,7 @@ impl Value {
                 d.undefined()?;
                 Self::Undefined
             }
-            t if cbor::is_int_type(t) => Self::Int(i128::from(d.int()?)),
+            t if map::is_int_type(t) => Self::Int(i128::from(d.int()?)),
             Type::F16 => {
                 // minicbor decodes half floats only with its `half` feature: read the
                 // two bytes after the initial byte ourselves.
@@ -96,11 +100,11 @@ impl Value {
             Type::F32 => Self::Float(f64::from(d.f32()?)),
             Type::F64 => Self::Float(d.f64()?),
             Type::Simple => Self::Simple(d.simple()?),
-            Type::Bytes | Type::BytesIndef => Self::Bytes(cbor::bytes(d)?.into_owned()),
-            Type::String | Type::StringIndef => Self::Text(cbor::text(d)?.into_owned()),
+            Type::Bytes | Type::BytesIndef => Self::Bytes(map::bytes(d)?.into_owned()),
+            Type::String | Type::StringIndef => Self::Text(map::text(d)?.into_owned()),
             Type::Array | Type::ArrayIndef => {
                 let mut items = Vec::new();
-                cbor::decode_array(d, |d| {
+                map::decode_array(d, |d| {
                     items.push(Self::decode_depth(d, depth + 1)?);
                     Ok(())
                 })?;
@@ -110,7 +114,7 @@ impl Value {
                 let len = d.map()?;
                 let mut entries = Vec::new();
                 let mut seen = 0u64;
-                while cbor::has_next(d, len, seen)? {
+                while map::has_next(d, len, seen)? {
                     seen += 1;
                     let k = Self::decode_depth(d, depth + 1)?;
                     let v = Self::decode_depth(d, depth + 1)?;
@@ -237,23 +241,23 @@ impl FieldEncode for Value {
             }
             Self::Int(n) => {
                 let arg = if *n < 0 { -1 - *n } else { *n };
-                u64::try_from(arg).map_or(9, cbor::head_len)
+                u64::try_from(arg).map_or(9, map::head_len)
             }
             Self::Float(_) => 9,
-            Self::Bytes(b) => cbor::bytes_len(b),
-            Self::Text(s) => cbor::str_len(s),
+            Self::Bytes(b) => map::bytes_len(b),
+            Self::Text(s) => map::str_len(s),
             Self::Array(items) => {
-                cbor::head_len(items.len() as u64)
+                map::head_len(items.len() as u64)
                     + items.iter().map(FieldEncode::field_len).sum::<usize>()
             }
             Self::Map(entries) => {
-                cbor::head_len(entries.len() as u64)
+                map::head_len(entries.len() as u64)
                     + entries
                         .iter()
                         .map(|(k, v)| k.field_len() + v.field_len())
                         .sum::<usize>()
             }
-            Self::Tag(tag, v) => cbor::head_len(*tag) + v.field_len(),
+            Self::Tag(tag, v) => map::head_len(*tag) + v.field_len(),
         }
     }
 }
@@ -264,10 +268,14 @@ impl<'b> FieldDecode<'b> for Value {
     }
 }
 
-impl cbor::ArrayElem for Value {}
+impl map::ArrayElem for Value {}
 
 #[cfg(test)]
 mod tests {
+
+    use std::boxed::Box;
+
+    use std::vec;
 
     #[test]
     fn every_simple_value_has_the_length_it_encodes_to() {

@@ -1,11 +1,14 @@
 //! Image management (group 1): image state, upload, erase and slot information.
 
-use std::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
 
-use smp_transport::header::{command::image as cmd, group};
+use alloc::borrow::Cow;
+
+use smp_header::{command::image as cmd, group};
 
 use super::{Empty, request};
-use crate::cbor::smp_map;
+use crate::smp_map;
 
 smp_map! {
     /// Read the state of the images in every slot (command 0, read).
@@ -174,8 +177,10 @@ request!(SlotInfoRequest => SlotInfoResponse, group::IMAGE, cmd::SLOT_INFO, Read
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::messages::test_util::{check, check_rejects, hex, pattern};
+    use std::vec;
 
     #[test]
     fn requests_round_trip() {

@@ -1,9 +1,9 @@
 //! Zephyr basic management (group 63): erase the storage partition.
 
-use smp_transport::header::{command::zephyr as cmd, group};
+use smp_header::{command::zephyr as cmd, group};
 
 use super::{Empty, request};
-use crate::cbor::smp_map;
+use crate::smp_map;
 
 smp_map! {
     /// Erase the storage partition (command 0, write); answered by [`Empty`].
@@ -15,6 +15,7 @@ request!(EraseStorageRequest => Empty, group::ZEPHYR, cmd::ERASE_STORAGE, Write)
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::messages::test_util::check;
 

@@ -1,7 +1,8 @@
-//! The private CBOR layer under [`crate::messages`]: text-keyed maps with minicbor.
+//! The CBOR layer under [`crate::messages`]: text-keyed maps with minicbor.
 //!
 //! minicbor's derive only knows integer map keys; SMP maps are keyed by text. This
-//! module provides the pieces the [`smp_map!`] macro builds on:
+//! module provides the pieces the [`smp_map!`](crate::smp_map) macro builds on, public
+//! so that an application's own messages (and field types) get the same support:
 //!
 //! - [`FieldEncode`] / [`FieldDecode`]: how one field value is written, measured and
 //!   read. `Option<T>` fields are left out of the map when `None` and may be missing
@@ -17,21 +18,21 @@
 //! width. Nothing here panics on input: a missing field or a wrong type is a
 //! [`minicbor::decode::Error`].
 
-use std::borrow::Cow;
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use alloc::borrow::{Cow, ToOwned};
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cmp::Ordering;
 
 use minicbor::data::Type;
 use minicbor::decode::{self, Decoder};
 use minicbor::encode::{self, Encoder, Write};
 
-use crate::{DeviceError, ErrorScope};
-
 /// Encoder result with the writer's error.
-pub(crate) type EncResult<W> = Result<(), encode::Error<<W as Write>::Error>>;
+pub type EncResult<W> = Result<(), encode::Error<<W as Write>::Error>>;
 
 /// How a field value is written into a map, and how long that is.
-pub(crate) trait FieldEncode {
+pub trait FieldEncode {
     /// Writes the value (not the key).
     fn encode_field<W: Write>(&self, e: &mut Encoder<W>) -> EncResult<W>;
     /// Encoded length of the value in bytes.
@@ -43,7 +44,7 @@ pub(crate) trait FieldEncode {
 }
 
 /// How a field value is read from a map.
-pub(crate) trait FieldDecode<'b>: Sized {
+pub trait FieldDecode<'b>: Sized {
     /// Reads the value (the key is already consumed).
     fn decode_field(d: &mut Decoder<'b>) -> Result<Self, decode::Error>;
     /// The value of a field whose key is missing: `None` means "required".
@@ -55,13 +56,13 @@ pub(crate) trait FieldDecode<'b>: Sized {
 /// Types that may be the elements of an encoded array field (`Vec<T>`).
 ///
 /// `u8` is deliberately not one: `Vec<u8>` is a CBOR byte string.
-pub(crate) trait ArrayElem {}
+pub trait ArrayElem {}
 
 // ---------------------------------------------------------------------------------------
 // Lengths and canonical order
 
 /// Length of a CBOR head (major type + argument) for argument `n`.
-pub(crate) const fn head_len(n: u64) -> usize {
+pub const fn head_len(n: u64) -> usize {
     if n < 24 {
         1
     } else if n <= 0xff {
@@ -76,7 +77,7 @@ pub(crate) const fn head_len(n: u64) -> usize {
 }
 
 /// Encoded length of an integer.
-pub(crate) const fn int_len(n: i64) -> usize {
+pub const fn int_len(n: i64) -> usize {
     if n < 0 {
         // -1 - n cannot overflow for negative n.
         head_len((-1 - n) as u64)
@@ -86,12 +87,12 @@ pub(crate) const fn int_len(n: i64) -> usize {
 }
 
 /// Encoded length of a definite text string.
-pub(crate) const fn str_len(s: &str) -> usize {
+pub const fn str_len(s: &str) -> usize {
     head_len(s.len() as u64) + s.len()
 }
 
 /// Encoded length of a definite byte string.
-pub(crate) const fn bytes_len(b: &[u8]) -> usize {
+pub const fn bytes_len(b: &[u8]) -> usize {
     head_len(b.len() as u64) + b.len()
 }
 
@@ -99,7 +100,7 @@ pub(crate) const fn bytes_len(b: &[u8]) -> usize {
 ///
 /// For text keys this equals cbor2's `canonical=True` order (sorting by encoded key),
 /// because a longer string never has a shorter encoding.
-pub(crate) fn canonical_cmp(a: &str, b: &str) -> Ordering {
+pub fn canonical_cmp(a: &str, b: &str) -> Ordering {
     a.len()
         .cmp(&b.len())
         .then_with(|| a.as_bytes().cmp(b.as_bytes()))
@@ -107,7 +108,7 @@ pub(crate) fn canonical_cmp(a: &str, b: &str) -> Ordering {
 
 /// True when `keys` are strictly increasing in canonical order (checked at compile time
 /// by [`smp_map!`]).
-pub(crate) const fn is_canonical(keys: &[&str]) -> bool {
+pub const fn is_canonical(keys: &[&str]) -> bool {
     let mut i = 1;
     while i < keys.len() {
         if !const_less(keys[i - 1].as_bytes(), keys[i].as_bytes()) {
@@ -136,7 +137,7 @@ const fn const_less(a: &[u8], b: &[u8]) -> bool {
 // Decoding helpers
 
 /// Reads a text string, definite or indefinite.
-pub(crate) fn text<'b>(d: &mut Decoder<'b>) -> Result<Cow<'b, str>, decode::Error> {
+pub fn text<'b>(d: &mut Decoder<'b>) -> Result<Cow<'b, str>, decode::Error> {
     if d.datatype()? == Type::String {
         return Ok(Cow::Borrowed(d.str()?));
     }
@@ -148,7 +149,7 @@ pub(crate) fn text<'b>(d: &mut Decoder<'b>) -> Result<Cow<'b, str>, decode::Erro
 }
 
 /// Reads a byte string, definite or indefinite.
-pub(crate) fn bytes<'b>(d: &mut Decoder<'b>) -> Result<Cow<'b, [u8]>, decode::Error> {
+pub fn bytes<'b>(d: &mut Decoder<'b>) -> Result<Cow<'b, [u8]>, decode::Error> {
     if d.datatype()? == Type::Bytes {
         return Ok(Cow::Borrowed(d.bytes()?));
     }
@@ -160,7 +161,7 @@ pub(crate) fn bytes<'b>(d: &mut Decoder<'b>) -> Result<Cow<'b, [u8]>, decode::Er
 }
 
 /// Reads any CBOR integer as an `i64`; values beyond its range are an error.
-pub(crate) fn int(d: &mut Decoder<'_>) -> Result<i64, decode::Error> {
+pub fn int(d: &mut Decoder<'_>) -> Result<i64, decode::Error> {
     let p = d.position();
     let n = d.int()?;
     i64::try_from(n).map_err(|_| decode::Error::message("integer out of range").at(p))
@@ -168,11 +169,7 @@ pub(crate) fn int(d: &mut Decoder<'_>) -> Result<i64, decode::Error> {
 
 /// True while a map or array of `len` items (`None`: indefinite) has another item after
 /// the `seen` already read; consumes the break that ends an indefinite one.
-pub(crate) fn has_next(
-    d: &mut Decoder<'_>,
-    len: Option<u64>,
-    seen: u64,
-) -> Result<bool, decode::Error> {
+pub fn has_next(d: &mut Decoder<'_>, len: Option<u64>, seen: u64) -> Result<bool, decode::Error> {
     match len {
         Some(n) => Ok(seen < n),
         None if d.datatype()? == Type::Break => {
@@ -188,7 +185,7 @@ pub(crate) fn has_next(
 ///
 /// `on_entry` returns `Ok(true)` when it consumed the value and `Ok(false)` to have it
 /// skipped (unknown keys). Entries with non-text keys are skipped.
-pub(crate) fn decode_map<'b, F>(d: &mut Decoder<'b>, mut on_entry: F) -> Result<(), decode::Error>
+pub fn decode_map<'b, F>(d: &mut Decoder<'b>, mut on_entry: F) -> Result<(), decode::Error>
 where
     F: FnMut(&str, &mut Decoder<'b>) -> Result<bool, decode::Error>,
 {
@@ -211,7 +208,7 @@ where
 
 /// Walks one array (definite or indefinite), calling `on_item` with the decoder at each
 /// element; `on_item` must consume it.
-pub(crate) fn decode_array<'b, F>(d: &mut Decoder<'b>, mut on_item: F) -> Result<(), decode::Error>
+pub fn decode_array<'b, F>(d: &mut Decoder<'b>, mut on_item: F) -> Result<(), decode::Error>
 where
     F: FnMut(&mut Decoder<'b>) -> Result<(), decode::Error>,
 {
@@ -224,8 +221,24 @@ where
     Ok(())
 }
 
+/// True for every CBOR integer type minicbor distinguishes.
+pub fn is_int_type(t: Type) -> bool {
+    matches!(
+        t,
+        Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::I8
+            | Type::I16
+            | Type::I32
+            | Type::I64
+            | Type::Int
+    )
+}
+
 /// The error for a required field that is missing.
-pub(crate) fn missing(what: &'static str) -> decode::Error {
+pub fn missing(what: &'static str) -> decode::Error {
     decode::Error::message(what)
 }
 
@@ -438,28 +451,64 @@ impl<'b, V: FieldDecode<'b>> FieldDecode<'b> for BTreeMap<String, V> {
 // The struct macro
 
 /// Defines a struct whose fields are a text-keyed CBOR map, with its minicbor `Encode`,
-/// `Decode` and `CborLen` impls (for any context type) and the private field traits
-/// that let it nest inside other maps and arrays.
+/// `Decode` and `CborLen` impls (for any context type) and the [`FieldEncode`] /
+/// [`FieldDecode`] impls that let it nest inside other maps and arrays.
 ///
-/// ```text
+/// This is how every message in [`messages`](crate::messages) is written, and how an
+/// application writes the messages of its own groups (ids 64 and up):
+///
+/// ```
+/// use smp_proto::{Request, smp_map};
+/// use smp_proto::header::Op;
+///
 /// smp_map! {
-///     /// Doc of the struct.
+///     /// Blink the LED `n` times (user group 64, command 0).
 ///     #[derive(Debug, Clone, PartialEq, Eq)]
-///     pub struct UploadRequest<'a> {
-///         /// Doc of the field.
-///         "off" => pub off: u64,
-///         "data" => pub data: Cow<'a, [u8]>,
-///         "image" => pub image: Option<u32>,
+///     pub struct BlinkRequest {
+///         /// How often.
+///         "n" => pub n: u32,
+///         /// Milliseconds per blink; the device's default when absent.
+///         "period" => pub period: Option<u32>,
 ///     }
 /// }
+///
+/// smp_map! {
+///     /// The device's answer: how many blinks are queued.
+///     #[derive(Debug, Clone, Default, PartialEq, Eq)]
+///     pub struct BlinkResponse {
+///         /// Blinks queued.
+///         "queued" => pub queued: u64,
+///     }
+/// }
+///
+/// impl Request for BlinkRequest {
+///     const GROUP: u16 = 64;
+///     const COMMAND: u8 = 0;
+///     const OP: Op = Op::Write;
+///     type Response = BlinkResponse;
+/// }
+///
+/// let request = BlinkRequest { n: 3, period: None };
+/// let payload = smp_proto::minicbor::to_vec(&request).unwrap();
+/// assert_eq!(payload, b"\xa1\x61n\x03");
+/// assert_eq!(smp_proto::minicbor::len(&request), payload.len());
+/// // Zephyr answers with indefinite-length maps, keys in any order, extra keys allowed.
+/// let reply: BlinkResponse =
+///     smp_proto::minicbor::decode(b"\xbf\x62rc\x00\x66queued\x03\xff").unwrap();
+/// assert_eq!(reply.queued, 3);
 /// ```
 ///
 /// Each field names its wire key; fields must be declared in canonical key order
-/// (shorter first, then bytewise), which a compile-time assertion checks, so `encode`
-/// writes them in declaration order. `Option` fields are omitted when `None` and may be
-/// missing on decode; any other missing field is a decode error. Decoding accepts
-/// definite and indefinite maps, any key order and unknown keys. A unit struct
-/// (`pub struct X;`) is the empty map and decodes from any map.
+/// (shorter first, then bytewise, as the Python reference encodes maps), which a
+/// compile-time assertion checks, so `encode` writes them in declaration order.
+/// `Option` fields are omitted when `None` and may be missing on decode; any other
+/// missing field is a decode error. Decoding accepts definite and indefinite maps, any
+/// key order and unknown keys. A unit struct (`pub struct X;`) is the empty map and
+/// decodes from any map. Field types are those with [`FieldEncode`] and [`FieldDecode`]
+/// impls: integers, `bool`, `String`, `Vec<u8>` (a byte string), `Cow<[u8]>`, `Option`,
+/// `Vec` of those, `BTreeMap<String, _>`, [`Value`](crate::messages::Value) and other
+/// `smp_map!` structs.
+#[macro_export]
 macro_rules! smp_map {
     (
         $(#[$meta:meta])*
@@ -468,34 +517,34 @@ macro_rules! smp_map {
         $(#[$meta])*
         $vis struct $name;
 
-        impl<C> ::minicbor::Encode<C> for $name {
-            fn encode<W: ::minicbor::encode::Write>(
+        impl<C> $crate::minicbor::Encode<C> for $name {
+            fn encode<W: $crate::minicbor::encode::Write>(
                 &self,
-                e: &mut ::minicbor::Encoder<W>,
+                e: &mut $crate::minicbor::Encoder<W>,
                 _: &mut C,
-            ) -> ::core::result::Result<(), ::minicbor::encode::Error<W::Error>> {
+            ) -> ::core::result::Result<(), $crate::minicbor::encode::Error<W::Error>> {
                 e.map(0)?;
                 Ok(())
             }
         }
 
-        impl<'b, C> ::minicbor::Decode<'b, C> for $name {
+        impl<'b, C> $crate::minicbor::Decode<'b, C> for $name {
             fn decode(
-                d: &mut ::minicbor::Decoder<'b>,
+                d: &mut $crate::minicbor::Decoder<'b>,
                 _: &mut C,
-            ) -> ::core::result::Result<Self, ::minicbor::decode::Error> {
-                $crate::cbor::decode_map(d, |_, _| Ok(false))?;
+            ) -> ::core::result::Result<Self, $crate::minicbor::decode::Error> {
+                $crate::map::decode_map(d, |_, _| Ok(false))?;
                 Ok(Self)
             }
         }
 
-        impl<C> ::minicbor::CborLen<C> for $name {
+        impl<C> $crate::minicbor::CborLen<C> for $name {
             fn cbor_len(&self, _: &mut C) -> usize {
                 1
             }
         }
 
-        $crate::cbor::smp_map!(@field $name);
+        $crate::smp_map!(@field $name);
     };
 
     (
@@ -518,7 +567,7 @@ macro_rules! smp_map {
         const _: () = {
             const KEYS: &[&str] = &[$($wire),*];
             assert!(
-                $crate::cbor::is_canonical(KEYS),
+                $crate::map::is_canonical(KEYS),
                 concat!(
                     "fields of `", stringify!($name),
                     "` must be declared in canonical key order (shorter first, then bytewise)"
@@ -526,13 +575,13 @@ macro_rules! smp_map {
             );
         };
 
-        impl<$($lt,)? C> ::minicbor::Encode<C> for $name $(<$lt>)? {
-            fn encode<W: ::minicbor::encode::Write>(
+        impl<$($lt,)? C> $crate::minicbor::Encode<C> for $name $(<$lt>)? {
+            fn encode<W: $crate::minicbor::encode::Write>(
                 &self,
-                e: &mut ::minicbor::Encoder<W>,
+                e: &mut $crate::minicbor::Encoder<W>,
                 _: &mut C,
-            ) -> ::core::result::Result<(), ::minicbor::encode::Error<W::Error>> {
-                use $crate::cbor::FieldEncode as _;
+            ) -> ::core::result::Result<(), $crate::minicbor::encode::Error<W::Error>> {
+                use $crate::map::FieldEncode as _;
                 let present = 0u64 $(+ u64::from(self.$field.is_present()))*;
                 e.map(present)?;
                 $(
@@ -545,18 +594,18 @@ macro_rules! smp_map {
             }
         }
 
-        impl<'b, $($lt,)? C> ::minicbor::Decode<'b, C> for $name $(<$lt>)? {
+        impl<'b, $($lt,)? C> $crate::minicbor::Decode<'b, C> for $name $(<$lt>)? {
             fn decode(
-                d: &mut ::minicbor::Decoder<'b>,
+                d: &mut $crate::minicbor::Decoder<'b>,
                 _: &mut C,
-            ) -> ::core::result::Result<Self, ::minicbor::decode::Error> {
+            ) -> ::core::result::Result<Self, $crate::minicbor::decode::Error> {
                 $(let mut $field: ::core::option::Option<$ty> = None;)*
-                $crate::cbor::decode_map(d, |key, d| {
+                $crate::map::decode_map(d, |key, d| {
                     match key {
                         $(
                             $wire => {
                                 $field = Some(
-                                    <$ty as $crate::cbor::FieldDecode<'b>>::decode_field(d)?,
+                                    <$ty as $crate::map::FieldDecode<'b>>::decode_field(d)?,
                                 );
                                 Ok(true)
                             }
@@ -567,11 +616,11 @@ macro_rules! smp_map {
                 Ok(Self {
                     $(
                         $field: match $field
-                            .or_else(<$ty as $crate::cbor::FieldDecode<'b>>::absent)
+                            .or_else(<$ty as $crate::map::FieldDecode<'b>>::absent)
                         {
                             Some(v) => v,
                             None => {
-                                return Err($crate::cbor::missing(concat!(
+                                return Err($crate::map::missing(concat!(
                                     stringify!($name), ": missing required field `", $wire, "`"
                                 )))
                             }
@@ -581,157 +630,56 @@ macro_rules! smp_map {
             }
         }
 
-        impl<$($lt,)? C> ::minicbor::CborLen<C> for $name $(<$lt>)? {
+        impl<$($lt,)? C> $crate::minicbor::CborLen<C> for $name $(<$lt>)? {
             fn cbor_len(&self, _: &mut C) -> usize {
-                use $crate::cbor::FieldEncode as _;
+                use $crate::map::FieldEncode as _;
                 let mut present = 0u64;
                 let mut len = 0usize;
                 $(
                     if self.$field.is_present() {
                         present += 1;
-                        len += $crate::cbor::str_len($wire) + self.$field.field_len();
+                        len += $crate::map::str_len($wire) + self.$field.field_len();
                     }
                 )*
-                $crate::cbor::head_len(present) + len
+                $crate::map::head_len(present) + len
             }
         }
 
-        $crate::cbor::smp_map!(@field $name $(<$lt>)?);
+        $crate::smp_map!(@field $name $(<$lt>)?);
     };
 
     // Lets the type nest as a field value or array element of another map.
     (@field $name:ident $(<$lt:lifetime>)?) => {
-        impl$(<$lt>)? $crate::cbor::FieldEncode for $name $(<$lt>)? {
-            fn encode_field<W: ::minicbor::encode::Write>(
+        impl$(<$lt>)? $crate::map::FieldEncode for $name $(<$lt>)? {
+            fn encode_field<W: $crate::minicbor::encode::Write>(
                 &self,
-                e: &mut ::minicbor::Encoder<W>,
-            ) -> $crate::cbor::EncResult<W> {
-                ::minicbor::Encode::<()>::encode(self, e, &mut ())
+                e: &mut $crate::minicbor::Encoder<W>,
+            ) -> $crate::map::EncResult<W> {
+                $crate::minicbor::Encode::<()>::encode(self, e, &mut ())
             }
             fn field_len(&self) -> usize {
-                ::minicbor::CborLen::<()>::cbor_len(self, &mut ())
+                $crate::minicbor::CborLen::<()>::cbor_len(self, &mut ())
             }
         }
 
-        impl<'b, $($lt)?> $crate::cbor::FieldDecode<'b> for $name $(<$lt>)? {
+        impl<'b, $($lt)?> $crate::map::FieldDecode<'b> for $name $(<$lt>)? {
             fn decode_field(
-                d: &mut ::minicbor::Decoder<'b>,
-            ) -> ::core::result::Result<Self, ::minicbor::decode::Error> {
-                ::minicbor::Decode::<'b, ()>::decode(d, &mut ())
+                d: &mut $crate::minicbor::Decoder<'b>,
+            ) -> ::core::result::Result<Self, $crate::minicbor::decode::Error> {
+                $crate::minicbor::Decode::<'b, ()>::decode(d, &mut ())
             }
         }
 
-        impl$(<$lt>)? $crate::cbor::ArrayElem for $name $(<$lt>)? {}
+        impl$(<$lt>)? $crate::map::ArrayElem for $name $(<$lt>)? {}
     };
-}
-pub(crate) use smp_map;
-
-// ---------------------------------------------------------------------------------------
-// Error detection
-
-/// Looks for a device error in a reply payload.
-///
-/// Reads the top-level map (definite or indefinite) for `rc` (a v1 / management code),
-/// `rsn` (a reason string) and `err: {group, rc}` (a v2 group code) and ignores every
-/// other entry. A code of 0 is success; `Ok(None)` means the reply is not an error.
-/// When both are present and non-zero, `err` (the more specific) wins. A management
-/// code is attributed to `request_group`. Codes are kept as numbers, known or not.
-/// With `rc_may_be_result` (see [`Request::RC_MAY_BE_RESULT`](crate::Request)), an `rc`
-/// beside other fields belongs to the response.
-pub(crate) fn reply_error(
-    payload: &[u8],
-    request_group: u16,
-    rc_may_be_result: bool,
-) -> Result<Option<DeviceError>, decode::Error> {
-    let mut d = Decoder::new(payload);
-    let mut rc: Option<i64> = None;
-    let mut rsn: Option<String> = None;
-    let mut err: Option<(Option<u16>, Option<i64>)> = None;
-    let mut other_fields = false;
-    decode_map(&mut d, |key, d| match key {
-        "rc" if is_int(d)? => {
-            rc = Some(saturating_int(d)?);
-            Ok(true)
-        }
-        "rsn" if is_text(d)? => {
-            rsn = Some(text(d)?.into_owned());
-            Ok(true)
-        }
-        "err" if matches!(d.datatype()?, Type::Map | Type::MapIndef) => {
-            let mut group = None;
-            let mut code = None;
-            decode_map(d, |key, d| match key {
-                "group" if is_int(d)? => {
-                    group = u16::try_from(saturating_int(d)?).ok();
-                    Ok(true)
-                }
-                "rc" if is_int(d)? => {
-                    code = Some(saturating_int(d)?);
-                    Ok(true)
-                }
-                _ => Ok(false),
-            })?;
-            err = Some((group, code));
-            Ok(true)
-        }
-        _ => {
-            other_fields = true;
-            Ok(false)
-        }
-    })?;
-    if let Some((group, Some(code))) = err {
-        if code != 0 {
-            return Ok(Some(DeviceError {
-                group: group.unwrap_or(request_group),
-                rc: code,
-                scope: ErrorScope::Group,
-                reason: rsn,
-            }));
-        }
-    }
-    Ok(match rc {
-        Some(code) if code != 0 && !(rc_may_be_result && other_fields) => Some(DeviceError {
-            group: request_group,
-            rc: code,
-            scope: ErrorScope::Management,
-            reason: rsn,
-        }),
-        _ => None,
-    })
-}
-
-fn is_int(d: &Decoder<'_>) -> Result<bool, decode::Error> {
-    Ok(is_int_type(d.datatype()?))
-}
-
-/// True for every CBOR integer type minicbor distinguishes.
-pub(crate) fn is_int_type(t: Type) -> bool {
-    matches!(
-        t,
-        Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::U64
-            | Type::I8
-            | Type::I16
-            | Type::I32
-            | Type::I64
-            | Type::Int
-    )
-}
-
-fn is_text(d: &Decoder<'_>) -> Result<bool, decode::Error> {
-    Ok(matches!(d.datatype()?, Type::String | Type::StringIndef))
-}
-
-/// Any CBOR integer, clamped to the `i64` range (an error code is never that large).
-fn saturating_int(d: &mut Decoder<'_>) -> Result<i64, decode::Error> {
-    let n = i128::from(d.int()?);
-    Ok(n.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
 #[cfg(test)]
 mod tests {
+
+    use std::string::String;
+    use std::vec::Vec;
+
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -807,89 +755,5 @@ mod tests {
             let mut d = Decoder::new(&b);
             assert!(decode_map(&mut d, |_, _| Ok(false)).is_err());
         }
-    }
-
-    #[test]
-    fn reply_error_management_code_from_indefinite_map() {
-        let e = reply_error(&hex("bf 627263 08 ff"), 0, false)
-            .expect("decodes")
-            .expect("is an error");
-        assert_eq!(e.scope, ErrorScope::Management);
-        assert_eq!((e.group, e.rc, e.reason.as_deref()), (0, 8, None));
-        assert!(e.is_not_supported());
-    }
-
-    #[test]
-    fn reply_error_group_code() {
-        // {"err": {"group": 1, "rc": 30}}
-        let e = reply_error(&hex("a1 63657272 a2 6567726f7570 01 627263 181e"), 1, false)
-            .expect("decodes")
-            .expect("is an error");
-        assert_eq!(e.scope, ErrorScope::Group);
-        assert_eq!((e.group, e.rc), (1, 30));
-        assert_eq!(e.name(), Some("INVALID_IMAGE_TOO_LARGE"));
-    }
-
-    #[test]
-    fn reply_error_success_cases() {
-        // {"rc": 0, "r": "hi"}
-        assert_eq!(
-            reply_error(&hex("a2 627263 00 6172 626869"), 0, false).expect("decodes"),
-            None
-        );
-        // {"r": "hi"} indefinite
-        assert_eq!(
-            reply_error(&hex("bf6172626869ff"), 0, false).expect("decodes"),
-            None
-        );
-        // {"err": {"group": 8, "rc": 0}}
-        assert_eq!(
-            reply_error(&hex("a1 63657272 a2 6567726f7570 08 627263 00"), 8, false)
-                .expect("decodes"),
-            None
-        );
-        // {} and a non-integer rc (ignored, not a failure)
-        assert_eq!(reply_error(&hex("a0"), 0, false).expect("decodes"), None);
-        assert_eq!(
-            reply_error(&hex("a1 627263 6178"), 0, false).expect("decodes"),
-            None
-        );
-    }
-
-    #[test]
-    fn legacy_shell_exit_codes_are_not_device_errors() {
-        // {"o": "x", "rc": 1} from an older Zephyr shell: the command's exit code.
-        let legacy = hex("a2 616f 6178 627263 01");
-        assert_eq!(reply_error(&legacy, 9, true).expect("decodes"), None);
-        // For a request without the flag it is an error, and so is an `rc` alone.
-        assert!(reply_error(&legacy, 9, false).expect("decodes").is_some());
-        assert!(
-            reply_error(&hex("a1 627263 08"), 9, true)
-                .expect("decodes")
-                .is_some()
-        );
-    }
-
-    #[test]
-    fn reply_error_keeps_reason_and_unknown_codes() {
-        // {"rsn": "busy", "rc": 300}
-        let e = reply_error(&hex("a2 6372736e 6462757379 627263 19012c"), 70, false)
-            .expect("decodes")
-            .expect("is an error");
-        assert_eq!(e.group, 70);
-        assert_eq!(e.rc, 300);
-        assert_eq!(e.reason.as_deref(), Some("busy"));
-        assert_eq!(e.name(), None);
-        // {"err": {"rc": -5}} without a group: attributed to the request's group.
-        let e = reply_error(&hex("a1 63657272 a1 627263 24"), 9, false)
-            .expect("decodes")
-            .expect("is an error");
-        assert_eq!((e.group, e.rc, e.scope), (9, -5, ErrorScope::Group));
-    }
-
-    #[test]
-    fn reply_error_rejects_non_maps() {
-        assert!(reply_error(&hex("80"), 0, false).is_err());
-        assert!(reply_error(&[], 0, false).is_err());
     }
 }

@@ -1,15 +1,20 @@
 //! OS management (group 0): echo, task and memory statistics, date and time, reset,
 //! MCUmgr parameters, OS/application and bootloader information.
 
-use std::collections::BTreeMap;
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use alloc::collections::BTreeMap;
 
 use minicbor::data::Type;
 use minicbor::decode::{self, Decoder};
 use minicbor::encode::{self, Encoder, Write};
-use smp_transport::header::{command::os as cmd, group};
+use smp_header::{command::os as cmd, group};
 
 use super::{Empty, Value, request};
-use crate::cbor::{self, FieldEncode, smp_map};
+use crate::map::{self, FieldEncode};
+use crate::smp_map;
 
 smp_map! {
     /// Echo (command 0, write): the device answers with the same text.
@@ -112,7 +117,7 @@ impl<C> minicbor::Encode<C> for MpStatResponse {
 impl<'b, C> minicbor::Decode<'b, C> for MpStatResponse {
     fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
         let mut pools = BTreeMap::new();
-        cbor::decode_map(d, |key, d| {
+        map::decode_map(d, |key, d| {
             if !matches!(d.datatype()?, Type::Map | Type::MapIndef) {
                 return Ok(false);
             }
@@ -238,7 +243,7 @@ enum Entry<'a> {
 }
 
 impl Entry<'_> {
-    fn encode<W: Write>(&self, e: &mut Encoder<W>) -> cbor::EncResult<W> {
+    fn encode<W: Write>(&self, e: &mut Encoder<W>) -> map::EncResult<W> {
         match self {
             Self::Text(v) => v.encode_field(e),
             Self::Int(v) => v.encode_field(e),
@@ -275,7 +280,7 @@ impl BootloaderInfoResponse {
                 entries.push((k.as_str(), Entry::Any(v)));
             }
         }
-        entries.sort_by(|a, b| cbor::canonical_cmp(a.0, b.0));
+        entries.sort_by(|a, b| map::canonical_cmp(a.0, b.0));
         entries
     }
 }
@@ -299,10 +304,10 @@ impl<C> minicbor::Encode<C> for BootloaderInfoResponse {
 impl<C> minicbor::CborLen<C> for BootloaderInfoResponse {
     fn cbor_len(&self, _: &mut C) -> usize {
         let entries = self.entries();
-        cbor::head_len(entries.len() as u64)
+        map::head_len(entries.len() as u64)
             + entries
                 .iter()
-                .map(|(k, v)| cbor::str_len(k) + v.len())
+                .map(|(k, v)| map::str_len(k) + v.len())
                 .sum::<usize>()
     }
 }
@@ -310,10 +315,10 @@ impl<C> minicbor::CborLen<C> for BootloaderInfoResponse {
 impl<'b, C> minicbor::Decode<'b, C> for BootloaderInfoResponse {
     fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
         let mut out = Self::default();
-        cbor::decode_map(d, |key, d| {
+        map::decode_map(d, |key, d| {
             match key {
-                "bootloader" => out.bootloader = Some(cbor::text(d)?.into_owned()),
-                "mode" => out.mode = Some(cbor::int(d)?),
+                "bootloader" => out.bootloader = Some(map::text(d)?.into_owned()),
+                "mode" => out.mode = Some(map::int(d)?),
                 "no-downgrade" => out.no_downgrade = Some(d.bool()?),
                 "rc" => return Ok(false),
                 other => {
@@ -338,8 +343,13 @@ request!(BootloaderInfoRequest => BootloaderInfoResponse, group::OS, cmd::BOOTLO
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::ToOwned;
+
+    use std::string::String;
+
     use super::*;
     use crate::messages::test_util::{check, check_rejects, check_with, hex};
+    use std::vec;
 
     #[test]
     fn requests_round_trip() {

@@ -1,15 +1,19 @@
 //! File management (group 8): download, upload, status, hash/checksum, close.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use alloc::borrow::Cow;
+use alloc::collections::BTreeMap;
 
 use minicbor::data::Type;
 use minicbor::decode::{self, Decoder};
 use minicbor::encode::{Encoder, Write};
-use smp_transport::header::{command::fs as cmd, group};
+use smp_header::{command::fs as cmd, group};
 
 use super::{Empty, request};
-use crate::cbor::{self, EncResult, FieldDecode, FieldEncode, smp_map};
+use crate::map::{self, EncResult, FieldDecode, FieldEncode};
+use crate::smp_map;
 
 smp_map! {
     /// Read a chunk of a file (command 0, read).
@@ -127,7 +131,7 @@ impl FieldEncode for HashOutput {
 impl FieldDecode<'_> for HashOutput {
     fn decode_field(d: &mut Decoder<'_>) -> Result<Self, decode::Error> {
         match d.datatype()? {
-            Type::Bytes | Type::BytesIndef => Ok(Self::Bytes(cbor::bytes(d)?.into_owned())),
+            Type::Bytes | Type::BytesIndef => Ok(Self::Bytes(map::bytes(d)?.into_owned())),
             _ => Ok(Self::Int(d.u64()?)),
         }
     }
@@ -195,8 +199,11 @@ request!(CloseRequest => Empty, group::FS, cmd::CLOSE, Write);
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::ToOwned;
+
     use super::*;
     use crate::messages::test_util::{check, check_rejects, pattern};
+    use std::vec;
 
     const NAME: &str = "/lfs1/a.txt";
 

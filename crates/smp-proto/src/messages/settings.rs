@@ -1,9 +1,12 @@
 //! Settings management (group 3): read, write and delete settings; commit, load, save.
 
-use smp_transport::header::{command::settings as cmd, group};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use smp_header::{command::settings as cmd, group};
 
 use super::{Empty, request};
-use crate::cbor::smp_map;
+use crate::smp_map;
 
 smp_map! {
     /// Read a setting (command 0, read).
@@ -75,8 +78,10 @@ request!(SaveRequest => Empty, group::SETTINGS, cmd::LOAD_SAVE, Write);
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::messages::test_util::{check, check_rejects};
+    use std::vec;
 
     #[test]
     fn round_trips() {
