@@ -299,7 +299,7 @@ async fn zephyr_udp4_enumeration() {
 #[ignore = "needs the real Zephyr servers: cargo xtask interop"]
 async fn zephyr_udp4_unsupported_command_is_a_typed_error() {
     let client = client(INTEROP_UDP4).await;
-    let err = device_error(client.request(&image::StateRead).await);
+    let err = device_error(client.request(&image::StateRequest).await);
     assert!(err.is_not_supported(), "{err}");
     assert_eq!(err.to_string(), "MGMT 8 ENOTSUP");
 }
@@ -361,7 +361,7 @@ async fn zephyr_udp4_settings_commit_load_save() {
 #[ignore = "needs the real Zephyr servers: cargo xtask interop"]
 async fn zephyr_udp4_commands_this_build_leaves_out() {
     let client = client(INTEROP_UDP4).await;
-    assert!(device_error(client.request(&os::DateTimeRead).await).is_not_supported());
+    assert!(device_error(client.request(&os::DateTimeRequest).await).is_not_supported());
     let bootloader = os::BootloaderInfoRequest { query: None };
     assert!(device_error(client.request(&bootloader).await).is_not_supported());
 }

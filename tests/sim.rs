@@ -142,7 +142,7 @@ async fn upload_after_a_reboot_starts_again_and_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_boot_and_confirm_through_the_client() {
-    use smp_client::messages::image::{StateRead, StateWrite};
+    use smp_client::messages::image::{SetStateRequest, StateRequest};
     init_tracing();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let client = sim_client(&sim, RetryPolicy::default()).await;
@@ -153,8 +153,8 @@ async fn test_boot_and_confirm_through_the_client() {
         .unwrap();
     let hash = Image::parse(&image).unwrap().hash().unwrap().to_vec();
     let state = client
-        .request(&StateWrite {
-            hash: Some(hash.clone()),
+        .request(&SetStateRequest {
+            hash: Some(hash.clone().into()),
             confirm: false,
         })
         .await
@@ -165,7 +165,7 @@ async fn test_boot_and_confirm_through_the_client() {
     // The reset runs after the reply is sent: wait until the device answers again.
     let mut running = None;
     for _ in 0..50 {
-        let state = client.request(&StateRead).await.unwrap();
+        let state = client.request(&StateRequest).await.unwrap();
         let primary = state.images.iter().find(|i| i.slot == 0).unwrap().clone();
         if primary.hash.as_deref() == Some(&hash[..]) {
             running = Some(primary);
@@ -179,7 +179,7 @@ async fn test_boot_and_confirm_through_the_client() {
         (Some(true), Some(false))
     );
     let state = client
-        .request(&StateWrite {
+        .request(&SetStateRequest {
             hash: None,
             confirm: true,
         })

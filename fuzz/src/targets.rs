@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use minicbor::{CborLen, Decode, Decoder, Encode};
 use smp_client::header::{self, Header, HeaderError, MAX_FRAME_SIZE};
+use smp_client::messages::build;
 use smp_client::messages::os::{EchoRequest, EchoResponse};
 use smp_client::messages::{enumeration, fs, image, os, settings, shell, stat, zephyr};
 use smp_client::transport::{MemoryTransport, Reassembler};
@@ -102,14 +103,14 @@ fn responses(payload: &[u8]) {
     reply::<os::EchoRequest>(payload);
     reply::<os::TaskStatRequest>(payload);
     reply::<os::MpStatRequest>(payload);
-    reply::<os::DateTimeRead>(payload);
-    reply::<os::DateTimeWrite>(payload);
+    reply::<os::DateTimeRequest>(payload);
+    reply::<os::SetDateTimeRequest>(payload);
     reply::<os::ResetRequest>(payload);
     reply::<os::McumgrParamsRequest>(payload);
     reply::<os::InfoRequest>(payload);
     reply::<os::BootloaderInfoRequest>(payload);
-    reply::<image::StateRead>(payload);
-    reply::<image::StateWrite>(payload);
+    reply::<image::StateRequest>(payload);
+    reply::<image::SetStateRequest>(payload);
     reply::<image::UploadRequest<'static>>(payload);
     reply::<image::EraseRequest>(payload);
     reply::<image::SlotInfoRequest>(payload);
@@ -411,8 +412,8 @@ async fn device_script(device: MemoryTransport, script: Vec<(Patch, Vec<u8>)>) -
                 log.fuzzed.push(datagram);
             }
         }
-        let payload =
-            minicbor::to_vec(EchoResponse { r: echo.d.clone() }).expect("encodes into a Vec");
+        let payload = minicbor::to_vec(build(|r: &mut EchoResponse| r.r = echo.d.clone()))
+            .expect("encodes into a Vec");
         let reply = Header {
             op: request.op.response(),
             length: u16::try_from(payload.len()).expect("a short reply"),
@@ -483,7 +484,7 @@ async fn client_session(data: &[u8]) {
             .iter()
             .any(|f| headers.iter().any(|h| h.is_answered_by(f)));
         match result {
-            Ok(EchoResponse { r }) if r == text => {}
+            Ok(EchoResponse { r, .. }) if r == text => {}
             Ok(other) => assert!(
                 fuzz_answers,
                 "{text:?} got {other:?}, but no fuzzed frame answers it"

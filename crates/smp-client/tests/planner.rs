@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use smp_client::header::{self, Header, Op, group};
+use smp_client::messages::build;
 use smp_client::messages::image::{UploadRequest, UploadResponse};
 use smp_client::transport::MemoryTransport;
 use smp_client::{
@@ -64,10 +65,10 @@ impl Device {
                 // Same image (the fake trusts the length): continue where it stopped.
                 Some(at) if at > 0 && self.len == self.image.len() as u64 => {
                     seen.held = self.image[..at].to_vec();
-                    return UploadResponse {
-                        off: at as u64,
-                        r#match: None,
-                    };
+                    return build(|v: &mut UploadResponse| {
+                        v.off = at as u64;
+                        v.r#match = None;
+                    });
                 }
                 _ => seen.held.clear(),
             }
@@ -75,10 +76,10 @@ impl Device {
         let held = seen.held.len() as u64;
         if chunk.off != held || self.len == 0 {
             // Zephyr: a chunk at another offset is dropped, the expected one answered.
-            return UploadResponse {
-                off: held,
-                r#match: None,
-            };
+            return build(|v: &mut UploadResponse| {
+                v.off = held;
+                v.r#match = None;
+            });
         }
         let mut decision = self.script.get(self.step).copied().unwrap_or(0);
         self.step += 1;
@@ -99,10 +100,10 @@ impl Device {
             }
         }
         let off = seen.held.len() as u64;
-        UploadResponse {
-            off,
-            r#match: (off == self.len).then(|| seen.held == self.image),
-        }
+        build(|v: &mut UploadResponse| {
+            v.off = off;
+            v.r#match = (off == self.len).then(|| seen.held == self.image);
+        })
     }
 
     async fn serve(mut self, end: MemoryTransport, frame_limit: usize) {

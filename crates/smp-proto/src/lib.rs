@@ -43,11 +43,13 @@ extern crate std;
 
 pub mod codes;
 mod error;
+mod hash;
 pub mod map;
 pub mod messages;
 mod request;
 
 pub use error::{DeviceError, ErrorScope, reply_error};
+pub use hash::{ImageHash, ParseHashError};
 /// The CBOR codec every message is written with, re-exported: it is part of this crate's
 /// public API (messages implement its `Encode`, `Decode` and `CborLen`).
 pub use minicbor;

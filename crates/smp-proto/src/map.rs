@@ -107,7 +107,7 @@ pub fn canonical_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// True when `keys` are strictly increasing in canonical order (checked at compile time
-/// by [`smp_map!`]).
+/// by [`smp_map!`](crate::smp_map)).
 pub const fn is_canonical(keys: &[&str]) -> bool {
     let mut i = 1;
     while i < keys.len() {

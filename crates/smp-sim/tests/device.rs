@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use minicbor::Encode;
 use sha2::{Digest, Sha256};
-use smp_proto::Request;
 use smp_proto::header::{self, Header, Op, Version, command, group};
+use smp_proto::messages::build;
 use smp_proto::messages::enumeration::{
     CountRequest, CountResponse, DetailsRequest, DetailsResponse, ListRequest, ListResponse,
     SingleRequest, SingleResponse,
@@ -25,8 +25,8 @@ use smp_proto::messages::fs::{
     StatusResponse, UploadRequest as FileUpload, UploadResponse as FileUploadResponse,
 };
 use smp_proto::messages::image::{
-    EraseRequest, ImageState, SlotInfoRequest, SlotInfoResponse, StateRead, StateResponse,
-    StateWrite, UploadRequest, UploadResponse,
+    EraseRequest, ImageState, SetStateRequest, SlotInfoRequest, SlotInfoResponse, StateRequest,
+    StateResponse, UploadRequest, UploadResponse,
 };
 use smp_proto::messages::os::{
     EchoRequest, EchoResponse, McumgrParamsRequest, McumgrParamsResponse, ResetRequest,
@@ -34,6 +34,7 @@ use smp_proto::messages::os::{
 use smp_proto::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
 use smp_proto::messages::shell::{ExecRequest, ExecResponse};
 use smp_proto::messages::{Empty, Value};
+use smp_proto::{ImageHash, Request};
 use smp_sim::mcuboot::{Image, ImageBuilder, ImageVersion, sample_body};
 use smp_sim::{Delays, Faults, Sim, SimConfig, SimCounters};
 use tokio::net::UdpSocket;
@@ -295,12 +296,12 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The hash MCUboot and `img_mgmt` report for an image (its SHA256 TLV).
-fn image_hash(bytes: &[u8]) -> Vec<u8> {
+fn image_hash(bytes: &[u8]) -> ImageHash {
     Image::parse(bytes)
         .expect("a valid image")
         .hash()
         .expect("an image hash")
-        .to_vec()
+        .into()
 }
 
 /// The first upload chunk of `image`: `len` and `sha` of the whole image.
@@ -784,10 +785,10 @@ async fn complete_upload_matches_and_fills_slot_1() {
     let (last, others) = replies.split_last().expect("chunks");
     assert_eq!(
         *last,
-        UploadResponse {
-            off: img.len() as u64,
-            r#match: Some(true)
-        }
+        build(|v: &mut UploadResponse| {
+            v.off = img.len() as u64;
+            v.r#match = Some(true);
+        })
     );
     assert!(others.iter().all(|r| r.r#match.is_none()));
 
@@ -816,7 +817,7 @@ async fn complete_upload_matches_and_fills_slot_1() {
         (Some(true), Some(true))
     );
     // The device reports the same over the wire.
-    assert_eq!(peer.ok(&StateRead).await, state);
+    assert_eq!(peer.ok(&StateRequest).await, state);
 }
 
 #[tokio::test]
@@ -861,10 +862,10 @@ async fn upload_with_a_wrong_sha_does_not_match() {
     }
     assert_eq!(
         last,
-        Some(UploadResponse {
-            off: img.len() as u64,
-            r#match: Some(false)
-        })
+        Some(build(|v: &mut UploadResponse| {
+            v.off = img.len() as u64;
+            v.r#match = Some(false);
+        }))
     );
     assert_eq!(sim.slot(1).expect("slot 1")[..img.len()], img[..]);
 }
@@ -947,7 +948,7 @@ async fn test_boot_then_confirm_makes_the_new_image_permanent() {
     let hash = image_hash(&img);
 
     let state: StateResponse = peer
-        .ok(&StateWrite {
+        .ok(&SetStateRequest {
             hash: Some(hash.clone()),
             confirm: false,
         })
@@ -974,7 +975,7 @@ async fn test_boot_then_confirm_makes_the_new_image_permanent() {
     assert_eq!(sim.slot(1).expect("slot 1"), old, "the old image is kept");
 
     let state: StateResponse = peer
-        .ok(&StateWrite {
+        .ok(&SetStateRequest {
             hash: None,
             confirm: true,
         })
@@ -998,7 +999,7 @@ async fn unconfirmed_test_image_reverts_on_the_next_boot() {
     let (sim, mut peer) = start(config()).await;
     let img = image(version(1, 2, 0), 10_000, 7);
     upload(&mut peer, &img).await;
-    peer.ok(&StateWrite {
+    peer.ok(&SetStateRequest {
         hash: Some(image_hash(&img)),
         confirm: false,
     })
@@ -1017,33 +1018,33 @@ async fn testing_the_active_image_and_unknown_hashes_are_refused() {
     let (sim, mut peer) = start(config()).await;
     let active = slot_entry(&sim.image_state(), 0).hash.expect("a hash");
     let reply = peer
-        .call(&StateWrite {
+        .call(&SetStateRequest {
             hash: Some(active.clone()),
             confirm: false,
         })
         .await;
     assert_eq!(reply.value(), group_err(group::IMAGE, 33));
     let reply = peer
-        .call(&StateWrite {
-            hash: Some(vec![0x42; 32]),
+        .call(&SetStateRequest {
+            hash: Some(vec![0x42; 32].into()),
             confirm: true,
         })
         .await;
     assert_eq!(reply.value(), group_err(group::IMAGE, 8));
     // Version 1: both translate to MGMT_ERR_EUNKNOWN, as in Zephyr's img_mgmt table.
-    let unknown = StateWrite {
-        hash: Some(vec![0x42; 32]),
+    let unknown = SetStateRequest {
+        hash: Some(vec![0x42; 32].into()),
         confirm: true,
     };
     assert_eq!(peer.call_v1(&unknown).await.value(), rc(1));
-    let test_active = StateWrite {
+    let test_active = SetStateRequest {
         hash: Some(active.clone()),
         confirm: false,
     };
     assert_eq!(peer.call_v1(&test_active).await.value(), rc(1));
     // Confirming the active image by its hash is fine.
     let state: StateResponse = peer
-        .ok(&StateWrite {
+        .ok(&SetStateRequest {
             hash: Some(active),
             confirm: true,
         })
@@ -1056,7 +1057,7 @@ async fn reset_is_answered_then_the_device_boots_the_pending_image() {
     let (sim, mut peer) = start(config()).await;
     let img = image(version(1, 2, 0), 10_000, 7);
     upload(&mut peer, &img).await;
-    peer.ok(&StateWrite {
+    peer.ok(&SetStateRequest {
         hash: Some(image_hash(&img)),
         confirm: false,
     })
@@ -1064,7 +1065,7 @@ async fn reset_is_answered_then_the_device_boots_the_pending_image() {
     let reply = peer.call(&ResetRequest::default()).await;
     assert_eq!(reply.body, b"\xbf\xff");
     // The work queue reboots before it takes the next request.
-    let state: StateResponse = peer.ok(&StateRead).await;
+    let state: StateResponse = peer.ok(&StateRequest).await;
     let primary = slot_entry(&state, 0);
     assert_eq!(primary.version, "1.2.0");
     assert_eq!(
@@ -1169,13 +1170,13 @@ async fn file_round_trip(peer: &mut Peer, name: &str, content: &[u8]) {
         .await;
     assert_eq!(
         sha,
-        HashResponse {
-            len: content.len() as u64,
+        build(|v: &mut HashResponse| {
+            v.len = content.len() as u64;
             // Zephyr gives `off` only when it is not 0.
-            off: None,
-            r#type: "sha256".to_owned(),
-            output: HashOutput::Bytes(sha256(content)),
-        }
+            v.off = None;
+            v.r#type = "sha256".to_owned();
+            v.output = HashOutput::Bytes(sha256(content));
+        })
     );
     let crc: HashResponse = peer
         .ok(&HashRequest {
@@ -1200,12 +1201,12 @@ async fn file_round_trip(peer: &mut Peer, name: &str, content: &[u8]) {
         .await;
     assert_eq!(
         part,
-        HashResponse {
-            len: 500,
-            off: Some(100),
-            r#type: "crc32".to_owned(),
-            output: HashOutput::Int(u64::from(crc32_ieee(&content[100..600]))),
-        }
+        build(|v: &mut HashResponse| {
+            v.len = 500;
+            v.off = Some(100);
+            v.r#type = "crc32".to_owned();
+            v.output = HashOutput::Int(u64::from(crc32_ieee(&content[100..600])));
+        })
     );
 }
 
@@ -1244,11 +1245,11 @@ async fn file_upload_status_download_and_hashes() {
             .await;
         assert_eq!(
             reply,
-            DownloadResponse {
-                len: None,
-                off: off as u64,
-                data: Vec::new()
-            }
+            build(|v: &mut DownloadResponse| {
+                v.len = None;
+                v.off = off as u64;
+                v.data = Vec::new();
+            })
         );
     }
     let reply = peer
@@ -1363,10 +1364,10 @@ async fn os_params_report_the_configured_buffers() {
     let params: McumgrParamsResponse = peer.ok(&McumgrParamsRequest).await;
     assert_eq!(
         params,
-        McumgrParamsResponse {
-            buf_size: 1234,
-            buf_count: 5
-        }
+        build(|v: &mut McumgrParamsResponse| {
+            v.buf_size = 1234;
+            v.buf_count = 5;
+        })
     );
 }
 
@@ -1397,10 +1398,10 @@ async fn enumeration_count_list_single_and_details_agree() {
         let last = index + 1 == list.groups.len();
         assert_eq!(
             single,
-            SingleResponse {
-                group: *group,
-                end: last.then_some(true)
-            },
+            build(|v: &mut SingleResponse| {
+                v.group = *group;
+                v.end = last.then_some(true);
+            }),
             "index {index}"
         );
     }
@@ -1435,10 +1436,10 @@ async fn shell_runs_echo_and_reports_unknown_commands() {
     // Zephyr's shell starts its output with a new line.
     assert_eq!(
         out,
-        ExecResponse {
-            o: "\r\nhi\r\n".to_owned(),
-            ret: 0
-        }
+        build(|v: &mut ExecResponse| {
+            v.o = "\r\nhi\r\n".to_owned();
+            v.ret = 0;
+        })
     );
     let out: ExecResponse = peer.ok(&argv(&["frobnicate", "now"])).await;
     assert_eq!(out.ret, -8);

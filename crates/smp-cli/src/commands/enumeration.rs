@@ -60,6 +60,7 @@ fn details(reply: &DetailsResponse) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use smp_client::messages::build;
     use smp_client::messages::enumeration::GroupDetails;
 
     use super::*;
@@ -73,13 +74,13 @@ mod tests {
                               {"id": 64, "name": null}]})
         );
         assert_eq!(out.human, "ID  NAME\n0   OS\n1   IMG\n64  -\n");
-        let out = details(&DetailsResponse {
-            groups: vec![GroupDetails {
-                name: Some("os mgmt".into()),
-                group: 0,
-                handlers: None,
-            }],
-        });
+        let out = details(&build(|v: &mut DetailsResponse| {
+            v.groups = vec![build(|v: &mut GroupDetails| {
+                v.name = Some("os mgmt".into());
+                v.group = 0;
+                v.handlers = None;
+            })];
+        }));
         assert_eq!(
             out.json,
             json!({"groups": [{"id": 0, "name": "os mgmt", "handlers": null}]})

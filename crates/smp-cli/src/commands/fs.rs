@@ -140,27 +140,28 @@ fn hash_outcome(name: &str, reply: &HashResponse) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smp_client::messages::build;
 
     #[test]
     fn hashes_render_as_hex() {
-        let reply = HashResponse {
-            len: 4,
-            off: None,
-            r#type: "crc32".into(),
-            output: HashOutput::Int(0xbeef),
-        };
+        let reply = build(|v: &mut HashResponse| {
+            v.len = 4;
+            v.off = None;
+            v.r#type = "crc32".into();
+            v.output = HashOutput::Int(0xbeef);
+        });
         let out = hash_outcome("/a", &reply);
         assert_eq!(
             out.json,
             json!({"name": "/a", "type": "crc32", "offset": 0, "size": 4, "output": "0000beef"})
         );
         assert_eq!(out.human, "0000beef  /a (crc32, 4 B)");
-        let reply = HashResponse {
-            len: 4,
-            off: Some(0),
-            r#type: "sha256".into(),
-            output: HashOutput::Bytes(vec![0xab; 32]),
-        };
+        let reply = build(|v: &mut HashResponse| {
+            v.len = 4;
+            v.off = Some(0);
+            v.r#type = "sha256".into();
+            v.output = HashOutput::Bytes(vec![0xab; 32]);
+        });
         assert_eq!(hash_outcome("/a", &reply).json["output"], "ab".repeat(32));
         assert!(verified(None).starts_with("not verified"));
         assert_eq!(

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 use smp_client::ImageUploadOptions;
 use smp_client::messages::image::{
-    EraseRequest, ImageState, SlotInfoRequest, SlotInfoResponse, StateRead, StateResponse,
-    StateWrite,
+    EraseRequest, ImageState, SetStateRequest, SlotInfoRequest, SlotInfoResponse, StateRequest,
+    StateResponse,
 };
 use smp_mcuboot::Image;
 
@@ -25,13 +25,13 @@ pub(super) async fn run(command: &ImageCommand, ctx: &Ctx<'_>) -> Result<Outcome
         ImageCommand::Upload(args) => upload(args, ctx).await,
         ImageCommand::List => {
             let client = ctx.client().await?;
-            Ok(states(&client.request(&StateRead).await?, None))
+            Ok(states(&client.request(&StateRequest).await?, None))
         }
         ImageCommand::Test { hash } => {
             let client = ctx.client().await?;
             let reply = client
-                .request(&StateWrite {
-                    hash: Some(hash.clone()),
+                .request(&SetStateRequest {
+                    hash: Some(hash.clone().into()),
                     confirm: false,
                 })
                 .await?;
@@ -41,8 +41,8 @@ pub(super) async fn run(command: &ImageCommand, ctx: &Ctx<'_>) -> Result<Outcome
         ImageCommand::Confirm { hash } => {
             let client = ctx.client().await?;
             let reply = client
-                .request(&StateWrite {
-                    hash: hash.clone(),
+                .request(&SetStateRequest {
+                    hash: hash.clone().map(Into::into),
                     confirm: true,
                 })
                 .await?;
@@ -216,7 +216,7 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
         .await?;
     let elapsed = transfer.finish();
 
-    let state = client.request(&StateRead).await?;
+    let state = client.request(&StateRequest).await?;
     let slot = uploaded_slot(&state, image_hash.as_ref(), image_number);
 
     let json = json!({
@@ -375,31 +375,32 @@ fn info_outcome(path: &Path, file_size: u64, image: &Image) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use smp_client::messages::build;
     use smp_client::messages::image::{SlotInfo, SlotInfoImage};
     use smp_mcuboot::{ImageBuilder, ImageVersion};
 
     use super::*;
 
     fn state(slot: u32, hash: u8, active: bool) -> ImageState {
-        ImageState {
-            hash: Some(vec![hash; 32]),
-            slot,
-            image: None,
-            active: Some(active),
-            pending: None,
-            version: format!("1.0.{slot}"),
-            bootable: Some(true),
-            confirmed: active.then_some(true),
-            permanent: None,
-        }
+        build(|v: &mut ImageState| {
+            v.hash = Some(vec![hash; 32].into());
+            v.slot = slot;
+            v.image = None;
+            v.active = Some(active);
+            v.pending = None;
+            v.version = format!("1.0.{slot}");
+            v.bootable = Some(true);
+            v.confirmed = active.then_some(true);
+            v.permanent = None;
+        })
     }
 
     #[test]
     fn states_render() {
-        let reply = StateResponse {
-            images: vec![state(0, 0xaa, true), state(1, 0xbb, false)],
-            split_status: None,
-        };
+        let reply = build(|v: &mut StateResponse| {
+            v.images = vec![state(0, 0xaa, true), state(1, 0xbb, false)];
+            v.split_status = None;
+        });
         let out = states(&reply, Some("note"));
         assert_eq!(
             out.json["images"][0],
@@ -423,10 +424,10 @@ mod tests {
 
     #[test]
     fn finds_the_uploaded_slot() {
-        let reply = StateResponse {
-            images: vec![state(0, 0xaa, true), state(1, 0xbb, false)],
-            split_status: None,
-        };
+        let reply = build(|v: &mut StateResponse| {
+            v.images = vec![state(0, 0xaa, true), state(1, 0xbb, false)];
+            v.split_status = None;
+        });
         let found = uploaded_slot(&reply, Some(&[0xbb; 32]), 0).map(|s| s.slot);
         assert_eq!(found, Some(1));
         assert!(uploaded_slot(&reply, Some(&[0xcc; 32]), 0).is_none());
@@ -437,24 +438,24 @@ mod tests {
 
     #[test]
     fn slots_render() {
-        let reply = SlotInfoResponse {
-            images: vec![SlotInfoImage {
-                image: 0,
-                slots: vec![
-                    SlotInfo {
-                        size: 0x40000,
-                        slot: 0,
-                        upload_image_id: None,
-                    },
-                    SlotInfo {
-                        size: 0x40000,
-                        slot: 1,
-                        upload_image_id: Some(0),
-                    },
-                ],
-                max_image_size: None,
-            }],
-        };
+        let reply = build(|v: &mut SlotInfoResponse| {
+            v.images = vec![build(|v: &mut SlotInfoImage| {
+                v.image = 0;
+                v.slots = vec![
+                    build(|v: &mut SlotInfo| {
+                        v.size = 0x40000;
+                        v.slot = 0;
+                        v.upload_image_id = None;
+                    }),
+                    build(|v: &mut SlotInfo| {
+                        v.size = 0x40000;
+                        v.slot = 1;
+                        v.upload_image_id = Some(0);
+                    }),
+                ];
+                v.max_image_size = None;
+            })];
+        });
         let out = slots(&reply);
         assert_eq!(out.json["images"][0]["slots"][1]["upload_image_id"], 0);
         assert_eq!(out.json["images"][0]["max_image_size"], Value::Null);

@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 use smp_client::messages::os::{
-    BootloaderInfoRequest, BootloaderInfoResponse, DateTimeRead, DateTimeWrite, InfoRequest,
-    McumgrParamsRequest, MpStatRequest, MpStatResponse, ResetRequest, TaskStatRequest,
-    TaskStatResponse,
+    BootloaderInfoRequest, BootloaderInfoResponse, DateTimeRequest, InfoRequest,
+    McumgrParamsRequest, MpStatRequest, MpStatResponse, ResetRequest, SetDateTimeRequest,
+    TaskStatRequest, TaskStatResponse,
 };
 
 use super::Ctx;
@@ -54,7 +54,7 @@ pub(super) async fn run(command: &OsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
             )
         }
         OsCommand::Datetime { set: None } => {
-            let reply = client.request(&DateTimeRead).await?;
+            let reply = client.request(&DateTimeRequest).await?;
             Outcome::new(
                 json!({ "datetime": reply.datetime, "set": false }),
                 reply.datetime,
@@ -64,7 +64,7 @@ pub(super) async fn run(command: &OsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
             set: Some(datetime),
         } => {
             client
-                .request(&DateTimeWrite {
+                .request(&SetDateTimeRequest {
                     datetime: datetime.clone(),
                 })
                 .await?;
@@ -203,6 +203,7 @@ fn bootloader(query: Option<&str>, reply: &BootloaderInfoResponse) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use smp_client::messages::build;
     use std::collections::BTreeMap;
 
     use smp_client::messages::Value as Cbor;
@@ -215,14 +216,13 @@ mod tests {
         let mut tasks = BTreeMap::new();
         tasks.insert(
             "main".to_owned(),
-            TaskInfo {
-                tid: 1,
-                prio: -1,
-                state: 8,
-                stkuse: Some(100),
-                stksiz: Some(256),
-                ..TaskInfo::default()
-            },
+            build(|v: &mut TaskInfo| {
+                v.tid = 1;
+                v.prio = -1;
+                v.state = 8;
+                v.stkuse = Some(100);
+                v.stksiz = Some(256);
+            }),
         );
         let out = tasks_outcome(tasks);
         assert_eq!(
@@ -239,7 +239,9 @@ mod tests {
     }
 
     fn tasks_outcome(tasks: BTreeMap<String, TaskInfo>) -> Outcome {
-        super::tasks(&TaskStatResponse { tasks })
+        super::tasks(&build(|v: &mut TaskStatResponse| {
+            v.tasks = tasks;
+        }))
     }
 
     #[test]
@@ -247,25 +249,26 @@ mod tests {
         let mut pools = BTreeMap::new();
         pools.insert(
             "pool0".to_owned(),
-            PoolInfo {
-                min: 1,
-                nblks: 8,
-                nfree: 3,
-                blksize: 32,
-            },
+            build(|v: &mut PoolInfo| {
+                v.min = 1;
+                v.nblks = 8;
+                v.nfree = 3;
+                v.blksize = 32;
+            }),
         );
-        let out = mempools(&MpStatResponse { pools });
+        let out = mempools(&build(|v: &mut MpStatResponse| {
+            v.pools = pools;
+        }));
         assert_eq!(out.json["pools"][0]["blksize"], 32);
         assert!(out.human.contains("pool0  32"), "{}", out.human);
     }
 
     #[test]
     fn bootloader_renders() {
-        let mut reply = BootloaderInfoResponse {
-            mode: Some(1),
-            no_downgrade: Some(false),
-            ..BootloaderInfoResponse::default()
-        };
+        let mut reply = build(|v: &mut BootloaderInfoResponse| {
+            v.mode = Some(1);
+            v.no_downgrade = Some(false);
+        });
         reply
             .other
             .insert("extra".to_owned(), Cbor::Bytes(vec![0xab]));

@@ -93,12 +93,13 @@ fn get(name: &str, reply: &ReadResponse) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smp_client::messages::build;
 
     fn read(val: &[u8]) -> ReadResponse {
-        ReadResponse {
-            val: val.to_vec(),
-            max_size: None,
-        }
+        build(|v: &mut ReadResponse| {
+            v.val = val.to_vec();
+            v.max_size = None;
+        })
     }
 
     #[test]

@@ -52,16 +52,17 @@ fn show(reply: &GroupDataResponse) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use smp_client::messages::build;
     use std::collections::BTreeMap;
 
     use super::*;
 
     #[test]
     fn groups_render() {
-        let reply = GroupDataResponse {
-            name: "g".into(),
-            fields: BTreeMap::from([("a".to_owned(), 1), ("bb".to_owned(), 22)]),
-        };
+        let reply = build(|v: &mut GroupDataResponse| {
+            v.name = "g".into();
+            v.fields = BTreeMap::from([("a".to_owned(), 1), ("bb".to_owned(), 22)]);
+        });
         let out = show(&reply);
         assert_eq!(
             out.json,

@@ -17,6 +17,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`CountRequest`].
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct CountResponse {
         /// Number of supported groups.
         "count" => pub count: u32,
@@ -32,6 +33,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`ListRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct ListResponse {
         /// Group ids.
         "groups" => pub groups: Vec<u16>,
@@ -50,6 +52,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`SingleRequest`].
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct SingleResponse {
         /// True for the last group.
         "end" => pub end: Option<bool>,
@@ -70,6 +73,7 @@ smp_map! {
 smp_map! {
     /// One entry of [`DetailsResponse`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct GroupDetails {
         /// Name of the group (with `CONFIG_MCUMGR_GRP_ENUM_DETAILS_NAME`).
         "name" => pub name: Option<String>,
@@ -83,6 +87,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`DetailsRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct DetailsResponse {
         /// One entry per group.
         "groups" => pub groups: Vec<GroupDetails>,

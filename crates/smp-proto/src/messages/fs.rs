@@ -29,6 +29,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`DownloadRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct DownloadResponse {
         /// Size of the whole file (sent with offset 0).
         "len" => pub len: Option<u64>,
@@ -58,6 +59,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`UploadRequest`].
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct UploadResponse {
         /// The offset written up to: where the next chunk goes.
         "off" => pub off: u64,
@@ -76,6 +78,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`StatusRequest`].
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct StatusResponse {
         /// Size of the file.
         "len" => pub len: u64,
@@ -140,6 +143,7 @@ impl FieldDecode<'_> for HashOutput {
 smp_map! {
     /// Answer to [`HashRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct HashResponse {
         /// Bytes hashed.
         "len" => pub len: u64,
@@ -161,6 +165,7 @@ smp_map! {
 smp_map! {
     /// One entry of [`SupportedHashTypesResponse`].
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct HashTypeInfo {
         /// Size of the output in bytes.
         "size" => pub size: u32,
@@ -172,6 +177,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`SupportedHashTypesRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct SupportedHashTypesResponse {
         /// The types by name (`"crc32"`, `"sha256"`).
         "types" => pub types: BTreeMap<String, HashTypeInfo>,

@@ -8,21 +8,21 @@ use alloc::borrow::Cow;
 use smp_header::{command::image as cmd, group};
 
 use super::{Empty, request};
-use crate::smp_map;
+use crate::{ImageHash, smp_map};
 
 smp_map! {
     /// Read the state of the images in every slot (command 0, read).
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-    pub struct StateRead;
+    pub struct StateRequest;
 }
 
 smp_map! {
     /// Mark an image for test (`confirm: false` with its `hash`) or confirm one
     /// (`confirm: true`; without `hash`, the running image) (command 0, write).
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-    pub struct StateWrite {
+    pub struct SetStateRequest {
         /// The image's hash (the SHA-256 TLV of the image, as in [`ImageState::hash`]).
-        "hash" => pub hash: Option<Vec<u8>>,
+        "hash" => pub hash: Option<ImageHash>,
         /// True to make the image permanent, false to test it on the next boot.
         "confirm" => pub confirm: bool,
     }
@@ -31,9 +31,10 @@ smp_map! {
 smp_map! {
     /// The state of the image in one slot.
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct ImageState {
         /// SHA-256 of the image header and body (MCUboot's hash TLV, not of the file).
-        "hash" => pub hash: Option<Vec<u8>>,
+        "hash" => pub hash: Option<ImageHash>,
         /// Slot within the image: 0 primary, 1 secondary.
         "slot" => pub slot: u32,
         /// Image number; absent when the device has one image.
@@ -54,8 +55,9 @@ smp_map! {
 }
 
 smp_map! {
-    /// Answer to [`StateRead`] and [`StateWrite`].
+    /// Answer to [`StateRequest`] and [`SetStateRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct StateResponse {
         /// One entry per image slot.
         "images" => pub images: Vec<ImageState>,
@@ -111,6 +113,7 @@ impl<'a> UploadRequest<'a> {
 smp_map! {
     /// Answer to [`UploadRequest`].
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct UploadResponse {
         /// The offset the device expects next (equal to the image size when done).
         "off" => pub off: u64,
@@ -137,6 +140,7 @@ smp_map! {
 smp_map! {
     /// One slot in a [`SlotInfoImage`].
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct SlotInfo {
         /// Slot size in bytes.
         "size" => pub size: u64,
@@ -150,6 +154,7 @@ smp_map! {
 smp_map! {
     /// The slots of one image in a [`SlotInfoResponse`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct SlotInfoImage {
         /// Image number.
         "image" => pub image: u32,
@@ -163,14 +168,15 @@ smp_map! {
 smp_map! {
     /// Answer to [`SlotInfoRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct SlotInfoResponse {
         /// One entry per image.
         "images" => pub images: Vec<SlotInfoImage>,
     }
 }
 
-request!(StateRead => StateResponse, group::IMAGE, cmd::STATE, Read);
-request!(StateWrite => StateResponse, group::IMAGE, cmd::STATE, Write);
+request!(StateRequest => StateResponse, group::IMAGE, cmd::STATE, Read);
+request!(SetStateRequest => StateResponse, group::IMAGE, cmd::STATE, Write);
 request!(UploadRequest<'_> => UploadResponse, group::IMAGE, cmd::UPLOAD, Write);
 request!(EraseRequest => Empty, group::IMAGE, cmd::ERASE, Write);
 request!(SlotInfoRequest => SlotInfoResponse, group::IMAGE, cmd::SLOT_INFO, Read);
@@ -184,13 +190,13 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        check(&StateRead);
-        check(&StateWrite {
+        check(&StateRequest);
+        check(&SetStateRequest {
             hash: None,
             confirm: true,
         });
-        check(&StateWrite {
-            hash: Some(pattern(32, 0x55)),
+        check(&SetStateRequest {
+            hash: Some(pattern(32, 0x55).into()),
             confirm: false,
         });
         let image = pattern(2000, 1);
@@ -211,7 +217,7 @@ mod tests {
         check(&StateResponse {
             images: vec![
                 ImageState {
-                    hash: Some(pattern(32, 0x55)),
+                    hash: Some(pattern(32, 0x55).into()),
                     slot: 0,
                     image: Some(0),
                     active: Some(true),
@@ -302,7 +308,7 @@ mod tests {
         check_rejects::<UploadResponse>("a1 656d61746368 f5");
         // An image state without `version`.
         check_rejects::<StateResponse>("a1 66696d61676573 81 a1 64736c6f74 00");
-        check_rejects::<StateWrite>("a0");
+        check_rejects::<SetStateRequest>("a0");
         // `data` must be a byte string.
         check_rejects::<UploadRequest<'_>>("a2 636f6666 00 6464617461 80");
     }

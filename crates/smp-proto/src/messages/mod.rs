@@ -58,6 +58,25 @@ smp_map! {
     pub struct Empty;
 }
 
+/// A message made from its `Default`, with `fill` setting the fields it needs.
+///
+/// Responses (and the structs inside them) are `#[non_exhaustive]`, so that a field a
+/// later Zephyr adds does not break code that reads them; outside this crate they are
+/// made this way rather than with a struct expression: by a device answering requests,
+/// or by a test.
+///
+/// ```
+/// use smp_proto::messages::{build, image::UploadResponse};
+///
+/// let reply = build(|r: &mut UploadResponse| r.off = 4096);
+/// assert_eq!((reply.off, reply.r#match), (4096, None));
+/// ```
+pub fn build<T: Default>(fill: impl FnOnce(&mut T)) -> T {
+    let mut message = T::default();
+    fill(&mut message);
+    message
+}
+
 /// Implements [`Request`](crate::Request) for a message type.
 macro_rules! request {
     ($ty:ty => $response:ty, $group:expr, $command:expr, $op:ident) => {

@@ -28,6 +28,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`EchoRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct EchoResponse {
         /// The echoed text.
         "r" => pub r: String,
@@ -43,6 +44,7 @@ smp_map! {
 smp_map! {
     /// Statistics of one task. Zephyr may leave out the fields its kernel does not track.
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct TaskInfo {
         /// Numeric task id.
         "tid" => pub tid: u64,
@@ -68,6 +70,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`TaskStatRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    #[non_exhaustive]
     pub struct TaskStatResponse {
         /// Statistics by task name.
         "tasks" => pub tasks: BTreeMap<String, TaskInfo>,
@@ -83,6 +86,7 @@ smp_map! {
 smp_map! {
     /// Statistics of one memory pool.
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct PoolInfo {
         /// Lowest number of free blocks the pool reached.
         "min" => pub min: u64,
@@ -99,6 +103,7 @@ smp_map! {
 ///
 /// Entries whose value is not a map (such as `"rc": 0`) are ignored on decode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MpStatResponse {
     /// Statistics by pool name.
     pub pools: BTreeMap<String, PoolInfo>,
@@ -137,12 +142,13 @@ impl<C> minicbor::CborLen<C> for MpStatResponse {
 smp_map! {
     /// Read the device's date and time (command 4, read).
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-    pub struct DateTimeRead;
+    pub struct DateTimeRequest;
 }
 
 smp_map! {
-    /// Answer to [`DateTimeRead`].
+    /// Answer to [`DateTimeRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct DateTimeResponse {
         /// ISO 8601 date and time, `yyyy-MM-ddTHH:mm:ss[.SSSSSS][+HH:MM]`.
         "datetime" => pub datetime: String,
@@ -152,7 +158,7 @@ smp_map! {
 smp_map! {
     /// Set the device's date and time (command 4, write); answered by [`Empty`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-    pub struct DateTimeWrite {
+    pub struct SetDateTimeRequest {
         /// ISO 8601 date and time, `yyyy-MM-ddTHH:mm:ss[.SSSSSS][+HH:MM]`.
         "datetime" => pub datetime: String,
     }
@@ -178,6 +184,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`McumgrParamsRequest`].
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct McumgrParamsResponse {
         /// Size of one SMP buffer: the largest frame (header and payload) it accepts.
         "buf_size" => pub buf_size: u32,
@@ -199,6 +206,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`InfoRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct InfoResponse {
         /// The requested fields, space separated.
         "output" => pub output: String,
@@ -221,6 +229,7 @@ smp_map! {
 /// queries are up to the bootloader: every other entry is kept in [`other`](Self::other)
 /// (except `rc`).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct BootloaderInfoResponse {
     /// Name of the bootloader (`"MCUboot"`).
     pub bootloader: Option<String>,
@@ -334,8 +343,8 @@ impl<'b, C> minicbor::Decode<'b, C> for BootloaderInfoResponse {
 request!(EchoRequest => EchoResponse, group::OS, cmd::ECHO, Write);
 request!(TaskStatRequest => TaskStatResponse, group::OS, cmd::TASKSTAT, Read);
 request!(MpStatRequest => MpStatResponse, group::OS, cmd::MPSTAT, Read);
-request!(DateTimeRead => DateTimeResponse, group::OS, cmd::DATETIME, Read);
-request!(DateTimeWrite => Empty, group::OS, cmd::DATETIME, Write);
+request!(DateTimeRequest => DateTimeResponse, group::OS, cmd::DATETIME, Read);
+request!(SetDateTimeRequest => Empty, group::OS, cmd::DATETIME, Write);
 request!(ResetRequest => Empty, group::OS, cmd::RESET, Write);
 request!(McumgrParamsRequest => McumgrParamsResponse, group::OS, cmd::MCUMGR_PARAMS, Read);
 request!(InfoRequest => InfoResponse, group::OS, cmd::INFO, Read);
@@ -357,8 +366,8 @@ mod tests {
         check(&EchoRequest { d: String::new() });
         check(&TaskStatRequest);
         check(&MpStatRequest);
-        check(&DateTimeRead);
-        check(&DateTimeWrite {
+        check(&DateTimeRequest);
+        check(&SetDateTimeRequest {
             datetime: "2025-01-02T03:04:05".into(),
         });
         check(&ResetRequest::default());

@@ -22,6 +22,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`ReadRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct ReadResponse {
         /// The value; its format is up to the application.
         "val" => pub val: Vec<u8>,

@@ -25,6 +25,7 @@ smp_map! {
 /// when `ret` is absent. (Such a non-zero `rc` also looks like a management error to a
 /// generic error check.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ExecResponse {
     /// The command's output.
     pub o: String,

@@ -22,6 +22,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`GroupDataRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct GroupDataResponse {
         /// Name of the group.
         "name" => pub name: String,
@@ -39,6 +40,7 @@ smp_map! {
 smp_map! {
     /// Answer to [`ListRequest`].
     #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub struct ListResponse {
         /// Names of the groups.
         "stat_list" => pub stat_list: Vec<String>,

@@ -123,7 +123,7 @@ fn protocol_md_vectors() {
         hex("a0")
     );
     assert_eq!(
-        minicbor::to_vec(image::StateRead).expect("encodes"),
+        minicbor::to_vec(image::StateRequest).expect("encodes"),
         hex("a0")
     );
     let mut g = Golden::new();
@@ -148,10 +148,10 @@ fn every_reference_vector_matches() {
     g.request("os_echo_long", &os::EchoRequest { d: "x".repeat(300) });
     g.request("os_taskstat", &os::TaskStatRequest);
     g.request("os_mpstat", &os::MpStatRequest);
-    g.request("os_datetime_read", &os::DateTimeRead);
+    g.request("os_datetime_read", &os::DateTimeRequest);
     g.request(
         "os_datetime_write",
-        &os::DateTimeWrite {
+        &os::SetDateTimeRequest {
             datetime: "2025-01-02T03:04:05".into(),
         },
     );
@@ -194,18 +194,18 @@ fn every_reference_vector_matches() {
     );
 
     // Image
-    g.request("image_state_read", &image::StateRead);
+    g.request("image_state_read", &image::StateRequest);
     g.request(
         "image_state_confirm",
-        &image::StateWrite {
+        &image::SetStateRequest {
             hash: None,
             confirm: true,
         },
     );
     g.request(
         "image_state_test",
-        &image::StateWrite {
-            hash: Some(sha()),
+        &image::SetStateRequest {
+            hash: Some(sha().into()),
             confirm: false,
         },
     );
@@ -428,7 +428,7 @@ fn every_reference_vector_matches() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     g.response::<os::MpStatRequest>("rsp_os_mpstat", &os::MpStatResponse { pools });
-    g.response::<os::DateTimeRead>(
+    g.response::<os::DateTimeRequest>(
         "rsp_os_datetime",
         &os::DateTimeResponse {
             datetime: "2025-01-02T03:04:05".into(),
@@ -455,12 +455,12 @@ fn every_reference_vector_matches() {
             ..Default::default()
         },
     );
-    g.response::<image::StateRead>(
+    g.response::<image::StateRequest>(
         "rsp_image_state",
         &image::StateResponse {
             images: vec![
                 image::ImageState {
-                    hash: Some(sha()),
+                    hash: Some(sha().into()),
                     slot: 0,
                     image: Some(0),
                     active: Some(true),

@@ -1,6 +1,7 @@
 //! Enumeration group (10): which groups the device serves.
 
 use smp_proto::header::command::enumeration as cmd;
+use smp_proto::messages::build;
 use smp_proto::messages::enumeration::{
     CountResponse, DetailsRequest, DetailsResponse, GroupDetails, ListResponse, SingleRequest,
     SingleResponse,
@@ -18,20 +19,20 @@ const DETAILS_MAX: usize = 16;
 
 pub(crate) fn handle(req: &Incoming<'_>) -> Outcome {
     match (req.command, req.is_read()) {
-        (cmd::COUNT, true) => ok(&CountResponse {
-            count: GROUPS.len() as u32,
-        }),
-        (cmd::LIST, true) => ok(&ListResponse {
-            groups: GROUPS.iter().map(|(id, ..)| *id).collect(),
-        }),
+        (cmd::COUNT, true) => ok(&build(|v: &mut CountResponse| {
+            v.count = GROUPS.len() as u32;
+        })),
+        (cmd::LIST, true) => ok(&build(|v: &mut ListResponse| {
+            v.groups = GROUPS.iter().map(|(id, ..)| *id).collect();
+        })),
         (cmd::SINGLE, true) => match req.decode::<SingleRequest>() {
             Ok(single) => {
                 let index = single.index.unwrap_or(0) as usize;
                 match GROUPS.get(index) {
-                    Some((group, ..)) => ok(&SingleResponse {
-                        group: *group,
-                        end: (index + 1 == GROUPS.len()).then_some(true),
-                    }),
+                    Some((group, ..)) => ok(&build(|v: &mut SingleResponse| {
+                        v.group = *group;
+                        v.end = (index + 1 == GROUPS.len()).then_some(true);
+                    })),
                     None => Outcome::Group(INDEX_TOO_LARGE),
                 }
             }
@@ -46,8 +47,8 @@ pub(crate) fn handle(req: &Incoming<'_>) -> Outcome {
             {
                 Outcome::Group(TOO_MANY_GROUP_ENTRIES)
             }
-            Ok(details) => ok(&DetailsResponse {
-                groups: GROUPS
+            Ok(details) => ok(&build(|v: &mut DetailsResponse| {
+                v.groups = GROUPS
                     .iter()
                     .filter(|(id, ..)| {
                         details
@@ -55,13 +56,15 @@ pub(crate) fn handle(req: &Incoming<'_>) -> Outcome {
                             .as_ref()
                             .is_none_or(|wanted| wanted.contains(id))
                     })
-                    .map(|(group, name, handlers)| GroupDetails {
-                        group: *group,
-                        name: Some((*name).to_owned()),
-                        handlers: Some(*handlers),
+                    .map(|(group, name, handlers)| {
+                        build(|v: &mut GroupDetails| {
+                            v.group = *group;
+                            v.name = Some((*name).to_owned());
+                            v.handlers = Some(*handlers);
+                        })
                     })
-                    .collect(),
-            }),
+                    .collect();
+            })),
             Err(e) => e,
         },
         _ => Outcome::Mgmt(mgmt::ENOTSUP),

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use smp_proto::header::command::fs as cmd;
 use smp_proto::messages::Empty;
+use smp_proto::messages::build;
 use smp_proto::messages::fs::{
     DownloadRequest, DownloadResponse, HashOutput, HashRequest, HashResponse, HashTypeInfo,
     StatusRequest, StatusResponse, SupportedHashTypesResponse, UploadRequest, UploadResponse,
@@ -220,11 +221,11 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
             Err(e) => e,
         },
         (cmd::STATUS, true) => match req.decode::<StatusRequest>() {
-            Ok(status) => reply(
-                dev.fs
-                    .len(&status.name)
-                    .map(|len| ok(&StatusResponse { len })),
-            ),
+            Ok(status) => reply(dev.fs.len(&status.name).map(|len| {
+                ok(&build(|v: &mut StatusResponse| {
+                    v.len = len;
+                }))
+            })),
             Err(e) => e,
         },
         (cmd::HASH_CHECKSUM, true) => match req.decode::<HashRequest>() {
@@ -232,18 +233,24 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
             Ok(hash) => reply(hash_file(dev, &hash)),
             Err(e) => e,
         },
-        (cmd::SUPPORTED_HASH_CHECKSUM, true) => ok(&SupportedHashTypesResponse {
-            types: BTreeMap::from([
-                ("crc32".to_owned(), HashTypeInfo { format: 0, size: 4 }),
+        (cmd::SUPPORTED_HASH_CHECKSUM, true) => ok(&build(|v: &mut SupportedHashTypesResponse| {
+            v.types = BTreeMap::from([
+                (
+                    "crc32".to_owned(),
+                    build(|v: &mut HashTypeInfo| {
+                        v.format = 0;
+                        v.size = 4;
+                    }),
+                ),
                 (
                     "sha256".to_owned(),
-                    HashTypeInfo {
-                        format: 1,
-                        size: 32,
-                    },
+                    build(|v: &mut HashTypeInfo| {
+                        v.format = 1;
+                        v.size = 32;
+                    }),
                 ),
-            ]),
-        }),
+            ]);
+        })),
         (cmd::CLOSE, false) => {
             dev.fs.close();
             ok(&Empty)
@@ -261,11 +268,11 @@ fn download_chunk(dev: &Device, req: &DownloadRequest) -> FsResult<Outcome> {
     // At or past the end, Zephyr answers an empty chunk rather than an error.
     let room = dev.config.buf_size.saturating_sub(DOWNLOAD_OVERHEAD).max(1);
     let data = dev.fs.read_at(&req.name, req.off, room)?;
-    Ok(ok(&DownloadResponse {
-        off: req.off,
-        data,
-        len: (req.off == 0).then_some(len),
-    }))
+    Ok(ok(&build(|v: &mut DownloadResponse| {
+        v.off = req.off;
+        v.data = data;
+        v.len = (req.off == 0).then_some(len);
+    })))
 }
 
 fn upload_chunk(dev: &mut Device, req: &UploadRequest<'_>, data: &[u8]) -> FsResult<Outcome> {
@@ -277,9 +284,9 @@ fn upload_chunk(dev: &mut Device, req: &UploadRequest<'_>, data: &[u8]) -> FsRes
         }
     }
     dev.fs.write_at(&req.name, req.off, data)?;
-    Ok(ok(&UploadResponse {
-        off: req.off + data.len() as u64,
-    }))
+    Ok(ok(&build(|v: &mut UploadResponse| {
+        v.off = req.off + data.len() as u64;
+    })))
 }
 
 fn hash_file(dev: &Device, req: &HashRequest) -> FsResult<Outcome> {
@@ -306,10 +313,10 @@ fn hash_file(dev: &Device, req: &HashRequest) -> FsResult<Outcome> {
     } else {
         HashOutput::Int(u64::from(crc32fast::hash(part)))
     };
-    Ok(ok(&HashResponse {
-        r#type: kind.to_owned(),
-        off: (off != 0).then_some(off),
-        len: part.len() as u64,
-        output,
-    }))
+    Ok(ok(&build(|v: &mut HashResponse| {
+        v.r#type = kind.to_owned();
+        v.off = (off != 0).then_some(off);
+        v.len = part.len() as u64;
+        v.output = output;
+    })))
 }

@@ -5,11 +5,13 @@ use std::borrow::Cow;
 
 use sha2::{Digest, Sha256};
 use smp_mcuboot::{HEADER_SIZE, Image, ImageBuilder, ImageHeader, ImageVersion, sample_body};
+use smp_proto::ImageHash;
 use smp_proto::header::command::image as cmd;
 use smp_proto::messages::Empty;
+use smp_proto::messages::build;
 use smp_proto::messages::image::{
-    EraseRequest, ImageState, SlotInfo, SlotInfoImage, SlotInfoResponse, StateResponse, StateWrite,
-    UploadRequest, UploadResponse,
+    EraseRequest, ImageState, SetStateRequest, SlotInfo, SlotInfoImage, SlotInfoResponse,
+    StateResponse, UploadRequest, UploadResponse,
 };
 use tracing::{info, warn};
 
@@ -152,22 +154,21 @@ impl Images {
                     self.pending == Some(true),
                 )
             };
-            images.push(ImageState {
-                slot: slot as u32,
-                version: image.header.version.to_string(),
-                hash: image.hash().map(|h| h.to_vec()),
-                bootable: Some(image.header.flags & smp_mcuboot::flags::NON_BOOTABLE == 0),
-                pending: Some(pending),
-                confirmed: Some(confirmed),
-                active: Some(active),
-                permanent: Some(permanent),
-                image: None,
-            });
+            images.push(build(|v: &mut ImageState| {
+                v.slot = slot as u32;
+                v.version = image.header.version.to_string();
+                v.hash = image.hash().map(ImageHash::from);
+                v.bootable = Some(image.header.flags & smp_mcuboot::flags::NON_BOOTABLE == 0);
+                v.pending = Some(pending);
+                v.confirmed = Some(confirmed);
+                v.active = Some(active);
+                v.permanent = Some(permanent);
+            }));
         }
-        StateResponse {
-            images,
-            split_status: Some(0),
-        }
+        build(|v: &mut StateResponse| {
+            v.images = images;
+            v.split_status = Some(0);
+        })
     }
 
     fn running_version(&mut self) -> Option<ImageVersion> {
@@ -201,7 +202,7 @@ fn read_image(slot: &mut Slot) -> Option<Image> {
 pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Outcome {
     match (req.command, req.is_read()) {
         (cmd::STATE, true) => ok(&dev.images.state()),
-        (cmd::STATE, false) => match req.decode::<StateWrite>() {
+        (cmd::STATE, false) => match req.decode::<SetStateRequest>() {
             Ok(write) => state_write(&mut dev.images, write),
             Err(e) => e,
         },
@@ -231,30 +232,28 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
         },
         (cmd::SLOT_INFO, true) => {
             let size = dev.config.slot_size as u64;
-            ok(&SlotInfoResponse {
-                images: vec![SlotInfoImage {
-                    image: 0,
-                    slots: vec![
-                        SlotInfo {
-                            slot: 0,
-                            size,
-                            upload_image_id: None,
-                        },
-                        SlotInfo {
-                            slot: 1,
-                            size,
-                            upload_image_id: None,
-                        },
-                    ],
-                    max_image_size: Some(size),
-                }],
-            })
+            ok(&build(|v: &mut SlotInfoResponse| {
+                v.images = vec![build(|v: &mut SlotInfoImage| {
+                    v.image = 0;
+                    v.slots = vec![
+                        build(|v: &mut SlotInfo| {
+                            v.slot = 0;
+                            v.size = size;
+                        }),
+                        build(|v: &mut SlotInfo| {
+                            v.slot = 1;
+                            v.size = size;
+                        }),
+                    ];
+                    v.max_image_size = Some(size);
+                })];
+            }))
         }
         _ => Outcome::Mgmt(mgmt::ENOTSUP),
     }
 }
 
-fn state_write(images: &mut Images, write: StateWrite) -> Outcome {
+fn state_write(images: &mut Images, write: SetStateRequest) -> Outcome {
     let slot = match &write.hash {
         None if write.confirm => 0,
         None => return Outcome::Mgmt(mgmt::EINVAL),
@@ -300,16 +299,14 @@ fn upload_chunk(dev: &mut Device, chunk: UploadRequest<'_>, ctx: &mut Ctx) -> Ou
     } else {
         let Some(upload) = &dev.images.upload else {
             // Nothing in progress: the device expects a first chunk.
-            return ok(&UploadResponse {
-                off: 0,
-                r#match: None,
-            });
+            return ok(&build(|v: &mut UploadResponse| {
+                v.off = 0;
+            }));
         };
         if chunk.off != upload.off {
-            return ok(&UploadResponse {
-                off: upload.off,
-                r#match: None,
-            });
+            return ok(&build(|v: &mut UploadResponse| {
+                v.off = upload.off;
+            }));
         }
         if chunk.off + data.len() as u64 > upload.len {
             return Outcome::Group(err::INVALID_IMAGE_DATA_OVERRUN);
@@ -328,7 +325,9 @@ fn upload_chunk(dev: &mut Device, chunk: UploadRequest<'_>, ctx: &mut Ctx) -> Ou
     upload.off += data.len() as u64;
     let (off, len) = (upload.off, upload.len);
     if off < len {
-        return ok(&UploadResponse { off, r#match: None });
+        return ok(&build(|v: &mut UploadResponse| {
+            v.off = off;
+        }));
     }
     let sha = upload.sha.clone();
     let Some(content) = usize::try_from(len)
@@ -340,10 +339,10 @@ fn upload_chunk(dev: &mut Device, chunk: UploadRequest<'_>, ctx: &mut Ctx) -> Ou
     let actual = Sha256::digest(&content);
     let matches = sha.is_empty() || actual.as_slice() == sha.as_slice();
     info!(len, matches, "upload complete");
-    ok(&UploadResponse {
-        off,
-        r#match: (!sha.is_empty()).then_some(matches),
-    })
+    ok(&build(|v: &mut UploadResponse| {
+        v.off = off;
+        v.r#match = (!sha.is_empty()).then_some(matches);
+    }))
 }
 
 /// Checks a first chunk and starts (or resumes) the upload. Returns the reply when the
@@ -388,10 +387,9 @@ fn start_upload(
     if let Some(upload) = &images.upload {
         if !sha.is_empty() && upload.sha == sha && upload.len == len {
             info!(off = upload.off, "upload resumed");
-            return Some(ok(&UploadResponse {
-                off: upload.off,
-                r#match: None,
-            }));
+            return Some(ok(&build(|v: &mut UploadResponse| {
+                v.off = upload.off;
+            })));
         }
     }
     info!(len, version = %header.version, "upload starts: erasing slot 1");

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use smp_proto::header::command::os as cmd;
+use smp_proto::messages::build;
 use smp_proto::messages::os::{
-    BootloaderInfoRequest, BootloaderInfoResponse, DateTimeResponse, DateTimeWrite, EchoResponse,
-    InfoRequest, InfoResponse, McumgrParamsResponse, MpStatResponse, PoolInfo, TaskInfo,
+    BootloaderInfoRequest, BootloaderInfoResponse, DateTimeResponse, EchoResponse, InfoRequest,
+    InfoResponse, McumgrParamsResponse, MpStatResponse, PoolInfo, SetDateTimeRequest, TaskInfo,
     TaskStatResponse,
 };
 use smp_proto::messages::{Empty, Value};
@@ -40,8 +41,12 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
         (cmd::ECHO, _) => match req.decode::<Value>() {
             Ok(Value::Map(entries)) => {
                 match entries.iter().find(|(k, _)| k.as_str() == Some("d")) {
-                    None => ok(&EchoResponse { r: String::new() }),
-                    Some((_, Value::Text(d))) => ok(&EchoResponse { r: d.clone() }),
+                    None => ok(&build(|v: &mut EchoResponse| {
+                        v.r = String::new();
+                    })),
+                    Some((_, Value::Text(d))) => ok(&build(|v: &mut EchoResponse| {
+                        v.r = d.clone();
+                    })),
                     Some(_) => Outcome::Mgmt(mgmt::EINVAL),
                 }
             }
@@ -49,25 +54,25 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
             Err(e) => e,
         },
         (cmd::TASKSTAT, true) => ok(&tasks(dev)),
-        (cmd::MPSTAT, true) => ok(&MpStatResponse {
-            pools: BTreeMap::from([(
+        (cmd::MPSTAT, true) => ok(&build(|v: &mut MpStatResponse| {
+            v.pools = BTreeMap::from([(
                 "heap".to_owned(),
-                PoolInfo {
-                    blksize: 16,
-                    nblks: 512,
-                    nfree: 448,
-                    min: 400,
-                },
-            )]),
-        }),
+                build(|v: &mut PoolInfo| {
+                    v.blksize = 16;
+                    v.nblks = 512;
+                    v.nfree = 448;
+                    v.min = 400;
+                }),
+            )]);
+        })),
         (cmd::DATETIME, true) => match dev.clock_offset {
-            Some(offset) => ok(&DateTimeResponse {
-                datetime: format_datetime(now_unix() + offset),
-            }),
+            Some(offset) => ok(&build(|v: &mut DateTimeResponse| {
+                v.datetime = format_datetime(now_unix() + offset);
+            })),
             None => Outcome::Group(RTC_NOT_SET),
         },
         (cmd::DATETIME, false) => {
-            let Ok(write) = req.decode::<DateTimeWrite>() else {
+            let Ok(write) = req.decode::<SetDateTimeRequest>() else {
                 return Outcome::Mgmt(mgmt::EINVAL);
             };
             match parse_datetime(&write.datetime) {
@@ -83,13 +88,15 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
             ctx.reset_after_reply = true;
             ok(&Empty)
         }
-        (cmd::MCUMGR_PARAMS, true) => ok(&McumgrParamsResponse {
-            buf_size: u32::try_from(dev.config.buf_size).unwrap_or(u32::MAX),
-            buf_count: u32::try_from(dev.config.buf_count).unwrap_or(u32::MAX),
-        }),
+        (cmd::MCUMGR_PARAMS, true) => ok(&build(|v: &mut McumgrParamsResponse| {
+            v.buf_size = u32::try_from(dev.config.buf_size).unwrap_or(u32::MAX);
+            v.buf_count = u32::try_from(dev.config.buf_count).unwrap_or(u32::MAX);
+        })),
         (cmd::INFO, true) => match req.decode::<InfoRequest>() {
             Ok(info) => match os_info(info.format.as_deref().unwrap_or("s")) {
-                Some(output) => ok(&InfoResponse { output }),
+                Some(output) => ok(&build(|v: &mut InfoResponse| {
+                    v.output = output;
+                })),
                 None => Outcome::Group(INVALID_FORMAT),
             },
             Err(e) => e,
@@ -104,23 +111,24 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Out
 
 fn tasks(dev: &Device) -> TaskStatResponse {
     let uptime_ms = u64::try_from(dev.booted.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let task = |prio: i64, tid: u64, stksiz: u64, stkuse: u64| TaskInfo {
-        prio,
-        tid,
-        state: 0,
-        stksiz: Some(stksiz),
-        stkuse: Some(stkuse),
-        cswcnt: Some(dev.requests),
-        runtime: Some(uptime_ms),
-        ..TaskInfo::default()
+    let task = |prio: i64, tid: u64, stksiz: u64, stkuse: u64| {
+        build(|v: &mut TaskInfo| {
+            v.prio = prio;
+            v.tid = tid;
+            v.state = 0;
+            v.stksiz = Some(stksiz);
+            v.stkuse = Some(stkuse);
+            v.cswcnt = Some(dev.requests);
+            v.runtime = Some(uptime_ms);
+        })
     };
-    TaskStatResponse {
-        tasks: BTreeMap::from([
+    build(|v: &mut TaskStatResponse| {
+        v.tasks = BTreeMap::from([
             ("idle".to_owned(), task(15, 1, 320, 64)),
             ("main".to_owned(), task(0, 2, 2048, 712)),
             ("smp_work".to_owned(), task(-1, 3, 4096, 1530)),
-        ]),
-    }
+        ]);
+    })
 }
 
 /// `uname`-like output for the format letters Zephyr knows (`a` for all), always in
@@ -144,15 +152,13 @@ fn os_info(format: &str) -> Option<String> {
 
 fn bootloader_info(query: Option<&str>) -> Outcome {
     match query {
-        None => ok(&BootloaderInfoResponse {
-            bootloader: Some("MCUboot".to_owned()),
-            ..BootloaderInfoResponse::default()
-        }),
+        None => ok(&build(|v: &mut BootloaderInfoResponse| {
+            v.bootloader = Some("MCUboot".to_owned());
+        })),
         // Swap using move, MCUboot's usual mode on Zephyr boards without scratch.
-        Some("mode") => ok(&BootloaderInfoResponse {
-            mode: Some(3),
-            ..BootloaderInfoResponse::default()
-        }),
+        Some("mode") => ok(&build(|v: &mut BootloaderInfoResponse| {
+            v.mode = Some(3);
+        })),
         Some(_) => Outcome::Group(QUERY_YIELDS_NO_ANSWER),
     }
 }

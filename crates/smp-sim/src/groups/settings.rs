@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use smp_proto::header::command::settings as cmd;
 use smp_proto::messages::Empty;
+use smp_proto::messages::build;
 use smp_proto::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
 
 use crate::device::{Device, Incoming};
@@ -67,10 +68,9 @@ pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>) -> Outcome {
                         let keep = read
                             .max_size
                             .map_or(value.len(), |max| value.len().min(max as usize));
-                        ok(&ReadResponse {
-                            val: value[..keep].to_vec(),
-                            max_size: None,
-                        })
+                        ok(&build(|v: &mut ReadResponse| {
+                            v.val = value[..keep].to_vec();
+                        }))
                     }
                     None => Outcome::Group(err::KEY_NOT_FOUND),
                 }

@@ -1,6 +1,7 @@
 //! Shell group (9): a few built-in commands of Zephyr's shell.
 
 use smp_proto::header::command::shell as cmd;
+use smp_proto::messages::build;
 use smp_proto::messages::shell::{ExecRequest, ExecResponse};
 
 use crate::device::{Device, Incoming};
@@ -61,5 +62,8 @@ fn run(dev: &Device, argv: &[String]) -> ExecResponse {
         }
         o.truncate(end);
     }
-    ExecResponse { o, ret }
+    build(|v: &mut ExecResponse| {
+        v.o = o;
+        v.ret = ret;
+    })
 }

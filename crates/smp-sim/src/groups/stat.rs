@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use smp_proto::header::command::stat as cmd;
+use smp_proto::messages::build;
 use smp_proto::messages::stat::{GroupDataRequest, GroupDataResponse, ListResponse};
 
 use crate::device::{Device, Incoming};
@@ -14,19 +15,19 @@ const INVALID_STAT_NAME: u16 = 3;
 
 pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>) -> Outcome {
     match (req.command, req.is_read()) {
-        (cmd::LIST, true) => ok(&ListResponse {
-            stat_list: GROUP_NAMES.iter().map(|s| (*s).to_owned()).collect(),
-        }),
+        (cmd::LIST, true) => ok(&build(|v: &mut ListResponse| {
+            v.stat_list = GROUP_NAMES.iter().map(|s| (*s).to_owned()).collect();
+        })),
         (cmd::GROUP_DATA, true) => match req.decode::<GroupDataRequest>() {
             Ok(request) if request.name.is_empty() => Outcome::Mgmt(mgmt::EINVAL),
             // The real server's flash simulator has more counters than its reply
             // buffer holds: it answers EMSGSIZE, and so does this device.
             Ok(request) if request.name == "flash_sim_stats" => Outcome::Mgmt(mgmt::EMSGSIZE),
             Ok(request) => match fields(dev, &request.name) {
-                Some(fields) => ok(&GroupDataResponse {
-                    name: request.name,
-                    fields,
-                }),
+                Some(fields) => ok(&build(|v: &mut GroupDataResponse| {
+                    v.name = request.name;
+                    v.fields = fields;
+                })),
                 None => Outcome::Group(INVALID_STAT_NAME),
             },
             Err(e) => e,
