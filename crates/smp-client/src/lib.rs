@@ -8,7 +8,6 @@
 mod client;
 #[cfg(test)]
 mod client_tests;
-mod download;
 mod engine;
 mod error;
 mod transfer;
@@ -24,5 +23,4 @@ pub use smp_transport::{self as transport, Transport, TransportError, header};
 pub use smp_udp as udp;
 pub use transfer::{
     FileTransferOptions, FileTransferSummary, ImageUploadOptions, Progress, UploadSummary,
-    cbor_len_extra, crc32, fit_data,
 };

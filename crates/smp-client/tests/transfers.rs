@@ -275,7 +275,7 @@ impl Device {
             if kind == "sha256" {
                 e.bytes(&Sha256::digest(file)).unwrap();
             } else {
-                e.u32(smp_client::crc32(file)).unwrap();
+                e.u32(crc32fast::hash(file)).unwrap();
             }
         })
     }

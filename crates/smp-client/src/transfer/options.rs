@@ -1,0 +1,97 @@
+//! The public settings and summaries of transfers.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+/// How far a transfer has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes the device has confirmed.
+    pub done: u64,
+    /// Size of the whole transfer.
+    pub total: u64,
+}
+
+/// Settings of [`Client::upload_image`].
+#[derive(Debug, Clone)]
+pub struct ImageUploadOptions {
+    /// Image number (multi-image devices); `None` leaves it to the device (image 0).
+    pub image: Option<u32>,
+    /// Ask the device to refuse an image that is not newer than the running one.
+    pub upgrade: bool,
+    /// Per-attempt timeout of the first chunk, which may wait for a slot erase.
+    pub first_timeout: Duration,
+    /// Per-attempt timeout of the last chunk, which may wait for the image check.
+    pub last_timeout: Duration,
+    /// Most chunks in flight at once. `None` (the default) is automatic: as many as the
+    /// device's buffers hold, [`Client::max_in_flight`] (`buf_count - 1` from its MCUmgr
+    /// parameters, 1 when it does not report them). A number only lowers that: the
+    /// device's buffers always bound the window. `Some(1)` sends one chunk at a time.
+    pub window: Option<NonZeroUsize>,
+}
+
+impl Default for ImageUploadOptions {
+    fn default() -> Self {
+        Self {
+            image: Some(0),
+            upgrade: false,
+            first_timeout: Duration::from_secs(40),
+            last_timeout: Duration::from_secs(10),
+            window: None,
+        }
+    }
+}
+
+/// What a finished upload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSummary {
+    /// Image size.
+    pub len: u64,
+    /// SHA-256 of the image, as announced to the device.
+    pub sha256: [u8; 32],
+    /// Offset the device reported on the first reply: non-zero when it resumed an
+    /// interrupted upload of the same image.
+    pub resumed_at: u64,
+    /// Chunk requests sent. A chunk sent again from the device's offset after a loss
+    /// counts again; a re-send of the same frame after a timeout does not.
+    pub chunks: u64,
+    /// The device's `match` on the last reply, when it sent one.
+    pub matched: Option<bool>,
+    /// The most chunks that were in flight at once (1: one chunk at a time).
+    pub max_in_flight: usize,
+}
+
+/// Settings of [`Client::upload_file`] and [`Client::download_file`].
+#[derive(Debug, Clone)]
+pub struct FileTransferOptions {
+    /// Compare the device's SHA-256 (or CRC32) of the file with the local data afterwards,
+    /// when the device can compute one.
+    pub verify: bool,
+    /// Most chunks in flight at once, uploading or downloading, as
+    /// [`ImageUploadOptions::window`]: `None` (the default) as many as the device's
+    /// buffers hold.
+    pub window: Option<NonZeroUsize>,
+}
+
+impl Default for FileTransferOptions {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            window: None,
+        }
+    }
+}
+
+/// What a finished file transfer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTransferSummary {
+    /// File size.
+    pub len: u64,
+    /// Chunks exchanged.
+    pub chunks: u64,
+    /// The check that compared the device's file with the local data: `"sha256"` or
+    /// `"crc32"`, or `None` when the device offers neither (or `verify` was off).
+    pub verified_with: Option<&'static str>,
+    /// The most chunks that were in flight at once (always 1 for a download).
+    pub max_in_flight: usize,
+}

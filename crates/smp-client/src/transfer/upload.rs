@@ -1,0 +1,340 @@
+//! The async driver of uploads: image and file uploads on [`Client`].
+
+use std::borrow::Cow;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use smp_transport::Transport;
+use smp_transport::header;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use super::chunk::{ChunkRequest, image_chunk};
+use super::slots::JobSlots;
+use super::upload_plan::{Exhausted, Step, UploadPlan};
+use crate::messages::fs;
+use crate::{
+    Client, ClientError, DeviceError, FileTransferOptions, FileTransferSummary, ImageUploadOptions,
+    Progress, UploadSummary,
+};
+
+/// Per-attempt timeouts of the first, middle and last chunks.
+#[derive(Debug, Clone, Copy)]
+struct ChunkTimeouts {
+    first: Duration,
+    middle: Duration,
+    last: Duration,
+}
+
+/// What [`Client::upload_chunks`] did.
+struct ChunksSent {
+    chunks: u64,
+    resumed_at: u64,
+    matched: Option<bool>,
+    max_in_flight: usize,
+}
+
+/// One request of an upload, as the client sends it.
+enum Job<R> {
+    /// A chunk.
+    Chunk(R),
+    /// A question for the device's offset: an ordinary request, with the client's
+    /// retries.
+    Query(fs::StatusRequest),
+}
+
+/// The device's answer to a [`Job`].
+#[derive(Debug)]
+enum Answer {
+    /// The offset the device expects next (and `match`, on the last image chunk).
+    Offset { off: u64, matched: Option<bool> },
+    /// The chunk was at the wrong offset; the device did not say which it expects.
+    Rejected,
+    /// ENOMEM or EBUSY: the chunk was not handled.
+    Busy(DeviceError),
+}
+
+impl<T: Transport + 'static> Client<T> {
+    /// Uploads an MCUboot image to the device's secondary slot.
+    ///
+    /// The first chunk carries the image's length and SHA-256: a device that holds an
+    /// interrupted upload of the same image continues from where it stopped. Chunks fill
+    /// the frame limit. After the first chunk (which goes alone: the device may erase
+    /// the slot first), up to [`window`](ImageUploadOptions::window) chunks are in flight
+    /// at once, in offset order; the device's offsets drive what is sent next: a lost
+    /// chunk is sent again from the offset the device reports, timeouts and busy replies
+    /// narrow the window (and back off), accepted chunks widen it again. `progress` is
+    /// called whenever the device's offset moves. Dropping the future cancels the upload;
+    /// calling this again with the same image resumes it.
+    pub async fn upload_image(
+        &self,
+        image: &[u8],
+        options: &ImageUploadOptions,
+        progress: impl FnMut(Progress),
+    ) -> Result<UploadSummary, ClientError> {
+        let sha256: [u8; 32] = Sha256::digest(image).into();
+        let len = image.len() as u64;
+        let timeouts = ChunkTimeouts {
+            first: options.first_timeout,
+            middle: self.options().retry.timeout,
+            last: options.last_timeout,
+        };
+        let sent = self
+            .upload_chunks(
+                image,
+                |off| image_chunk(off, len, &sha256, options),
+                timeouts,
+                options.window,
+                progress,
+            )
+            .await?;
+        tracing::info!(len, chunks = sent.chunks, "image upload complete");
+        Ok(UploadSummary {
+            len,
+            sha256,
+            resumed_at: sent.resumed_at,
+            chunks: sent.chunks,
+            matched: sent.matched,
+            max_in_flight: sent.max_in_flight,
+        })
+    }
+
+    /// Uploads `data` to the file `name` on the device, replacing it, then checks the
+    /// device's hash of it when `options.verify` is set and the device can compute one.
+    ///
+    /// Chunks are pipelined as in [`upload_image`](Self::upload_image). A chunk the
+    /// device refuses as being at the wrong offset (`FILE_OFFSET_NOT_VALID`) is sent
+    /// again from the file length the device reports with the refusal, or, when it
+    /// reports none, from the length a status request reads.
+    pub async fn upload_file(
+        &self,
+        name: &str,
+        data: &[u8],
+        options: &FileTransferOptions,
+        progress: impl FnMut(Progress),
+    ) -> Result<FileTransferSummary, ClientError> {
+        let len = data.len() as u64;
+        let timeout = self.options().retry.timeout;
+        let timeouts = ChunkTimeouts {
+            first: timeout,
+            middle: timeout,
+            last: timeout,
+        };
+        let chunk = |off: u64| fs::UploadRequest {
+            len: (off == 0).then_some(len),
+            off,
+            data: Cow::Borrowed(&[]),
+            name: name.to_owned(),
+        };
+        let sent = self
+            .upload_chunks(data, chunk, timeouts, options.window, progress)
+            .await?;
+        let verified_with = if options.verify {
+            self.verify_file(name, data).await?
+        } else {
+            None
+        };
+        Ok(FileTransferSummary {
+            len,
+            chunks: sent.chunks,
+            verified_with,
+            max_in_flight: sent.max_in_flight,
+        })
+    }
+
+    /// Sends the chunks of `data`, each request built by `chunk` for its offset and
+    /// filled to the frame limit, until the device has all of it: drives an
+    /// [`UploadPlan`] with up to `window` (bounded by [`max_in_flight`](Self::max_in_flight))
+    /// chunks in flight.
+    ///
+    /// Each chunk is one request with the client's timeouts and same-frame re-sends (a
+    /// late reply to an earlier attempt still counts, and a chunk that exhausts its
+    /// retries fails the upload, as before pipelining). What pipelining adds: a chunk's
+    /// request is dropped, and so never re-sent, as soon as a later chunk is answered
+    /// (the device has moved past it, or lost it and said so: an overtaken chunk would
+    /// only take a device buffer and answer with a stale offset); after a loss the plan
+    /// sends from the offset the device reports; busy replies are not retried by the
+    /// request but by the plan, in order, after the policy's backoff, and count in rounds
+    /// against `busy_retries`; timeouts and busy replies narrow the window.
+    async fn upload_chunks<'a, R: ChunkRequest<'a>>(
+        &self,
+        data: &'a [u8],
+        chunk: impl Fn(u64) -> R,
+        chunk_timeouts: ChunkTimeouts,
+        window: Option<NonZeroUsize>,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<ChunksSent, ClientError> {
+        let policy = &self.options().retry;
+        let max_window = window
+            .map_or(usize::MAX, NonZeroUsize::get)
+            .min(self.max_in_flight());
+        let mut plan = UploadPlan::new(data, self.frame_limit(), max_window, policy.busy_retries);
+        tracing::debug!(len = plan.len(), window = plan.window(), "upload starts");
+        // Requests report their timeouts here as they happen.
+        let (timed_out, mut timeouts) = tokio::sync::mpsc::unbounded_channel();
+        let mut pending = JobSlots::new();
+        let mut pause: Option<Instant> = None;
+        loop {
+            if pause.is_some_and(|until| Instant::now() >= until) {
+                pause = None;
+            }
+            if pause.is_none() {
+                while let Some(off) = plan.next_chunk() {
+                    let mut request = chunk(off);
+                    let sent = plan.send(&mut request)?;
+                    let wait = if sent.off == 0 {
+                        chunk_timeouts.first
+                    } else if sent.end() == plan.len() {
+                        chunk_timeouts.last
+                    } else {
+                        chunk_timeouts.middle
+                    };
+                    let job = self.upload_job(Job::Chunk(request), wait, (sent.id, &timed_out));
+                    pending.start(sent.id, job);
+                }
+                if plan.wants_query() {
+                    let query = chunk(plan.next_off()).offset_query().ok_or_else(|| {
+                        ClientError::Transfer(
+                            "the device refused a chunk without saying where it stands".into(),
+                        )
+                    })?;
+                    let id = plan.query_sent();
+                    let job =
+                        self.upload_job(Job::Query(query), chunk_timeouts.middle, (id, &timed_out));
+                    pending.start(id, job);
+                }
+            }
+            if pending.is_empty() && pause.is_none() {
+                // The plan always has something to send or to wait for until it is done.
+                return Err(ClientError::Transfer(format!(
+                    "upload stalled at offset {} of {}",
+                    plan.acked(),
+                    plan.len()
+                )));
+            }
+            let (id, answer) = tokio::select! {
+                biased;
+                Some(id) = timeouts.recv() => {
+                    plan.on_timeout(id);
+                    tracing::debug!(window = plan.window(), "no reply to a chunk yet; sent again");
+                    continue;
+                }
+                answered = pending.next_answer() => answered,
+                () = sleep_until(pause) => continue,
+            };
+            let acked = plan.acked();
+            match answer {
+                Ok(Answer::Offset { off, matched }) => {
+                    let step = plan.on_reply(id, off, matched)?;
+                    if plan.acked() != acked {
+                        progress(plan.progress());
+                    }
+                    if let Step::Done { matched } = step {
+                        if plan.resumed_at() > 0 {
+                            tracing::info!(
+                                resumed_at = plan.resumed_at(),
+                                "device resumed an interrupted upload"
+                            );
+                        }
+                        return Ok(ChunksSent {
+                            chunks: plan.chunks_sent(),
+                            resumed_at: plan.resumed_at(),
+                            matched,
+                            max_in_flight: plan.peak(),
+                        });
+                    }
+                }
+                Ok(Answer::Rejected) => plan.on_rejected(id),
+                Ok(Answer::Busy(err)) => match plan.on_busy(id) {
+                    Ok(rounds) => {
+                        let backoff = policy.backoff_after(rounds.saturating_sub(1));
+                        tracing::debug!(%err, ?backoff, window = plan.window(), "device busy");
+                        pause = Some(Instant::now() + backoff);
+                    }
+                    Err(Exhausted { attempts }) => {
+                        return Err(ClientError::Busy {
+                            last: err,
+                            attempts,
+                        });
+                    }
+                },
+                // A chunk the device never answered, through every re-send.
+                Err(err) => return Err(err),
+            }
+            // Requests the plan no longer waits for: their answers would change nothing.
+            pending.retain(|id| plan.is_in_flight(id));
+        }
+    }
+
+    /// Sends one request of an upload and sorts out its answer; reports each timeout
+    /// (after which the same frame goes again) as `report.0` on `report.1`.
+    async fn upload_job<'a, R: ChunkRequest<'a>>(
+        &self,
+        job: Job<R>,
+        timeout: Duration,
+        report: (u64, &UnboundedSender<u64>),
+    ) -> Result<Answer, ClientError> {
+        let (id, timed_out) = report;
+        let on_timeout = || {
+            let _ = timed_out.send(id);
+        };
+        let request = match job {
+            Job::Query(query) => {
+                let status = self.request_with_timeout(&query, timeout).await?;
+                return Ok(Answer::Offset {
+                    off: status.len,
+                    matched: None,
+                });
+            }
+            Job::Chunk(request) => request,
+        };
+        // The chunk's one allocation: its frame, of exactly its size.
+        let capacity = header::SIZE + minicbor::len(&request);
+        let mut frame = self.encode_frame(R::OP, R::GROUP, R::COMMAND, &request, capacity)?;
+        // A damaged reply counts as lost: the chunk goes again (the device answers a
+        // chunk it already has with its offset), within the retry policy.
+        let mut malformed = 0;
+        loop {
+            let reply = self
+                .request_unchecked(&mut frame, timeout, on_timeout)
+                .await?;
+            let reply = &reply[header::SIZE..];
+            let problem = match smp_proto::reply_error(reply, R::GROUP, false) {
+                Ok(None) => match minicbor::decode::<R::Response>(reply) {
+                    Ok(response) => {
+                        let (off, matched) = R::reply_offset(&response);
+                        return Ok(Answer::Offset { off, matched });
+                    }
+                    Err(err) => err.to_string(),
+                },
+                Ok(Some(err)) if err.is_back_pressure() => return Ok(Answer::Busy(err)),
+                Ok(Some(err)) => {
+                    return match R::rejection(&err, reply) {
+                        Some(Some(off)) => Ok(Answer::Offset { off, matched: None }),
+                        Some(None) => Ok(Answer::Rejected),
+                        None => Err(err.into()),
+                    };
+                }
+                Err(err) => err.to_string(),
+            };
+            if malformed >= self.options().retry.retries {
+                return Err(ClientError::Decode {
+                    group: R::GROUP,
+                    command: R::COMMAND,
+                    message: problem,
+                });
+            }
+            malformed += 1;
+            tracing::debug!(%problem, "malformed reply to a chunk, taken as lost; sending again");
+        }
+    }
+}
+
+/// Sleeps until `until`, or forever without it.
+async fn sleep_until(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
+}
