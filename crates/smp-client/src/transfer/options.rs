@@ -3,6 +3,9 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+#[cfg(doc)]
+use crate::Client;
+
 /// How far a transfer has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
