@@ -206,7 +206,10 @@ async fn zephyr_udp4_file_upload_download_status_hash() {
         .await
         .unwrap();
     assert_eq!((summary.len, uploaded), (6000, 6000));
-    assert_eq!(summary.verified_with, Some("sha256"));
+    assert_eq!(
+        summary.verified_with,
+        Some(smp_client::HashAlgorithm::Sha256)
+    );
     let status = client
         .request(&fs::StatusRequest { name: name.into() })
         .await
@@ -217,7 +220,10 @@ async fn zephyr_udp4_file_upload_download_status_hash() {
         .await
         .unwrap();
     assert_eq!(downloaded, data);
-    assert_eq!(summary.verified_with, Some("sha256"));
+    assert_eq!(
+        summary.verified_with,
+        Some(smp_client::HashAlgorithm::Sha256)
+    );
     let crc = client
         .request(&fs::HashRequest {
             name: name.into(),

@@ -89,3 +89,16 @@ pub fn test_image(len: usize, seed: u64, version: &str) -> Vec<u8> {
     let version: smp_mcuboot::ImageVersion = version.parse().unwrap();
     smp_mcuboot::ImageBuilder::new(version).build(&smp_mcuboot::sample_body(len, seed))
 }
+
+/// An error and its causes, one after another, as a report that walks the chain prints
+/// them: `malformed reply to os echo: unexpected type array at position 0: expected map`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut report = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        report.push_str(": ");
+        report.push_str(&err.to_string());
+        cause = err.source();
+    }
+    report
+}

@@ -183,7 +183,7 @@ impl ErrorReport {
                 waited.as_secs_f64()
             )),
             ClientError::Transport(transport) => match transport {
-                TransportError::MtuTooSmall { .. } => Self::usage(transport.to_string(), command),
+                TransportError::MtuTooSmall { .. } => Self::usage(chain(transport), command),
                 TransportError::Unreachable(io) => unreachable(format!(
                     "device unreachable: nothing answers at {place} ({io})"
                 )),
@@ -193,21 +193,23 @@ impl ErrorReport {
                 )),
                 TransportError::Resolve { .. }
                 | TransportError::NoAddress { .. }
-                | TransportError::Io(_) => unreachable(format!("device unreachable: {transport}")),
+                | TransportError::Io(_) => {
+                    unreachable(format!("device unreachable: {}", chain(transport)))
+                }
                 other => Self::plain(
                     "protocol",
                     exit::PROTOCOL,
-                    format!("transport failed: {other}"),
+                    format!("transport failed: {}", chain(other)),
                     command,
                 ),
             },
             ClientError::FrameTooLarge { .. } => {
-                Self::plain("too_large", exit::USAGE, err.to_string(), command)
+                Self::plain("too_large", exit::USAGE, chain(err), command)
             }
             ClientError::Transfer(_) => {
-                Self::plain("transfer", exit::PROTOCOL, err.to_string(), command)
+                Self::plain("transfer", exit::PROTOCOL, chain(err), command)
             }
-            other => Self::plain("protocol", exit::PROTOCOL, other.to_string(), command),
+            other => Self::plain("protocol", exit::PROTOCOL, chain(other), command),
         }
     }
 
@@ -223,6 +225,19 @@ impl ErrorReport {
         }
         json!({ "error": error })
     }
+}
+
+/// An error and every cause under it, each once: `malformed reply to os echo: unexpected
+/// type array at position 0: expected map`.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        message.push_str(": ");
+        message.push_str(&err.to_string());
+        cause = err.source();
+    }
+    message
 }
 
 /// `IMG 30 INVALID_IMAGE_TOO_LARGE`; a management code also names the request's group
@@ -350,13 +365,27 @@ mod tests {
         );
         assert_eq!((report.kind, report.exit_code), ("too_large", 2));
         let report = ErrorReport::new(
-            &ClientError::Transfer("mismatch".into()).into(),
+            &ClientError::Transfer(smp_client::TransferError::ImageMismatch).into(),
             "fs upload",
             None,
         );
         assert_eq!((report.kind, report.exit_code), ("transfer", 5));
         let report = ErrorReport::new(&ClientError::Closed.into(), "os echo", None);
         assert_eq!((report.kind, report.exit_code), ("protocol", 5));
+        // A malformed reply: the message and its cause, each once.
+        let cbor = smp_client::minicbor::decode::<smp_client::messages::os::EchoResponse>(b"\x80")
+            .expect_err("an array is not a map");
+        let malformed = ClientError::Decode {
+            group: 0,
+            command: 0,
+            source: cbor.into(),
+        };
+        let report = ErrorReport::new(&malformed.into(), "os echo", None);
+        assert_eq!((report.kind, report.exit_code), ("protocol", 5));
+        assert_eq!(
+            report.message,
+            "malformed reply to os echo: unexpected type array at position 0: expected map"
+        );
         let mtu = ClientError::Transport(TransportError::MtuTooSmall {
             mtu: 20,
             payload: 0,

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::engine::{Closed, Pending, RegisterError, RetryPolicy, Ticket};
 use crate::messages::os::{McumgrParamsRequest, McumgrParamsResponse};
-use crate::{ClientError, Request};
+use crate::{ClientError, ReplyError, Request};
 
 /// Room for a typed request's frame (up to the frame limit): most requests are far
 /// smaller; a larger one grows its buffer while it is encoded.
@@ -264,12 +264,11 @@ impl<T: Transport + 'static> Client<T> {
         self.request_checked(frame, self.shared.options.retry.timeout, false, |body| {
             match minicbor::decode::<EchoResponse>(body) {
                 Ok(reply) if reply.r == text => Ok(reply.r),
-                Ok(reply) => Err(format!(
-                    "the echo came back different ({} bytes sent, {} received)",
-                    text.len(),
-                    reply.r.len()
-                )),
-                Err(err) => Err(err.to_string()),
+                Ok(reply) => Err(ReplyError::EchoMismatch {
+                    sent: text.len(),
+                    received: reply.r.len(),
+                }),
+                Err(err) => Err(err.into()),
             }
         })
         .await
@@ -291,7 +290,7 @@ impl<T: Transport + 'static> Client<T> {
         let capacity = self.frame_limit().min(TYPED_FRAME_CAPACITY);
         let frame = self.encode_frame(R::OP, R::GROUP, R::COMMAND, request, capacity)?;
         self.request_checked(frame, timeout, R::RC_MAY_BE_RESULT, |body| {
-            minicbor::decode(body).map_err(|err| err.to_string())
+            minicbor::decode(body).map_err(ReplyError::from)
         })
         .await
     }
@@ -327,7 +326,7 @@ impl<T: Transport + 'static> Client<T> {
         (template, mut frame): (Header, Vec<u8>),
         timeout: Duration,
         rc_may_be_result: bool,
-        parse: impl Fn(&[u8]) -> Result<P, String>,
+        parse: impl Fn(&[u8]) -> Result<P, ReplyError>,
     ) -> Result<P, ClientError> {
         let (group, command) = (template.group, template.command);
         let policy = &self.shared.options.retry;
@@ -357,13 +356,13 @@ impl<T: Transport + 'static> Client<T> {
                     });
                 }
                 Ok(Some(err)) => return Err(err.into()),
-                Err(err) => err.to_string(),
+                Err(err) => err.into(),
             };
             if malformed >= policy.retries {
                 return Err(ClientError::Decode {
                     group,
                     command,
-                    message: problem,
+                    source: problem,
                 });
             }
             malformed += 1;
@@ -401,8 +400,7 @@ impl<T: Transport + 'static> Client<T> {
     ) -> Result<(Header, Vec<u8>), ClientError> {
         let mut frame = Vec::with_capacity(capacity);
         frame.extend_from_slice(&[0; header::SIZE]);
-        minicbor::encode(payload, &mut frame)
-            .map_err(|err| ClientError::Encode(err.to_string()))?;
+        minicbor::encode(payload, &mut frame).map_err(ClientError::Encode)?;
         self.finish_frame(op, group, command, frame)
     }
 

@@ -324,6 +324,46 @@ pub mod group {
 
 /// Well-known command ids, one module per group.
 pub mod command {
+    use crate::group;
+
+    /// A name people know a well-known command by, as `"GROUP COMMAND"` in lower case
+    /// (`"os params"`, `"image upload"`, `"fs file"`), for messages and logs; `None` for
+    /// application groups and unknown ids. Read and write share one name.
+    pub const fn name(group: u16, command: u8) -> Option<&'static str> {
+        Some(match (group, command) {
+            (group::OS, os::ECHO) => "os echo",
+            (group::OS, os::TASKSTAT) => "os tasks",
+            (group::OS, os::MPSTAT) => "os mempools",
+            (group::OS, os::DATETIME) => "os datetime",
+            (group::OS, os::RESET) => "os reset",
+            (group::OS, os::MCUMGR_PARAMS) => "os params",
+            (group::OS, os::INFO) => "os info",
+            (group::OS, os::BOOTLOADER_INFO) => "os bootloader",
+            (group::IMAGE, image::STATE) => "image state",
+            (group::IMAGE, image::UPLOAD) => "image upload",
+            (group::IMAGE, image::ERASE) => "image erase",
+            (group::IMAGE, image::SLOT_INFO) => "image slots",
+            (group::STAT, stat::GROUP_DATA) => "stat show",
+            (group::STAT, stat::LIST) => "stat list",
+            (group::SETTINGS, settings::READ_WRITE) => "settings value",
+            (group::SETTINGS, settings::DELETE) => "settings delete",
+            (group::SETTINGS, settings::COMMIT) => "settings commit",
+            (group::SETTINGS, settings::LOAD_SAVE) => "settings load/save",
+            (group::FS, fs::FILE) => "fs file",
+            (group::FS, fs::STATUS) => "fs status",
+            (group::FS, fs::HASH_CHECKSUM) => "fs hash",
+            (group::FS, fs::SUPPORTED_HASH_CHECKSUM) => "fs supported-checksums",
+            (group::FS, fs::CLOSE) => "fs close",
+            (group::SHELL, shell::EXEC) => "shell exec",
+            (group::ENUM, enumeration::COUNT) => "enum count",
+            (group::ENUM, enumeration::LIST) => "enum list",
+            (group::ENUM, enumeration::SINGLE) => "enum single",
+            (group::ENUM, enumeration::DETAILS) => "enum details",
+            (group::ZEPHYR, zephyr::ERASE_STORAGE) => "zephyr erase-storage",
+            _ => return None,
+        })
+    }
+
     /// Commands of [`group::OS`](crate::group::OS).
     pub mod os {
         /// Echo a string back.
@@ -583,5 +623,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn command_names() {
+        assert_eq!(
+            command::name(group::OS, command::os::MCUMGR_PARAMS),
+            Some("os params")
+        );
+        assert_eq!(
+            command::name(group::IMAGE, command::image::UPLOAD),
+            Some("image upload")
+        );
+        assert_eq!(command::name(group::OS, 1), None);
+        assert_eq!(command::name(64, 0), None);
     }
 }

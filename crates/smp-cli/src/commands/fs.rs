@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use smp_client::messages::fs::{HashOutput, HashRequest, HashResponse, StatusRequest};
-use smp_client::{FileTransferOptions, FileTransferSummary};
+use smp_client::{FileTransferOptions, FileTransferSummary, HashAlgorithm};
 
 use super::{Ctx, path_text, read_file};
 use crate::cli::FsCommand;
@@ -99,14 +99,14 @@ fn transfer_outcome(
     let json = json!({
         "local": path_text(local), "remote": remote, "size": summary.len,
         "chunks": summary.chunks, "max_in_flight": summary.max_in_flight,
-        "verified_with": summary.verified_with,
+        "verified_with": summary.verified_with.map(HashAlgorithm::as_str),
         "elapsed_s": output::seconds(elapsed),
         "bytes_per_second": output::bytes_per_second(summary.len, elapsed),
     });
     let human = format!(
         "{}\n{}",
         output::transfer_summary(done, summary.len, elapsed),
-        verified(summary.verified_with)
+        verified(summary.verified_with.map(HashAlgorithm::as_str))
     );
     Outcome::new(json, human)
 }

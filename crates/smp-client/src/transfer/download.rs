@@ -9,7 +9,10 @@ use smp_transport::Transport;
 use super::download_plan::DownloadPlan;
 use super::slots::JobSlots;
 use crate::messages::fs;
-use crate::{Client, ClientError, FileTransferOptions, FileTransferSummary, Progress};
+use crate::{
+    Client, ClientError, FileTransferOptions, FileTransferSummary, HashAlgorithm, Progress,
+    TransferError,
+};
 
 impl<T: Transport + 'static> Client<T> {
     /// Downloads the file `name`; the device's `len` on the first reply says when it is
@@ -53,11 +56,11 @@ impl<T: Transport + 'static> Client<T> {
             }
             if jobs.is_empty() {
                 // The plan always has something to ask for or to wait for until it is done.
-                return Err(ClientError::Transfer(format!(
-                    "download of {name} stalled at {} of {} bytes",
-                    plan.received(),
-                    plan.len()
-                )));
+                return Err(TransferError::Stalled {
+                    off: plan.received(),
+                    len: plan.len(),
+                }
+                .into());
             }
             let (asked, answer) = jobs.next_answer().await;
             let answer = answer?;
@@ -89,33 +92,35 @@ impl<T: Transport + 'static> Client<T> {
         &self,
         name: &str,
         data: &[u8],
-    ) -> Result<Option<&'static str>, ClientError> {
-        for kind in ["sha256", "crc32"] {
+    ) -> Result<Option<HashAlgorithm>, ClientError> {
+        for algorithm in [HashAlgorithm::Sha256, HashAlgorithm::Crc32] {
             let request = fs::HashRequest {
                 name: name.to_owned(),
-                r#type: Some(kind.to_owned()),
+                r#type: Some(algorithm.as_str().to_owned()),
                 ..fs::HashRequest::default()
             };
             let reply = match self.request(&request).await {
                 Ok(reply) => reply,
                 Err(ClientError::Device(err)) if err.is_unsupported_hash() => {
-                    tracing::debug!(%err, kind, "device cannot hash the file this way");
+                    tracing::debug!(%err, %algorithm, "device cannot hash the file this way");
                     continue;
                 }
                 Err(err) => return Err(err),
             };
-            let expected = match kind {
-                "sha256" => fs::HashOutput::Bytes(Sha256::digest(data).to_vec()),
-                _ => fs::HashOutput::Int(crc32fast::hash(data).into()),
+            let expected = match algorithm {
+                HashAlgorithm::Sha256 => fs::HashOutput::Bytes(Sha256::digest(data).to_vec()),
+                HashAlgorithm::Crc32 => fs::HashOutput::Int(crc32fast::hash(data).into()),
             };
             if reply.output != expected || reply.len != data.len() as u64 {
-                return Err(ClientError::Transfer(format!(
-                    "the device's {kind} of {name} ({} bytes) differs from the local data ({} bytes)",
-                    reply.len,
-                    data.len()
-                )));
+                return Err(TransferError::HashMismatch {
+                    name: name.to_owned(),
+                    algorithm,
+                    device_len: reply.len,
+                    local_len: data.len() as u64,
+                }
+                .into());
             }
-            return Ok(Some(kind));
+            return Ok(Some(algorithm));
         }
         Ok(None)
     }

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use crate::ClientError;
+use crate::TransferError;
 
 /// The state of one download.
 #[derive(Debug)]
@@ -45,9 +45,9 @@ impl DownloadPlan {
         len: Option<u64>,
         data: &[u8],
         window: usize,
-    ) -> Result<Self, ClientError> {
-        let total = len.ok_or_else(|| {
-            ClientError::Transfer(format!("the device did not say how long {name} is"))
+    ) -> Result<Self, TransferError> {
+        let total = len.ok_or_else(|| TransferError::UnknownLength {
+            name: name.to_owned(),
         })?;
         // The first request, answered: `on_reply` below takes it out again.
         let mut asked = Vec::with_capacity(window.clamp(1, 256));
@@ -136,40 +136,44 @@ impl DownloadPlan {
         asked: u64,
         off: u64,
         data: &[u8],
-    ) -> Result<(), ClientError> {
-        let name = &self.name;
+    ) -> Result<(), TransferError> {
+        let name = || self.name.clone();
         let total = self.total;
         let index = self
             .asked
             .iter()
             .position(|range| range.start == asked)
-            .ok_or_else(|| {
-                ClientError::Transfer(format!(
-                    "an answer for offset {asked} of {name} that was never asked"
-                ))
+            .ok_or_else(|| TransferError::Unasked {
+                name: name(),
+                off: asked,
             })?;
         let range = self.asked.swap_remove(index);
         if off != asked {
-            return Err(ClientError::Transfer(format!(
-                "asked for offset {asked} of {name}, the device sent offset {off}"
-            )));
+            return Err(TransferError::WrongOffset {
+                name: name(),
+                asked,
+                sent: off,
+            });
         }
         let end = off
             .checked_add(data.len() as u64)
             .filter(|&end| end <= total)
-            .ok_or_else(|| {
-                ClientError::Transfer(format!(
-                    "the device sent more of {name} than its length of {total} bytes"
-                ))
+            .ok_or_else(|| TransferError::BeyondLength {
+                name: name(),
+                len: total,
             })?;
         if data.is_empty() && off < total {
-            return Err(ClientError::Transfer(format!(
-                "the device sent no data at offset {off} of {name} ({total} bytes)"
-            )));
+            return Err(TransferError::NoData {
+                name: name(),
+                off,
+                len: total,
+            });
         }
         // Within the length, which the caller holds in memory when it is done.
-        let too_large =
-            || ClientError::Transfer(format!("{name} is too large for this machine's memory"));
+        let too_large = || TransferError::TooLarge {
+            name: name(),
+            len: total,
+        };
         let start = usize::try_from(off).map_err(|_| too_large())?;
         let stop = usize::try_from(end).map_err(|_| too_large())?;
         if self.data.len() < stop {
@@ -268,29 +272,33 @@ mod tests {
     fn bad_answers_are_errors() {
         let data = file(100);
         let no_len = DownloadPlan::start("/f", 0, None, &data[..10], 2).unwrap_err();
-        assert_eq!(
-            no_len.to_string(),
-            "transfer failed: the device did not say how long /f is"
-        );
+        assert_eq!(no_len, TransferError::UnknownLength { name: "/f".into() });
+        assert_eq!(no_len.to_string(), "the device did not say how long /f is");
         let mut plan = DownloadPlan::start("/f", 0, Some(100), &data[..10], 2).unwrap();
         let off = plan.next_request().unwrap();
         let moved = plan.on_reply(off, 20, &data[20..30]).unwrap_err();
-        assert!(
-            moved
-                .to_string()
-                .contains("asked for offset 10 of /f, the device sent offset 20")
+        assert_eq!(
+            moved,
+            TransferError::WrongOffset {
+                name: "/f".into(),
+                asked: 10,
+                sent: 20
+            }
         );
         let off = plan.next_request().unwrap();
         let long = plan.on_reply(off, off, &[0; 200]).unwrap_err();
-        assert!(
-            long.to_string()
-                .contains("more of /f than its length of 100 bytes")
+        assert_eq!(
+            long,
+            TransferError::BeyondLength {
+                name: "/f".into(),
+                len: 100
+            }
         );
         let off = plan.next_request().unwrap();
         let empty = plan.on_reply(off, off, &[]).unwrap_err();
-        assert!(empty.to_string().contains("no data at offset"));
+        assert!(matches!(empty, TransferError::NoData { len: 100, .. }));
         let unasked = plan.on_reply(77, 77, &data[77..80]).unwrap_err();
-        assert!(unasked.to_string().contains("never asked"));
+        assert!(matches!(unasked, TransferError::Unasked { off: 77, .. }));
         // A length a device made up costs only the memory of what it really sends.
         let mut huge = DownloadPlan::start("/f", 0, Some(u64::MAX), &data[..10], 1).unwrap();
         let off = huge.next_request().unwrap();

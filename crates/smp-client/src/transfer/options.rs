@@ -5,6 +5,7 @@ use std::time::Duration;
 
 #[cfg(doc)]
 use crate::Client;
+use crate::HashAlgorithm;
 
 /// How far a transfer has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,9 +93,9 @@ pub struct FileTransferSummary {
     pub len: u64,
     /// Chunks exchanged.
     pub chunks: u64,
-    /// The check that compared the device's file with the local data: `"sha256"` or
-    /// `"crc32"`, or `None` when the device offers neither (or `verify` was off).
-    pub verified_with: Option<&'static str>,
+    /// The check that compared the device's file with the local data, or `None` when
+    /// the device offers neither SHA-256 nor CRC32 (or `verify` was off).
+    pub verified_with: Option<HashAlgorithm>,
     /// The most chunks that were in flight at once (always 1 for a download).
     pub max_in_flight: usize,
 }

@@ -16,7 +16,7 @@ use super::upload_plan::{Exhausted, Step, UploadPlan};
 use crate::messages::fs;
 use crate::{
     Client, ClientError, DeviceError, FileTransferOptions, FileTransferSummary, ImageUploadOptions,
-    Progress, UploadSummary,
+    Progress, RetryPolicy, TransferError, UploadSummary,
 };
 
 /// Per-attempt timeouts of the first, middle and last chunks.
@@ -180,38 +180,17 @@ impl<T: Transport + 'static> Client<T> {
                 pause = None;
             }
             if pause.is_none() {
-                while let Some(off) = plan.next_chunk() {
-                    let mut request = chunk(off);
-                    let sent = plan.send(&mut request)?;
-                    let wait = if sent.off == 0 {
-                        chunk_timeouts.first
-                    } else if sent.end() == plan.len() {
-                        chunk_timeouts.last
-                    } else {
-                        chunk_timeouts.middle
-                    };
-                    let job = self.upload_job(Job::Chunk(request), wait, (sent.id, &timed_out));
-                    pending.start(sent.id, job);
-                }
-                if plan.wants_query() {
-                    let query = chunk(plan.next_off()).offset_query().ok_or_else(|| {
-                        ClientError::Transfer(
-                            "the device refused a chunk without saying where it stands".into(),
-                        )
-                    })?;
-                    let id = plan.query_sent();
-                    let job =
-                        self.upload_job(Job::Query(query), chunk_timeouts.middle, (id, &timed_out));
-                    pending.start(id, job);
+                while let Some((id, job, wait)) = next_job(&mut plan, &chunk, chunk_timeouts)? {
+                    pending.start(id, self.upload_job(job, wait, (id, &timed_out)));
                 }
             }
             if pending.is_empty() && pause.is_none() {
                 // The plan always has something to send or to wait for until it is done.
-                return Err(ClientError::Transfer(format!(
-                    "upload stalled at offset {} of {}",
-                    plan.acked(),
-                    plan.len()
-                )));
+                return Err(TransferError::Stalled {
+                    off: plan.acked(),
+                    len: plan.len(),
+                }
+                .into());
             }
             let (id, answer) = tokio::select! {
                 biased;
@@ -223,44 +202,10 @@ impl<T: Transport + 'static> Client<T> {
                 answered = pending.next_answer() => answered,
                 () = sleep_until(pause) => continue,
             };
-            let acked = plan.acked();
-            match answer {
-                Ok(Answer::Offset { off, matched }) => {
-                    let step = plan.on_reply(id, off, matched)?;
-                    if plan.acked() != acked {
-                        progress(plan.progress());
-                    }
-                    if let Step::Done { matched } = step {
-                        if plan.resumed_at() > 0 {
-                            tracing::info!(
-                                resumed_at = plan.resumed_at(),
-                                "device resumed an interrupted upload"
-                            );
-                        }
-                        return Ok(ChunksSent {
-                            chunks: plan.chunks_sent(),
-                            resumed_at: plan.resumed_at(),
-                            matched,
-                            max_in_flight: plan.peak(),
-                        });
-                    }
-                }
-                Ok(Answer::Rejected) => plan.on_rejected(id),
-                Ok(Answer::Busy(err)) => match plan.on_busy(id) {
-                    Ok(rounds) => {
-                        let backoff = policy.backoff_after(rounds.saturating_sub(1));
-                        tracing::debug!(%err, ?backoff, window = plan.window(), "device busy");
-                        pause = Some(Instant::now() + backoff);
-                    }
-                    Err(Exhausted { attempts }) => {
-                        return Err(ClientError::Busy {
-                            last: err,
-                            attempts,
-                        });
-                    }
-                },
-                // A chunk the device never answered, through every re-send.
-                Err(err) => return Err(err),
+            match take_answer(&mut plan, id, answer?, policy, &mut progress)? {
+                Flow::Go => {}
+                Flow::Pause(backoff) => pause = Some(Instant::now() + backoff),
+                Flow::Done(sent) => return Ok(sent),
             }
             // Requests the plan no longer waits for: their answers would change nothing.
             pending.retain(|id| plan.is_in_flight(id));
@@ -306,7 +251,7 @@ impl<T: Transport + 'static> Client<T> {
                         let (off, matched) = R::reply_offset(&response);
                         return Ok(Answer::Offset { off, matched });
                     }
-                    Err(err) => err.to_string(),
+                    Err(err) => err,
                 },
                 Ok(Some(err)) if err.is_back_pressure() => return Ok(Answer::Busy(err)),
                 Ok(Some(err)) => {
@@ -316,18 +261,106 @@ impl<T: Transport + 'static> Client<T> {
                         None => Err(err.into()),
                     };
                 }
-                Err(err) => err.to_string(),
+                Err(err) => err,
             };
             if malformed >= self.options().retry.retries {
                 return Err(ClientError::Decode {
                     group: R::GROUP,
                     command: R::COMMAND,
-                    message: problem,
+                    source: problem.into(),
                 });
             }
             malformed += 1;
             tracing::debug!(%problem, "malformed reply to a chunk, taken as lost; sending again");
         }
+    }
+}
+
+/// What the upload does after an answer.
+enum Flow {
+    /// Send what the plan allows, wait for the next answer.
+    Go,
+    /// The device is busy: send nothing more for this long.
+    Pause(Duration),
+    /// The device has all the data.
+    Done(ChunksSent),
+}
+
+/// The next request the plan allows now (a chunk, or a question for the device's
+/// offset) with its id and per-attempt timeout, recorded as sent.
+fn next_job<'a, R: ChunkRequest<'a>>(
+    plan: &mut UploadPlan<'a>,
+    chunk: &impl Fn(u64) -> R,
+    timeouts: ChunkTimeouts,
+) -> Result<Option<(u64, Job<R>, Duration)>, ClientError> {
+    if let Some(off) = plan.next_chunk() {
+        let mut request = chunk(off);
+        let sent = plan.send(&mut request)?;
+        let wait = if sent.off == 0 {
+            timeouts.first
+        } else if sent.end() == plan.len() {
+            timeouts.last
+        } else {
+            timeouts.middle
+        };
+        return Ok(Some((sent.id, Job::Chunk(request), wait)));
+    }
+    if plan.wants_query() {
+        let query = chunk(plan.next_off())
+            .offset_query()
+            .ok_or(TransferError::NoOffset)?;
+        let id = plan.query_sent();
+        return Ok(Some((id, Job::Query(query), timeouts.middle)));
+    }
+    Ok(None)
+}
+
+/// Hands the device's answer to request `id` to the plan, and reports progress.
+fn take_answer(
+    plan: &mut UploadPlan<'_>,
+    id: u64,
+    answer: Answer,
+    policy: &RetryPolicy,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Flow, ClientError> {
+    match answer {
+        Answer::Offset { off, matched } => {
+            let acked = plan.acked();
+            let step = plan.on_reply(id, off, matched)?;
+            if plan.acked() != acked {
+                progress(plan.progress());
+            }
+            let Step::Done { matched } = step else {
+                return Ok(Flow::Go);
+            };
+            if plan.resumed_at() > 0 {
+                tracing::info!(
+                    resumed_at = plan.resumed_at(),
+                    "device resumed an interrupted upload"
+                );
+            }
+            Ok(Flow::Done(ChunksSent {
+                chunks: plan.chunks_sent(),
+                resumed_at: plan.resumed_at(),
+                matched,
+                max_in_flight: plan.peak(),
+            }))
+        }
+        Answer::Rejected => {
+            plan.on_rejected(id);
+            Ok(Flow::Go)
+        }
+        Answer::Busy(err) => match plan.on_busy(id) {
+            Ok(rounds) => {
+                let backoff = policy.backoff_after(rounds.saturating_sub(1));
+                tracing::debug!(%err, ?backoff, window = plan.window(), "device busy");
+                Ok(Flow::Pause(backoff))
+            }
+            Err(Exhausted { attempts }) => Err(ClientError::Busy {
+                last: err,
+                attempts,
+            }),
+        },
     }
 }
 

@@ -5,10 +5,44 @@ use std::collections::VecDeque;
 use smp_transport::header;
 
 use super::chunk::{ChunkRequest, fit_data};
-use crate::{ClientError, Progress};
+use crate::{ClientError, Progress, TransferError};
 
 /// Rewinds in a row, without the device's offset moving, before an upload gives up.
 const MAX_STALLS: u32 = 8;
+
+/// Why an upload plan gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanError {
+    /// The frame limit leaves no room for data beside the request's other fields.
+    FrameTooSmall {
+        /// The smallest frame with one data byte.
+        needed: usize,
+        /// The frame limit.
+        limit: usize,
+    },
+    /// The device kept reporting an offset beyond everything sent.
+    OffsetBeyondSent { off: u64, sent: u64 },
+    /// Chunks sent again from the device's offset were not accepted, time after time.
+    Stalled { off: u64, len: u64 },
+    /// The device says the image does not match its announced SHA-256.
+    ImageMismatch,
+}
+
+impl From<PlanError> for ClientError {
+    fn from(err: PlanError) -> Self {
+        match err {
+            PlanError::FrameTooSmall { needed, limit } => Self::FrameTooLarge {
+                len: needed,
+                max: limit,
+            },
+            PlanError::OffsetBeyondSent { off, sent } => {
+                TransferError::OffsetBeyondSent { off, sent }.into()
+            }
+            PlanError::Stalled { off, len } => TransferError::Stalled { off, len }.into(),
+            PlanError::ImageMismatch => TransferError::ImageMismatch.into(),
+        }
+    }
+}
 
 /// The plan gave up: this many rounds of busy replies came in a row without progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,16 +251,16 @@ impl<'a> UploadPlan<'a> {
 
     /// Fills `request` (built for [`next_off`](Self::next_off), data empty) with as much
     /// data as the frame limit allows; returns how much.
-    pub(crate) fn fill<R: ChunkRequest<'a>>(&self, request: &mut R) -> Result<usize, ClientError> {
+    pub(crate) fn fill<R: ChunkRequest<'a>>(&self, request: &mut R) -> Result<usize, PlanError> {
         let empty = header::SIZE + minicbor::len(&*request);
         let start = usize::try_from(self.next)
             .unwrap_or(usize::MAX)
             .min(self.data.len());
         let room = fit_data(self.frame_limit, empty);
         if room == 0 && start < self.data.len() {
-            return Err(ClientError::FrameTooLarge {
-                len: empty + 1,
-                max: self.frame_limit,
+            return Err(PlanError::FrameTooSmall {
+                needed: empty + 1,
+                limit: self.frame_limit,
             });
         }
         let end = start + room.min(self.data.len() - start);
@@ -239,7 +273,7 @@ impl<'a> UploadPlan<'a> {
     pub(crate) fn send<R: ChunkRequest<'a>>(
         &mut self,
         request: &mut R,
-    ) -> Result<Chunk, ClientError> {
+    ) -> Result<Chunk, PlanError> {
         let len = self.fill(request)? as u64;
         let chunk = Chunk {
             id: self.next_id,
@@ -304,49 +338,18 @@ impl<'a> UploadPlan<'a> {
         id: u64,
         off: u64,
         matched: Option<bool>,
-    ) -> Result<Step, ClientError> {
+    ) -> Result<Step, PlanError> {
         let Some(kind) = self.answered(id) else {
             return Ok(Step::Continue);
         };
-        // The device cannot hold more than it was ever sent, except when a first chunk
-        // resumes an earlier upload. (A duplicated or re-sent earlier chunk may well be
-        // answered with a later offset: that is within what was sent.) A larger offset
-        // is a damaged reply (SMP has no checksum of its own): taking it could end the
-        // upload early, so it is ignored and the stream goes on from what the device
-        // surely holds.
-        let credible = match kind {
-            Kind::Chunk { off: 0, .. } | Kind::Query => self.len(),
-            Kind::Chunk { .. } => self.sent_end,
-        };
+        let credible = self.credible_offset(kind);
         if off > credible {
-            self.stalls += 1;
-            if self.stalls > MAX_STALLS {
-                return Err(ClientError::Transfer(format!(
-                    "device reports offset {off}, beyond the {credible} bytes sent, again and again"
-                )));
-            }
-            tracing::warn!(
-                off,
-                credible,
-                "reply offset beyond the data sent: ignored as damaged"
-            );
-            if !self.resent_at(self.acked) {
-                self.next = self.acked;
-            }
-            return Ok(Step::Continue);
+            return self.ignore_damaged(off, credible);
         }
-        self.started = true;
-        self.lost_offset = false;
-        let progressed = off > self.acked;
-        self.acked = off;
-        if progressed {
-            (self.stalls, self.busy) = (0, 0);
-        }
+        let progressed = self.take_offset(off);
         if off == self.len() {
             return match matched {
-                Some(false) => Err(ClientError::Transfer(
-                    "device reports the uploaded image does not match its SHA-256".into(),
-                )),
+                Some(false) => Err(PlanError::ImageMismatch),
                 _ => Ok(Step::Done { matched }),
             };
         }
@@ -359,31 +362,86 @@ impl<'a> UploadPlan<'a> {
             }
         }
         if !self.resent_at(off) {
-            if off < self.next && !progressed {
-                self.stalls += 1;
-                if self.stalls > MAX_STALLS {
-                    return Err(ClientError::Transfer(format!(
-                        "device stopped accepting data at offset {off} ({MAX_STALLS} resends without progress)"
-                    )));
-                }
-                // The chunk sent again after a loss was lost too: ease off, as for a
-                // busy reply (the device may be dropping what its buffers cannot hold).
-                // A single loss does not narrow the window: on a lossy link that would
-                // leave one chunk in flight, whose loss only a timeout reveals.
-                if self.stalls > 1 {
-                    self.shrink();
-                }
-            }
-            if off != self.next {
-                tracing::debug!(
-                    from = self.next,
-                    to = off,
-                    "upload continues at the device's offset"
-                );
-            }
-            self.next = off;
+            self.resume_from(off, progressed)?;
         }
         Ok(Step::Continue)
+    }
+
+    /// The largest offset a reply to `kind` can carry: the device cannot hold more than
+    /// it was ever sent, except when a first chunk resumes an earlier upload (or a query
+    /// asks). A duplicated or re-sent earlier chunk may well be answered with a later
+    /// offset: that is within what was sent.
+    fn credible_offset(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Chunk { off: 0, .. } | Kind::Query => self.len(),
+            Kind::Chunk { .. } => self.sent_end,
+        }
+    }
+
+    /// A reply whose offset is beyond what the device can hold is damaged (SMP has no
+    /// checksum of its own): taking it could end the upload early, so it is ignored and
+    /// the stream goes on from what the device surely holds; one that keeps coming ends
+    /// the upload.
+    fn ignore_damaged(&mut self, off: u64, credible: u64) -> Result<Step, PlanError> {
+        self.stalls += 1;
+        if self.stalls > MAX_STALLS {
+            return Err(PlanError::OffsetBeyondSent {
+                off,
+                sent: credible,
+            });
+        }
+        tracing::warn!(
+            off,
+            credible,
+            "reply offset beyond the data sent: ignored as damaged"
+        );
+        if !self.resent_at(self.acked) {
+            self.next = self.acked;
+        }
+        Ok(Step::Continue)
+    }
+
+    /// Records the device's offset as what it holds; returns whether it moved forward
+    /// (which resets the stall and busy counts).
+    fn take_offset(&mut self, off: u64) -> bool {
+        self.started = true;
+        self.lost_offset = false;
+        let progressed = off > self.acked;
+        self.acked = off;
+        if progressed {
+            (self.stalls, self.busy) = (0, 0);
+        }
+        progressed
+    }
+
+    /// The stream broke (no chunk in flight begins at the device's offset `off`): the
+    /// next chunk goes there. Going back without progress counts as a stall.
+    fn resume_from(&mut self, off: u64, progressed: bool) -> Result<(), PlanError> {
+        if off < self.next && !progressed {
+            self.stalls += 1;
+            if self.stalls > MAX_STALLS {
+                return Err(PlanError::Stalled {
+                    off,
+                    len: self.len(),
+                });
+            }
+            // The chunk sent again after a loss was lost too: ease off, as for a busy
+            // reply (the device may be dropping what its buffers cannot hold). A single
+            // loss does not narrow the window: on a lossy link that would leave one
+            // chunk in flight, whose loss only a timeout reveals.
+            if self.stalls > 1 {
+                self.shrink();
+            }
+        }
+        if off != self.next {
+            tracing::debug!(
+                from = self.next,
+                to = off,
+                "upload continues at the device's offset"
+            );
+        }
+        self.next = off;
+        Ok(())
     }
 
     /// The device refused chunk `id` as being at the wrong offset without saying which it
@@ -606,9 +664,12 @@ mod tests {
             assert_eq!(first.off, 0, "ignored: the first chunk goes again");
             answer = plan.on_reply(first.id, 1001, None);
         }
-        assert!(
-            matches!(answer, Err(ClientError::Transfer(_))),
-            "{answer:?}"
+        assert_eq!(
+            answer,
+            Err(PlanError::OffsetBeyondSent {
+                off: 1001,
+                sent: 1000
+            })
         );
         // The image does not match what the device received.
         let mut plan = self::plan(&data, 512, 1);
@@ -617,10 +678,10 @@ mod tests {
             plan.on_reply(last.id, last.end(), None).unwrap();
             last = send(&mut plan).0;
         }
-        assert!(matches!(
+        assert_eq!(
             plan.on_reply(last.id, 1000, Some(false)),
-            Err(ClientError::Transfer(_))
-        ));
+            Err(PlanError::ImageMismatch)
+        );
         // A device that answers every chunk with the same offset.
         let mut plan = self::plan(&data, 512, 1);
         let (first, _) = send(&mut plan);
@@ -630,10 +691,13 @@ mod tests {
             plan.on_reply(chunk.id, first.end(), None).unwrap();
         }
         let (chunk, _) = send(&mut plan);
-        assert!(matches!(
+        assert_eq!(
             plan.on_reply(chunk.id, first.end(), None),
-            Err(ClientError::Transfer(_))
-        ));
+            Err(PlanError::Stalled {
+                off: first.end(),
+                len: 1000
+            })
+        );
     }
 
     #[test]
@@ -643,7 +707,7 @@ mod tests {
         let mut request = image_chunk(0, 1000, &[0; 32], &ImageUploadOptions::default());
         assert!(matches!(
             plan.fill(&mut request),
-            Err(ClientError::FrameTooLarge { max: 80, .. })
+            Err(PlanError::FrameTooSmall { limit: 80, .. })
         ));
     }
 
