@@ -443,36 +443,18 @@ impl<T: Transport + 'static> Client<T> {
             .acquire()
             .await
             .map_err(|_| ClientError::Closed)?;
-        let ticket = shared
-            .pending()
-            .register(template)
-            .map_err(|err| match err {
-                RegisterError::Full => ClientError::TooManyInFlight,
-                RegisterError::Closed => ClientError::Closed,
-            })?;
-        let request = ticket.request;
-        let _registration = Registration { shared, ticket };
+        let registration = self.register(template)?;
+        let request = registration.ticket.request;
         frame[..header::SIZE].copy_from_slice(&request.encode());
-        let mut reply = std::future::poll_fn(|cx| shared.pending().poll_reply(&ticket, cx.waker()));
+        let ticket = &registration.ticket;
+        let mut reply = std::future::poll_fn(|cx| shared.pending().poll_reply(ticket, cx.waker()));
 
         let policy = &shared.options.retry;
         let started = Instant::now();
         for attempt in 0..=policy.retries {
-            match shared.transport.send(frame).await {
-                Ok(()) => {}
-                // Nothing listening (the device restarting): a lost datagram, retry.
-                Err(TransportError::Unreachable(err)) => {
-                    tracing::debug!(%err, "send refused; will retry");
-                }
-                Err(err) => return Err(err.into()),
-            }
-            let mut wait = timeout;
-            if attempt < policy.retries {
-                wait += policy.backoff_after(attempt);
-            }
-            match tokio::time::timeout(wait, &mut reply).await {
-                Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(Closed)) => return Err(ClientError::Closed),
+            self.send_attempt(frame).await?;
+            match tokio::time::timeout(policy.attempt_wait(timeout, attempt), &mut reply).await {
+                Ok(reply) => return reply.map_err(|Closed| ClientError::Closed),
                 Err(_) => {
                     tracing::debug!(
                         sequence = request.sequence,
@@ -492,6 +474,32 @@ impl<T: Transport + 'static> Client<T> {
             attempts: policy.retries + 1,
             waited: started.elapsed(),
         })
+    }
+
+    /// Registers `template` under a free sequence number, until the registration drops.
+    fn register(&self, template: Header) -> Result<Registration<'_, T>, ClientError> {
+        let shared = &*self.shared;
+        let ticket = shared
+            .pending()
+            .register(template)
+            .map_err(|err| match err {
+                RegisterError::Full => ClientError::TooManyInFlight,
+                RegisterError::Closed => ClientError::Closed,
+            })?;
+        Ok(Registration { shared, ticket })
+    }
+
+    /// Sends one attempt of a request. Nothing listening (the device restarting) counts
+    /// as a lost datagram, which the next attempt retries.
+    async fn send_attempt(&self, frame: &[u8]) -> Result<(), ClientError> {
+        match self.shared.transport.send(frame).await {
+            Ok(()) => Ok(()),
+            Err(TransportError::Unreachable(err)) => {
+                tracing::debug!(%err, "send refused; will retry");
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Disconnects the transport and stops the reader; requests in flight fail with

@@ -207,15 +207,20 @@ impl RetryPolicy {
         self.backoff.saturating_mul(factor).min(self.max_backoff)
     }
 
+    /// How long attempt `attempt` (from 0) waits for its reply: the timeout, and before
+    /// a re-send also the backoff (a late reply still counts meanwhile).
+    pub(crate) fn attempt_wait(&self, timeout: Duration, attempt: u32) -> Duration {
+        if attempt < self.retries {
+            timeout + self.backoff_after(attempt)
+        } else {
+            timeout
+        }
+    }
+
     /// The longest a request can take when every attempt times out.
     pub fn budget(&self, timeout: Duration) -> Duration {
         (0..=self.retries).fold(Duration::ZERO, |total, attempt| {
-            let pause = if attempt < self.retries {
-                self.backoff_after(attempt)
-            } else {
-                Duration::ZERO
-            };
-            total + timeout + pause
+            total + self.attempt_wait(timeout, attempt)
         })
     }
 }
