@@ -35,19 +35,15 @@ const GENUINE: &str = "genuine";
 /// One attempt only, so that a request completes with the genuine reply only if the
 /// bad input before it was dropped without disturbing anything.
 fn single_attempt() -> RetryPolicy {
-    RetryPolicy {
-        timeout: Duration::from_secs(3),
-        retries: 0,
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default()
+        .with_timeout(Duration::from_secs(3))
+        .with_retries(0)
 }
 
 async fn client_for(addr: SocketAddr) -> Client<UdpTransport> {
-    let options = ClientOptions {
-        retry: single_attempt(),
-        read_params: false,
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default()
+        .with_retry(single_attempt())
+        .with_read_params(false);
     Client::connect_udp(UdpTarget::from(addr), options)
         .await
         .unwrap()
@@ -383,12 +379,10 @@ async fn a_reply_completes_only_its_own_request() {
     // carrying its own request's data.
     init_tracing();
     let (device, addr) = fake_device("127.0.0.1").await;
-    let options = ClientOptions {
-        retry: single_attempt(),
-        read_params: false,
-        max_in_flight: Some(2),
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default()
+        .with_retry(single_attempt())
+        .with_read_params(false)
+        .with_max_in_flight(Some(2));
     let client = Client::connect_udp(UdpTarget::from(addr), options)
         .await
         .unwrap();
@@ -492,10 +486,7 @@ async fn datagram_of_64_kib() {
 #[tokio::test]
 async fn mtu_too_small_for_a_header() {
     let (device, addr) = fake_device("127.0.0.1").await;
-    let options = ClientOptions {
-        read_params: false,
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default().with_read_params(false);
     let err = Client::connect_udp(UdpTarget::from(addr).with_mtu(35), options.clone())
         .await
         .unwrap_err();

@@ -115,13 +115,12 @@ struct CellResult {
 
 /// Short timeouts for loopback, enough retries that seeded loss never exhausts them.
 fn policy(retries: u32) -> RetryPolicy {
-    RetryPolicy {
-        timeout: TIMEOUT,
-        retries,
-        backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
-        busy_retries: 20,
-    }
+    RetryPolicy::default()
+        .with_timeout(TIMEOUT)
+        .with_retries(retries)
+        .with_backoff(Duration::from_millis(5))
+        .with_max_backoff(Duration::from_millis(20))
+        .with_busy_retries(20)
 }
 
 fn upload_options() -> ImageUploadOptions {
@@ -458,10 +457,7 @@ async fn run_row(index: usize, row: Row, data: Arc<Data>) -> Vec<CellResult> {
         ..SimConfig::default()
     };
     let sim = Arc::new(Sim::start(config).await.unwrap());
-    let options = ClientOptions {
-        retry: row.policy.clone(),
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default().with_retry(row.policy.clone());
     let client = Client::connect_udp(UdpTarget::from(sim.addr()), options)
         .await
         .expect("connects to the simulated device");
@@ -674,10 +670,7 @@ mod corrupted_offset {
         let (client_end, device_end) = MemoryTransport::pair(1472).unwrap();
         let held = Arc::new(Mutex::new(Held::default()));
         let device = tokio::spawn(serve(device_end, image.to_vec(), held.clone(), flip));
-        let options = ClientOptions {
-            read_params: false,
-            ..ClientOptions::default()
-        };
+        let options = ClientOptions::default().with_read_params(false);
         let client = Client::new(client_end, options).await.unwrap();
         let result = client
             .upload_image(image, &ImageUploadOptions::default(), |_| {})
@@ -783,10 +776,7 @@ async fn one_malformed_reply_is_taken_as_lost() {
         }
         receipts
     });
-    let options = ClientOptions {
-        read_params: false,
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default().with_read_params(false);
     let client = Client::new(client_end, options).await.unwrap();
     let result = client.request(&EchoRequest { d: "hi".into() }).await;
     drop(client);

@@ -51,10 +51,7 @@ fn image(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn upload_options(window: Option<usize>) -> ImageUploadOptions {
-    ImageUploadOptions {
-        window: window.and_then(NonZeroUsize::new),
-        ..quick_upload_options(Duration::from_millis(400))
-    }
+    quick_upload_options(Duration::from_millis(400)).with_window(window.and_then(NonZeroUsize::new))
 }
 
 /// The device checked the image and slot 1 holds exactly it.
@@ -134,10 +131,7 @@ async fn a_pipelined_file_upload_is_byte_identical() {
     for seed in &SEEDS[..2] {
         let sim = sim(4, Duration::ZERO, faults(*seed)).await;
         let client = sim_client(&sim, lossy_policy()).await;
-        let options = FileTransferOptions {
-            window: NonZeroUsize::new(3),
-            ..FileTransferOptions::default()
-        };
+        let options = FileTransferOptions::default().with_window(NonZeroUsize::new(3));
         client
             .upload_file(&name, data, &options, |_| {})
             .await

@@ -435,17 +435,16 @@ async fn client_session(data: &[u8]) {
     const BOUND: Duration = Duration::from_secs(600);
     let (client_end, device) = MemoryTransport::pair(1472).expect("a link");
     let device = tokio::spawn(device_script(device, scripted(data)));
-    let options = ClientOptions {
-        retry: RetryPolicy {
-            timeout: Duration::from_millis(100),
-            retries: 2,
-            backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(40),
-            busy_retries: 3,
-        },
-        read_params: false,
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default()
+        .with_retry(
+            RetryPolicy::default()
+                .with_timeout(Duration::from_millis(100))
+                .with_retries(2)
+                .with_backoff(Duration::from_millis(10))
+                .with_max_backoff(Duration::from_millis(40))
+                .with_busy_retries(3),
+        )
+        .with_read_params(false);
     let client = Client::new(client_end, options)
         .await
         .expect("starts without reading the parameters");

@@ -51,13 +51,11 @@ pub fn interop_server(var: &str) -> String {
 /// A retry policy for loopback under heavy loss: short timeouts (a reply takes well under
 /// a millisecond), many retries, short back-off.
 pub fn lossy_policy() -> smp_client::RetryPolicy {
-    smp_client::RetryPolicy {
-        timeout: std::time::Duration::from_millis(100),
-        retries: 12,
-        backoff: std::time::Duration::from_millis(2),
-        max_backoff: std::time::Duration::from_millis(10),
-        ..smp_client::RetryPolicy::default()
-    }
+    smp_client::RetryPolicy::default()
+        .with_timeout(std::time::Duration::from_millis(100))
+        .with_retries(12)
+        .with_backoff(std::time::Duration::from_millis(2))
+        .with_max_backoff(std::time::Duration::from_millis(10))
 }
 
 /// A client of the simulated device `sim`, with `retry`.
@@ -65,10 +63,7 @@ pub async fn sim_client(
     sim: &smp_sim::Sim,
     retry: smp_client::RetryPolicy,
 ) -> smp_client::Client<smp_client::udp::UdpTransport> {
-    let options = smp_client::ClientOptions {
-        retry,
-        ..smp_client::ClientOptions::default()
-    };
+    let options = smp_client::ClientOptions::default().with_retry(retry);
     smp_client::Client::connect_udp(smp_client::udp::UdpTarget::from(sim.addr()), options)
         .await
         .expect("connects to the simulated device")
@@ -77,11 +72,9 @@ pub async fn sim_client(
 /// Image upload options whose first and last chunks wait only `timeout` for a reply:
 /// a simulated device erases and checks at once, so a lost reply is a short wait.
 pub fn quick_upload_options(timeout: std::time::Duration) -> smp_client::ImageUploadOptions {
-    smp_client::ImageUploadOptions {
-        first_timeout: timeout,
-        last_timeout: timeout,
-        ..smp_client::ImageUploadOptions::default()
-    }
+    smp_client::ImageUploadOptions::default()
+        .with_first_timeout(timeout)
+        .with_last_timeout(timeout)
 }
 
 /// An unsigned MCUboot image of version `version` with a `len`-byte sample body.

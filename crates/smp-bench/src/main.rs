@@ -196,10 +196,7 @@ async fn download(addr: SocketAddr, name: &str, expect: &[u8]) -> Result<Value, 
     let client = Client::connect_udp(addr.into(), ClientOptions::default())
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;
-    let options = FileTransferOptions {
-        verify: false,
-        ..FileTransferOptions::default()
-    };
+    let options = FileTransferOptions::default().with_verify(false);
     let started = Instant::now();
     let (data, summary) = client
         .download_file(name, &options, |_| {})

@@ -77,7 +77,7 @@ mod tests {
     fn updates_without_a_terminal_do_nothing() {
         // Test runs capture stderr: no bar, but the clock runs.
         let transfer = Transfer::start("x", None);
-        transfer.update(smp_client::Progress { done: 5, total: 10 });
+        transfer.update(smp_client::Progress::new(5, 10));
         assert!(transfer.finish() < Duration::from_secs(60));
     }
 }

@@ -13,7 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::engine::{Closed, Pending, RegisterError, RetryPolicy, Ticket};
+use crate::RetryPolicy;
+use crate::engine::{Closed, Pending, RegisterError, Ticket};
 use crate::messages::os::{McumgrParamsRequest, McumgrParamsResponse};
 use crate::{ClientError, ReplyError, Request};
 
@@ -21,8 +22,18 @@ use crate::{ClientError, ReplyError, Request};
 /// smaller; a larger one grows its buffer while it is encoded.
 const TYPED_FRAME_CAPACITY: usize = 256;
 
-/// Settings of a [`Client`].
+/// Settings of a [`Client`]: the defaults, changed with the `with_*` methods.
+///
+/// ```
+/// use std::time::Duration;
+/// use smp_client::{ClientOptions, RetryPolicy};
+///
+/// let options = ClientOptions::default()
+///     .with_retry(RetryPolicy::default().with_timeout(Duration::from_secs(1)).with_retries(5));
+/// assert_eq!(options.retry.retries, 5);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Timeouts, retries and backoff of every request.
     pub retry: RetryPolicy,
@@ -38,6 +49,17 @@ pub struct ClientOptions {
     /// the upload's own `window` ([`ImageUploadOptions::window`](crate::ImageUploadOptions::window)).
     pub max_in_flight: Option<usize>,
 }
+
+crate::with_setters!(ClientOptions {
+    /// Sets [`retry`](Self::retry).
+    with_retry => retry: RetryPolicy,
+    /// Sets [`version`](Self::version).
+    with_version => version: Version,
+    /// Sets [`read_params`](Self::read_params).
+    with_read_params => read_params: bool,
+    /// Sets [`max_in_flight`](Self::max_in_flight).
+    with_max_in_flight => max_in_flight: Option<usize>,
+});
 
 impl Default for ClientOptions {
     fn default() -> Self {

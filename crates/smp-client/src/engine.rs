@@ -171,8 +171,10 @@ impl Pending {
     }
 }
 
-/// How long to wait for replies, how often to retry and how to back off.
+/// How long to wait for replies, how often to retry and how to back off: the defaults,
+/// changed with the `with_*` methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Time to wait for a reply before re-sending the same frame.
     pub timeout: Duration,
@@ -187,6 +189,19 @@ pub struct RetryPolicy {
     /// Attempts after busy replies (ENOMEM, EBUSY) before giving up.
     pub busy_retries: u32,
 }
+
+crate::with_setters!(RetryPolicy {
+    /// Sets [`timeout`](Self::timeout).
+    with_timeout => timeout: Duration,
+    /// Sets [`retries`](Self::retries).
+    with_retries => retries: u32,
+    /// Sets [`backoff`](Self::backoff).
+    with_backoff => backoff: Duration,
+    /// Sets [`max_backoff`](Self::max_backoff).
+    with_max_backoff => max_backoff: Duration,
+    /// Sets [`busy_retries`](Self::busy_retries).
+    with_busy_retries => busy_retries: u32,
+});
 
 impl Default for RetryPolicy {
     fn default() -> Self {

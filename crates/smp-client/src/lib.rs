@@ -5,6 +5,23 @@
 //! depend on this crate alone.
 #![forbid(unsafe_code)]
 
+/// Chainable setters for an options struct whose fields are public: `with_x(self, x)`.
+macro_rules! with_setters {
+    ($ty:ident { $($(#[$doc:meta])* $name:ident => $field:ident: $fty:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(mut self, $field: $fty) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use with_setters;
+
 mod client;
 #[cfg(test)]
 mod client_tests;

@@ -157,10 +157,7 @@ fn upload(
             seen: seen.clone(),
         };
         let device = tokio::spawn(device.serve(device_end, frame_limit));
-        let options = ClientOptions {
-            read_params: false,
-            ..ClientOptions::default()
-        };
+        let options = ClientOptions::default().with_read_params(false);
         let client = Client::new(client_end, options).await.unwrap();
         assert_eq!(client.frame_limit(), frame_limit);
         let result = client

@@ -309,13 +309,8 @@ fn serve(end: MemoryTransport, device: Arc<Mutex<Device>>) {
 async fn client_for(device: Arc<Mutex<Device>>) -> Client<MemoryTransport> {
     let (client_end, device_end) = MemoryTransport::pair(1472).unwrap();
     serve(device_end, device);
-    let options = ClientOptions {
-        retry: RetryPolicy {
-            timeout: Duration::from_millis(200),
-            ..RetryPolicy::default()
-        },
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default()
+        .with_retry(RetryPolicy::default().with_timeout(Duration::from_millis(200)));
     Client::new(client_end, options).await.unwrap()
 }
 
@@ -326,11 +321,9 @@ fn image(len: usize) -> Vec<u8> {
 }
 
 fn fast_options() -> ImageUploadOptions {
-    ImageUploadOptions {
-        first_timeout: Duration::from_millis(500),
-        last_timeout: Duration::from_millis(500),
-        ..ImageUploadOptions::default()
-    }
+    ImageUploadOptions::default()
+        .with_first_timeout(Duration::from_millis(500))
+        .with_last_timeout(Duration::from_millis(500))
 }
 
 #[tokio::test(start_paused = true)]
@@ -355,13 +348,7 @@ async fn an_image_arrives_byte_identical_with_progress() {
     );
     assert_eq!(device.data_bytes_received, data.len());
     assert!(seen.windows(2).all(|w| w[0].done < w[1].done));
-    assert_eq!(
-        seen.last(),
-        Some(&Progress {
-            done: 100_000,
-            total: 100_000
-        })
-    );
+    assert_eq!(seen.last(), Some(&Progress::new(100_000, 100_000)));
     assert_eq!(seen.len() as u64, summary.chunks);
 }
 
@@ -504,13 +491,7 @@ async fn a_file_goes_up_and_comes_back_identical_and_verified() {
     assert_eq!(down, data);
     assert_eq!(summary.chunks, 8, "700-byte replies");
     assert_eq!(summary.verified_with, Some(HashAlgorithm::Sha256));
-    assert_eq!(
-        seen.last(),
-        Some(&Progress {
-            done: 5000,
-            total: 5000
-        })
-    );
+    assert_eq!(seen.last(), Some(&Progress::new(5000, 5000)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -571,10 +552,7 @@ async fn file_system_errors_are_not_mistaken_for_missing_hashes() {
         Err(ClientError::Device(err)) => assert_eq!(err.name(), Some("FILE_READ_FAILED")),
         other => panic!("expected the device's error, got {other:?}"),
     }
-    let options = FileTransferOptions {
-        verify: false,
-        ..FileTransferOptions::default()
-    };
+    let options = FileTransferOptions::default().with_verify(false);
     let up = client
         .upload_file("/g", &file_data(100), &options, |_| {})
         .await
@@ -633,10 +611,7 @@ async fn the_window_option_only_lowers_the_window() {
     for (window, expected) in [(Some(1), 1), (Some(2), 2), (Some(8), 3), (None, 3)] {
         let device = Arc::new(Mutex::new(pipelining_device(4)));
         let client = client_for(device.clone()).await;
-        let options = ImageUploadOptions {
-            window: window.and_then(std::num::NonZeroUsize::new),
-            ..fast_options()
-        };
+        let options = fast_options().with_window(window.and_then(std::num::NonZeroUsize::new));
         let data = image(30_000);
         let summary = client.upload_image(&data, &options, |_| {}).await.unwrap();
         assert_eq!(summary.max_in_flight, expected, "window {window:?}");
@@ -645,10 +620,7 @@ async fn the_window_option_only_lowers_the_window() {
     // A device that does not report its buffers gets one chunk at a time.
     let device = Arc::new(Mutex::new(pipelining_device(0)));
     let client = client_for(device).await;
-    let options = ImageUploadOptions {
-        window: std::num::NonZeroUsize::new(4),
-        ..fast_options()
-    };
+    let options = fast_options().with_window(std::num::NonZeroUsize::new(4));
     let summary = client
         .upload_image(&image(30_000), &options, |_| {})
         .await
@@ -731,10 +703,7 @@ fn upload_futures_can_be_spawned() {
         .build()
         .unwrap();
     let _guard = runtime.enter();
-    let options = ClientOptions {
-        read_params: false,
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::default().with_read_params(false);
     let client = runtime.block_on(Client::new(client_end, options)).unwrap();
     let data = image(10);
     let (image_options, file_options) = (

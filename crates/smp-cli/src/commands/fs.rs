@@ -21,10 +21,7 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
             let data = read_file(local)?;
             let client = ctx.client().await?;
             let transfer = Transfer::start("upload", Some(data.len() as u64));
-            let options = FileTransferOptions {
-                window: *window,
-                ..FileTransferOptions::default()
-            };
+            let options = FileTransferOptions::default().with_window(*window);
             let summary = client
                 .upload_file(remote, &data, &options, |p| {
                     transfer.update(p);
@@ -42,10 +39,7 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
         } => {
             let client = ctx.client().await?;
             let transfer = Transfer::start("download", None);
-            let options = FileTransferOptions {
-                window: *window,
-                ..FileTransferOptions::default()
-            };
+            let options = FileTransferOptions::default().with_window(*window);
             let (data, summary) = client
                 .download_file(remote, &options, |p| {
                     transfer.update(p);

@@ -203,13 +203,12 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
     let client = ctx.client().await?;
     let defaults = ImageUploadOptions::default();
     let image_number = args.slot.unwrap_or(0);
-    let options = ImageUploadOptions {
-        image: Some(image_number),
-        upgrade: args.upgrade,
-        first_timeout: defaults.first_timeout.max(ctx.global.timeout),
-        last_timeout: defaults.last_timeout.max(ctx.global.timeout),
-        window: args.window,
-    };
+    let options = ImageUploadOptions::default()
+        .with_image(Some(image_number))
+        .with_upgrade(args.upgrade)
+        .with_first_timeout(defaults.first_timeout.max(ctx.global.timeout))
+        .with_last_timeout(defaults.last_timeout.max(ctx.global.timeout))
+        .with_window(args.window);
     let transfer = Transfer::start("upload", Some(len));
     let summary = client
         .upload_image(&data, &options, |p| transfer.update(p))

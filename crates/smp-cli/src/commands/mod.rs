@@ -34,14 +34,11 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     /// The client's options from the global options.
     pub(crate) fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            retry: RetryPolicy {
-                timeout: self.global.timeout,
-                retries: self.global.retries,
-                ..RetryPolicy::default()
-            },
-            ..ClientOptions::default()
-        }
+        ClientOptions::default().with_retry(
+            RetryPolicy::default()
+                .with_timeout(self.global.timeout)
+                .with_retries(self.global.retries),
+        )
     }
 
     /// Connects to the device given by `--udp` (or `SMP_UDP`) and reads its MCUmgr

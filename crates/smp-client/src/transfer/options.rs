@@ -9,6 +9,7 @@ use crate::HashAlgorithm;
 
 /// How far a transfer has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// Bytes the device has confirmed.
     pub done: u64,
@@ -16,8 +17,22 @@ pub struct Progress {
     pub total: u64,
 }
 
-/// Settings of [`Client::upload_image`].
+/// Settings of [`Client::upload_image`]: the defaults, changed with the `with_*`
+/// methods.
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use std::time::Duration;
+/// use smp_client::ImageUploadOptions;
+///
+/// let options = ImageUploadOptions::default()
+///     .with_upgrade(true)
+///     .with_first_timeout(Duration::from_secs(60))
+///     .with_window(NonZeroUsize::new(4));
+/// assert_eq!(options.image, Some(0));
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ImageUploadOptions {
     /// Image number (multi-image devices); `None` leaves it to the device (image 0).
     pub image: Option<u32>,
@@ -48,6 +63,7 @@ impl Default for ImageUploadOptions {
 
 /// What a finished upload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UploadSummary {
     /// Image size.
     pub len: u64,
@@ -65,8 +81,10 @@ pub struct UploadSummary {
     pub max_in_flight: usize,
 }
 
-/// Settings of [`Client::upload_file`] and [`Client::download_file`].
+/// Settings of [`Client::upload_file`] and [`Client::download_file`]: the defaults,
+/// changed with the `with_*` methods.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FileTransferOptions {
     /// Compare the device's SHA-256 (or CRC32) of the file with the local data afterwards,
     /// when the device can compute one.
@@ -76,6 +94,26 @@ pub struct FileTransferOptions {
     /// buffers hold.
     pub window: Option<NonZeroUsize>,
 }
+
+crate::with_setters!(ImageUploadOptions {
+    /// Sets [`image`](Self::image).
+    with_image => image: Option<u32>,
+    /// Sets [`upgrade`](Self::upgrade).
+    with_upgrade => upgrade: bool,
+    /// Sets [`first_timeout`](Self::first_timeout).
+    with_first_timeout => first_timeout: Duration,
+    /// Sets [`last_timeout`](Self::last_timeout).
+    with_last_timeout => last_timeout: Duration,
+    /// Sets [`window`](Self::window).
+    with_window => window: Option<NonZeroUsize>,
+});
+
+crate::with_setters!(FileTransferOptions {
+    /// Sets [`verify`](Self::verify).
+    with_verify => verify: bool,
+    /// Sets [`window`](Self::window).
+    with_window => window: Option<NonZeroUsize>,
+});
 
 impl Default for FileTransferOptions {
     fn default() -> Self {
@@ -88,6 +126,7 @@ impl Default for FileTransferOptions {
 
 /// What a finished file transfer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FileTransferSummary {
     /// File size.
     pub len: u64,
@@ -98,4 +137,11 @@ pub struct FileTransferSummary {
     pub verified_with: Option<HashAlgorithm>,
     /// The most chunks that were in flight at once (always 1 for a download).
     pub max_in_flight: usize,
+}
+
+impl Progress {
+    /// `done` of `total` bytes.
+    pub fn new(done: u64, total: u64) -> Self {
+        Self { done, total }
+    }
 }
