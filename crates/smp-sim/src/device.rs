@@ -1,30 +1,14 @@
 //! The device: its state, and how one datagram becomes replies.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use minicbor::Decode;
-use smp_proto::header::{self, Header, Op, group};
+use smp_proto::header::{self, Header, group};
 use tracing::{debug, info};
 
 use crate::config::SimConfig;
 use crate::groups::{self, fs::FileSystem, image::Images, settings::Settings};
 use crate::reply::{self, Outcome, mgmt};
-
-/// Work done while processing one request, beyond its reply.
-#[derive(Debug, Default)]
-pub(crate) struct Ctx {
-    /// How long the work queue is busy with it (erase, flash writes...).
-    pub(crate) busy: Duration,
-    /// The device reboots once the reply is sent.
-    pub(crate) reset_after_reply: bool,
-}
-
-impl Ctx {
-    /// Adds the time `bytes` written to flash take.
-    pub(crate) fn wrote(&mut self, bytes: usize, per_kib: Duration) {
-        self.busy += per_kib.mul_f64(bytes as f64 / 1024.0);
-    }
-}
+use crate::request::{Ctx, Incoming};
 
 /// Everything the device keeps; one work queue owns it.
 #[derive(Debug)]
@@ -146,29 +130,6 @@ impl Device {
             group::ZEPHYR => groups::zephyr::handle(self, &request, ctx),
             _ => Outcome::Mgmt(mgmt::ENOTSUP),
         }
-    }
-}
-
-/// A request as a handler sees it.
-#[derive(Debug)]
-pub(crate) struct Incoming<'a> {
-    pub(crate) op: Op,
-    pub(crate) command: u8,
-    pub(crate) payload: &'a [u8],
-}
-
-impl Incoming<'_> {
-    /// Decodes the payload as `T`; a payload of the wrong shape is `EINVAL`, as
-    /// Zephyr's zcbor decoding answers.
-    pub(crate) fn decode<'b, T: Decode<'b, ()>>(&'b self) -> Result<T, Outcome> {
-        minicbor::decode(self.payload).map_err(|e| {
-            debug!(%e, "request payload of the wrong shape");
-            Outcome::Mgmt(mgmt::EINVAL)
-        })
-    }
-
-    pub(crate) fn is_read(&self) -> bool {
-        self.op == Op::Read
     }
 }
 

@@ -35,6 +35,7 @@ mod device;
 mod flash;
 mod groups;
 mod reply;
+mod request;
 mod rng;
 mod server;
 

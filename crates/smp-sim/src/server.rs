@@ -19,8 +19,9 @@ use tokio::time::Instant;
 use tracing::{debug, trace, warn};
 
 use crate::config::Faults;
-use crate::device::{Ctx, Device};
+use crate::device::Device;
 use crate::reply::mgmt;
+use crate::request::Ctx;
 use crate::rng::Rng;
 
 /// Largest datagram the socket reads before cutting to the MTU.

@@ -16,8 +16,9 @@ use smp_proto::messages::fs::{
     StatusRequest, StatusResponse, SupportedHashTypesResponse, UploadRequest, UploadResponse,
 };
 
-use crate::device::{Ctx, Device, Incoming};
+use crate::device::Device;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::{Ctx, Incoming};
 
 /// `FS_MGMT_ERR_*` codes.
 mod err {

@@ -16,9 +16,10 @@ use smp_proto::messages::image::{
 use tracing::{info, warn};
 
 use crate::config::SimConfig;
-use crate::device::{Ctx, Device, Incoming};
+use crate::device::Device;
 use crate::flash::Slot;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::{Ctx, Incoming};
 
 /// Image group error codes (`IMG_MGMT_ERR_*`).
 pub(crate) mod err {

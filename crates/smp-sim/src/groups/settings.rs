@@ -7,8 +7,9 @@ use smp_proto::messages::Empty;
 use smp_proto::messages::build;
 use smp_proto::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
 
-use crate::device::{Device, Incoming};
+use crate::device::Device;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::Incoming;
 
 /// `SETTINGS_MGMT_ERR_*` codes.
 mod err {
