@@ -32,6 +32,7 @@
 
 mod config;
 mod device;
+mod dispatch;
 mod flash;
 mod groups;
 mod reply;
