@@ -1,11 +1,18 @@
-//! The device: everything it keeps, and what a reboot does to it.
+//! The device: everything it keeps, and what a reboot does to it. Each group's part of
+//! the state is a module here; the handlers that serve it are in `groups`.
+
+pub(crate) mod fs;
+pub(crate) mod image;
+pub(crate) mod settings;
 
 use std::time::Instant;
 
 use tracing::info;
 
+use self::fs::FileSystem;
+use self::image::Images;
+use self::settings::Settings;
 use crate::config::SimConfig;
-use crate::groups::{fs::FileSystem, image::Images, settings::Settings};
 
 /// Everything the device keeps; one work queue owns it.
 #[derive(Debug)]
