@@ -30,11 +30,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// Layers, each module using only those below it: `server` (socket, buffer pool, faults)
+// → `dispatch` (one datagram to replies) → `groups` (one handler per management group)
+// → `device` (the state; each group's part in `device::*`) and `request` (what a
+// handler is given) → `reply`, with `config`, `flash` and `rng` at the bottom.
 mod config;
 mod device;
+mod dispatch;
 mod flash;
 mod groups;
 mod reply;
+mod request;
 mod rng;
 mod server;
 
@@ -51,7 +57,7 @@ pub use config::{
     DEFAULT_BUF_COUNT, DEFAULT_BUF_SIZE, DEFAULT_MTU, DEFAULT_SLOT_SIZE, Delays, Faults, Silence,
     SimConfig,
 };
-pub use groups::fs::MOUNT_POINT;
+pub use device::fs::MOUNT_POINT;
 pub use groups::settings::ROOT as SETTINGS_ROOT;
 pub use smp_mcuboot as mcuboot;
 

@@ -19,8 +19,10 @@ use tokio::time::Instant;
 use tracing::{debug, trace, warn};
 
 use crate::config::Faults;
-use crate::device::{Ctx, Device};
+use crate::device::Device;
+use crate::dispatch;
 use crate::reply::mgmt;
+use crate::request::Ctx;
 use crate::rng::Rng;
 
 /// Largest datagram the socket reads before cutting to the MTU.
@@ -293,9 +295,8 @@ async fn work(
             }
         };
         let mut ctx = Ctx::default();
-        let answers = shared
-            .device()
-            .process_datagram(&job.datagram, refuse, &mut ctx);
+        let answers =
+            dispatch::process_datagram(&mut shared.device(), &job.datagram, refuse, &mut ctx);
         bump(&shared.counters.processed);
         if !ctx.busy.is_zero() {
             tokio::time::sleep(ctx.busy).await;

@@ -518,7 +518,7 @@ async fn group_error_is_err_map_on_v2_and_translated_rc_on_v1() {
         "Zephyr's indefinite maps"
     );
     let v1 = peer.call_v1(&read).await;
-    // device.rs translate (Zephyr 4.4.0's table): settings 5 → MGMT_ERR_EUNKNOWN.
+    // dispatch.rs translate (Zephyr 4.4.0's table): settings 5 → MGMT_ERR_EUNKNOWN.
     assert_eq!(v1.value(), rc(1));
     assert_eq!(v1.header.version, Version::V1);
 }

@@ -8,8 +8,8 @@ use smp_proto::messages::enumeration::{
 };
 
 use super::GROUPS;
-use crate::device::Incoming;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::Incoming;
 
 /// `ENUM_MGMT_ERR_TOO_MANY_GROUP_ENTRIES` and `ENUM_MGMT_ERR_INDEX_TOO_LARGE`.
 const TOO_MANY_GROUP_ENTRIES: u16 = 2;

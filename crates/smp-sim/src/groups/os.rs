@@ -13,8 +13,9 @@ use smp_proto::messages::os::{
 };
 use smp_proto::messages::{Empty, Value};
 
-use crate::device::{Ctx, Device, Incoming};
+use crate::device::Device;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::{Ctx, Incoming};
 
 /// OS group error codes.
 const INVALID_FORMAT: u16 = 2;

@@ -1,14 +1,14 @@
-//! Settings group (3): an in-memory settings tree with one root handler.
-
-use std::collections::BTreeMap;
+//! Settings group (3): read, write and delete in the device's in-memory settings tree
+//! (`device::settings`), with one root handler.
 
 use smp_proto::header::command::settings as cmd;
 use smp_proto::messages::Empty;
 use smp_proto::messages::build;
 use smp_proto::messages::settings::{DeleteRequest, ReadRequest, ReadResponse, WriteRequest};
 
-use crate::device::{Device, Incoming};
+use crate::device::Device;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::Incoming;
 
 /// `SETTINGS_MGMT_ERR_*` codes.
 mod err {
@@ -27,19 +27,6 @@ pub const ROOT: &str = "sim";
 /// Names of this many characters or more are refused
 /// (`CONFIG_MCUMGR_GRP_SETTINGS_NAME_LEN` of the real server).
 const NAME_LEN: usize = 32;
-
-/// The device's settings.
-#[derive(Debug, Default)]
-pub(crate) struct Settings {
-    values: BTreeMap<String, Vec<u8>>,
-}
-
-impl Settings {
-    /// Erases every setting (the zephyr group's storage erase).
-    pub(crate) fn erase(&mut self) {
-        self.values.clear();
-    }
-}
 
 /// Checks a key: `Err` is the reply when the device has no handler for it.
 fn check(name: &str) -> Result<(), Outcome> {

@@ -4,8 +4,9 @@ use smp_proto::header::command::shell as cmd;
 use smp_proto::messages::build;
 use smp_proto::messages::shell::{ExecRequest, ExecResponse};
 
-use crate::device::{Device, Incoming};
+use crate::device::Device;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::Incoming;
 
 /// Shell group errors as Zephyr 4.4.0 answers them: a command line too long for the
 /// shell's buffer, and an empty one.

@@ -7,8 +7,9 @@ use smp_proto::header::command::stat as cmd;
 use smp_proto::messages::build;
 use smp_proto::messages::stat::{GroupDataRequest, GroupDataResponse, ListResponse};
 
-use crate::device::{Device, Incoming};
+use crate::device::Device;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::Incoming;
 
 /// `STAT_MGMT_ERR_INVALID_STAT_NAME`: Zephyr answers it for an unknown group name.
 const INVALID_STAT_NAME: u16 = 3;

@@ -4,8 +4,9 @@
 use smp_proto::header::command::zephyr as cmd;
 use smp_proto::messages::Empty;
 
-use crate::device::{Ctx, Device, Incoming};
+use crate::device::Device;
 use crate::reply::{Outcome, mgmt, ok};
+use crate::request::{Ctx, Incoming};
 
 pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Outcome {
     match (req.command, req.is_read()) {
