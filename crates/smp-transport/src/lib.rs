@@ -3,8 +3,9 @@
 //! This crate defines the [`Transport`] trait that the client is written against,
 //! [`Connect`] for transports that reach a device by address, the one error type of all
 //! transports ([`TransportError`]), and the framing pieces every datagram transport
-//! shares: [`Reassembler`] (whole frames out of datagrams, IO-free), [`split_frame`] and
-//! [`FramePool`] (received frames' buffers, reused once the caller hands them back).
+//! shares: [`Reassembler`] (whole frames out of datagrams, IO-free), [`split_frame`],
+//! [`FramePool`] (received frames' buffers, reused once the caller hands them back) and
+//! [`DatagramReceiver`] (the receive loop built of those, for any [`DatagramSource`]).
 //! [`MemoryTransport`] is a real in-memory transport pair for testing the layers above.
 //!
 //! It knows the 8-byte header (re-exported as [`header`]) but nothing of CBOR, sequence
@@ -18,6 +19,7 @@
 //! and each frame is sent as a unit of datagrams.
 #![forbid(unsafe_code)]
 
+mod datagram;
 mod error;
 mod memory;
 mod pool;
@@ -26,6 +28,7 @@ mod reassembly;
 use std::future::Future;
 use std::time::Duration;
 
+pub use datagram::{DatagramReceiver, DatagramSource};
 pub use error::TransportError;
 pub use memory::MemoryTransport;
 pub use pool::FramePool;
