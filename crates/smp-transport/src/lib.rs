@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod datagram;
+mod duration;
 mod error;
 mod memory;
 mod pool;
@@ -46,6 +47,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use datagram::{DatagramReceiver, DatagramSource};
+pub use duration::HumanDuration;
 pub use error::TransportError;
 pub use memory::MemoryTransport;
 pub use pool::FramePool;
