@@ -159,8 +159,10 @@ async fn truncated_header() {
         ),
         "{err:?}"
     );
+    // The message, then its cause (`source()`), each printed once by a report of the chain.
+    assert_eq!(err.to_string(), "received an invalid SMP header");
     assert_eq!(
-        err.to_string(),
+        error_chain(&err),
         "received an invalid SMP header: SMP header needs 8 bytes, only 3 available"
     );
     // The client drops it and takes the genuine reply that follows.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use smp_client::header::{Op, group};
 use smp_client::udp::{UdpTarget, UdpTransport};
 use smp_client::{Transport, TransportError};
-use smp_integration_tests::{fake_device, frame, init_tracing};
+use smp_integration_tests::{error_chain, fake_device, frame, init_tracing};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -298,12 +298,17 @@ async fn a_port_nobody_listens_on_is_reported() {
         .await
         .expect("an ICMP port unreachable should end the receive")
         .unwrap_err();
-    match err {
-        TransportError::Unreachable(io) => {
-            assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused)
-        }
+    let io = match &err {
+        TransportError::Unreachable(io) => io,
         other => panic!("expected an unreachable device, got {other:?}"),
-    }
+    };
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+    // The message, then the system's error as its cause (`source()`): each printed once.
+    assert_eq!(err.to_string(), "the device is unreachable");
+    assert_eq!(
+        error_chain(&err),
+        format!("the device is unreachable: {io}")
+    );
 }
 
 #[tokio::test]

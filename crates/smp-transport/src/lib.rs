@@ -3,8 +3,9 @@
 //! This crate defines the [`Transport`] trait that the client is written against,
 //! [`Connect`] for transports that reach a device by address, the one error type of all
 //! transports ([`TransportError`]), and the framing pieces every datagram transport
-//! shares: [`Reassembler`] (whole frames out of datagrams, IO-free), [`split_frame`] and
-//! [`FramePool`] (received frames' buffers, reused once the caller hands them back).
+//! shares: [`Reassembler`] (whole frames out of datagrams, IO-free), [`split_frame`],
+//! [`FramePool`] (received frames' buffers, reused once the caller hands them back) and
+//! [`DatagramReceiver`] (the receive loop built of those, for any [`DatagramSource`]).
 //! [`MemoryTransport`] is a real in-memory transport pair for testing the layers above.
 //!
 //! It knows the 8-byte header (re-exported as [`header`]) but nothing of CBOR, sequence
@@ -16,8 +17,27 @@
 //! collects the replies. Concurrent calls to [`Transport::receive`] are serialized by the
 //! transport (each whole frame goes to exactly one caller); concurrent sends are allowed
 //! and each frame is sent as a unit of datagrams.
+//!
+//! # Buffers
+//! [`Transport::receive`] hands over each frame as a `Vec<u8>`, and
+//! [`Transport::recycle`] takes it back once the caller is done: datagram transports keep
+//! those buffers in a [`FramePool`] and copy later frames out of their receive buffer
+//! into them. A caller that hands every reply back, as `smp-client` does, receives
+//! without allocating: an image upload over UDP allocates once per chunk, its outgoing
+//! frame, where it allocates twice without recycling (`smp-client`'s allocation test).
+//!
+//! The `bytes` crate (`BytesMut` split into frozen `Bytes`, as tokio-util's codecs do)
+//! does not do better here. It pays when frames are cloned, sliced or cut out of a byte
+//! stream without copying; an SMP datagram is one frame, and a reply is decoded, then
+//! dropped. A receive buffer that never truncates a datagram is 64 KiB; `BytesMut` gets
+//! it back only when no earlier frame is alive, and otherwise allocates a new 64 KiB
+//! buffer per reply (a client with requests in flight may still hold one), while copying
+//! each frame into new `Bytes` allocates once per reply. The `Transport` API would change
+//! to `Bytes` for every transport and caller, for no fewer allocations.
 #![forbid(unsafe_code)]
 
+mod datagram;
+mod duration;
 mod error;
 mod memory;
 mod pool;
@@ -26,6 +46,8 @@ mod reassembly;
 use std::future::Future;
 use std::time::Duration;
 
+pub use datagram::{DatagramReceiver, DatagramSource};
+pub use duration::HumanDuration;
 pub use error::TransportError;
 pub use memory::MemoryTransport;
 pub use pool::FramePool;

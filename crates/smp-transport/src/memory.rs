@@ -1,9 +1,9 @@
 //! An in-memory datagram link between two transports.
 
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::mpsc;
 
-use crate::reassembly::{MIN_DATAGRAM, Reassembler, split_frame};
-use crate::{FramePool, Transport, TransportError};
+use crate::reassembly::{MIN_DATAGRAM, split_frame};
+use crate::{DatagramReceiver, DatagramSource, Transport, TransportError};
 
 /// Received frames' buffers kept for reuse: a few more than the requests a client keeps
 /// in flight.
@@ -28,16 +28,22 @@ const RECYCLED_FRAMES: usize = 16;
 pub struct MemoryTransport {
     max_datagram: usize,
     outbox: mpsc::UnboundedSender<Vec<u8>>,
-    inbox: Mutex<Inbox>,
-    /// Buffers of received frames handed back by [`Transport::recycle`].
-    pool: FramePool,
-    closed: watch::Sender<bool>,
+    receiver: DatagramReceiver<Datagrams>,
 }
 
+/// The other end's datagrams, each kept until the next one arrives.
 #[derive(Debug)]
-struct Inbox {
-    datagrams: mpsc::UnboundedReceiver<Vec<u8>>,
-    reassembler: Reassembler,
+struct Datagrams {
+    channel: mpsc::UnboundedReceiver<Vec<u8>>,
+    current: Vec<u8>,
+}
+
+impl DatagramSource for Datagrams {
+    // Cancel-safe: `recv` takes a datagram only when it completes.
+    async fn next_datagram(&mut self) -> Result<&[u8], TransportError> {
+        self.current = self.channel.recv().await.ok_or(TransportError::Closed)?;
+        Ok(&self.current)
+    }
 }
 
 impl MemoryTransport {
@@ -61,24 +67,23 @@ impl MemoryTransport {
     fn end(
         max_datagram: usize,
         outbox: mpsc::UnboundedSender<Vec<u8>>,
-        datagrams: mpsc::UnboundedReceiver<Vec<u8>>,
+        channel: mpsc::UnboundedReceiver<Vec<u8>>,
     ) -> Self {
+        let datagrams = Datagrams {
+            channel,
+            current: Vec::new(),
+        };
         Self {
             max_datagram,
             outbox,
-            inbox: Mutex::new(Inbox {
-                datagrams,
-                reassembler: Reassembler::new(),
-            }),
-            pool: FramePool::new(RECYCLED_FRAMES),
-            closed: watch::Sender::new(false),
+            receiver: DatagramReceiver::new(datagrams, RECYCLED_FRAMES),
         }
     }
 
     /// Sends one raw datagram to the other end, bypassing framing: for tests that feed
     /// a peer truncated, oversized or garbled input.
     pub fn send_datagram(&self, datagram: &[u8]) -> Result<(), TransportError> {
-        if *self.closed.borrow() {
+        if self.receiver.is_closed() {
             return Err(TransportError::Closed);
         }
         self.outbox
@@ -96,30 +101,15 @@ impl Transport for MemoryTransport {
     }
 
     async fn receive(&self) -> Result<Vec<u8>, TransportError> {
-        let mut closed = self.closed.subscribe();
-        let mut inbox = self.inbox.lock().await;
-        loop {
-            if *closed.borrow_and_update() {
-                return Err(TransportError::Closed);
-            }
-            tokio::select! {
-                datagram = inbox.datagrams.recv() => {
-                    let datagram = datagram.ok_or(TransportError::Closed)?;
-                    if let Some(frame) = inbox.reassembler.push_pooled(&datagram, &self.pool)? {
-                        return Ok(frame);
-                    }
-                }
-                _ = closed.changed() => {}
-            }
-        }
+        self.receiver.receive().await
     }
 
     fn recycle(&self, frame: Vec<u8>) {
-        self.pool.give_back(frame);
+        self.receiver.recycle(frame);
     }
 
     async fn disconnect(&self) -> Result<(), TransportError> {
-        self.closed.send_replace(true);
+        self.receiver.close();
         Ok(())
     }
 
@@ -135,6 +125,7 @@ impl Transport for MemoryTransport {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use super::*;
     use smp_header::{Header, Op, group};
@@ -198,6 +189,18 @@ mod tests {
             a.send(&frame(0, 0)).await,
             Err(TransportError::Closed)
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_receive_keeps_its_part_of_a_frame() {
+        let (a, b) = MemoryTransport::pair(1472).unwrap();
+        let whole = frame(10, 4);
+        a.send_datagram(&whole[..12]).unwrap();
+        // Dropped after taking the first datagram, waiting for the second.
+        let waited = tokio::time::timeout(Duration::from_secs(1), b.receive()).await;
+        assert!(waited.is_err(), "{waited:?}");
+        a.send_datagram(&whole[12..]).unwrap();
+        assert_eq!(b.receive().await.unwrap(), whole);
     }
 
     #[tokio::test]

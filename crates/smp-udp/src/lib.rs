@@ -30,13 +30,14 @@ mod target;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use smp_transport::{self as transport, Connect, Transport, TransportError, header};
-use smp_transport::{FramePool, Reassembler, split_frame};
+use smp_transport::{DatagramReceiver, DatagramSource, split_frame};
 pub use target::UdpTarget;
 use tokio::net::UdpSocket;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
 
 /// Default link MTU in bytes (Ethernet).
 pub const DEFAULT_MTU: usize = 1500;
@@ -91,16 +92,15 @@ pub fn max_unencoded_size(mtu: usize, peer: &SocketAddr) -> Result<usize, Transp
 /// A connected UDP socket carrying SMP frames to one device.
 #[derive(Debug)]
 pub struct UdpTransport {
-    socket: UdpSocket,
+    /// Shared with `receiver`'s source, which receives from it.
+    socket: Arc<UdpSocket>,
     peer: SocketAddr,
     mtu: usize,
     max_unencoded_size: usize,
-    inbox: Mutex<Inbox>,
-    /// Buffers of received frames handed back by [`Transport::recycle`].
-    pool: FramePool,
+    /// Frames out of the socket's datagrams; the closed state.
+    receiver: DatagramReceiver<Datagrams>,
     /// Held while the datagrams of one frame go out, so concurrent sends never interleave.
     sending: Mutex<()>,
-    closed: watch::Sender<bool>,
 }
 
 /// A refused port (ICMP port unreachable on a connected socket) is a typed error.
@@ -112,18 +112,32 @@ fn socket_error(err: io::Error) -> TransportError {
     }
 }
 
-struct Inbox {
+/// The socket's datagrams, each received into the same buffer.
+struct Datagrams {
+    socket: Arc<UdpSocket>,
     buf: Vec<u8>,
-    reassembler: Reassembler,
 }
 
-impl std::fmt::Debug for Inbox {
-    // The 64 KiB receive buffer is scratch space, not state worth printing.
+impl DatagramSource for Datagrams {
+    // Cancel-safe: `recv` takes a datagram only when it completes.
+    async fn next_datagram(&mut self) -> Result<&[u8], TransportError> {
+        let len = self
+            .socket
+            .recv(&mut self.buf)
+            .await
+            .map_err(socket_error)?;
+        tracing::trace!(len, "received datagram");
+        Ok(&self.buf[..len])
+    }
+}
+
+impl std::fmt::Debug for Datagrams {
+    // The 64 KiB receive buffer is scratch space, not state worth printing; the socket
+    // is printed with the transport.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox")
+        f.debug_struct("Datagrams")
             .field("buf_len", &self.buf.len())
-            .field("reassembler", &self.reassembler)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,18 +173,18 @@ impl UdpTransport {
         let socket = UdpSocket::bind(local).await?;
         socket.connect(peer).await?;
         tracing::info!(%peer, ipv6 = peer.is_ipv6(), max_unencoded_size, "connected");
+        let socket = Arc::new(socket);
+        let datagrams = Datagrams {
+            socket: Arc::clone(&socket),
+            buf: vec![0; RECEIVE_BUFFER],
+        };
         Ok(Self {
             socket,
             peer,
             mtu: target.mtu(),
             max_unencoded_size,
-            inbox: Mutex::new(Inbox {
-                buf: vec![0; RECEIVE_BUFFER],
-                reassembler: Reassembler::new(),
-            }),
-            pool: FramePool::new(RECYCLED_FRAMES),
+            receiver: DatagramReceiver::new(datagrams, RECYCLED_FRAMES),
             sending: Mutex::new(()),
-            closed: watch::Sender::new(false),
         })
     }
 
@@ -190,7 +204,7 @@ impl UdpTransport {
     }
 
     fn check_open(&self) -> Result<(), TransportError> {
-        if *self.closed.borrow() {
+        if self.receiver.is_closed() {
             return Err(TransportError::Closed);
         }
         Ok(())
@@ -215,32 +229,15 @@ impl Transport for UdpTransport {
     }
 
     async fn receive(&self) -> Result<Vec<u8>, TransportError> {
-        let mut closed = self.closed.subscribe();
-        let mut inbox = self.inbox.lock().await;
-        let Inbox { buf, reassembler } = &mut *inbox;
-        loop {
-            if *closed.borrow_and_update() {
-                return Err(TransportError::Closed);
-            }
-            tokio::select! {
-                received = self.socket.recv(buf) => {
-                    let len = received.map_err(socket_error)?;
-                    tracing::trace!(len, "received datagram");
-                    if let Some(frame) = reassembler.push_pooled(&buf[..len], &self.pool)? {
-                        return Ok(frame);
-                    }
-                }
-                _ = closed.changed() => {}
-            }
-        }
+        self.receiver.receive().await
     }
 
     fn recycle(&self, frame: Vec<u8>) {
-        self.pool.give_back(frame);
+        self.receiver.recycle(frame);
     }
 
     async fn disconnect(&self) -> Result<(), TransportError> {
-        self.closed.send_replace(true);
+        self.receiver.close();
         tracing::info!(peer = %self.peer, "disconnected");
         Ok(())
     }
