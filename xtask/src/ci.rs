@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: every check CI makes, in order, stopping at the first failure.
 //!
-//! Every cargo command that resolves dependencies runs with `--locked`, so a
-//! Cargo.lock that does not match the manifests fails instead of being rewritten.
+//! Every cargo command on the workspace runs with `--locked` (the interop tests too), so
+//! a Cargo.lock that does not match the manifests fails instead of being rewritten. The
+//! fuzz crate is outside the workspace, with its own lock file.
 
 use std::path::Path;
 use std::process::Command;

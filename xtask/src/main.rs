@@ -36,10 +36,11 @@ tasks:
       Every command is shown so that you can copy it. Needs no hardware.
   ci [--no-tests] [--no-interop] [--skip-deny] [--no-fuzz]
       fmt --check, clippy -D warnings, doc -D warnings, the workspace tests, the no_std
-      build of smp-header, smp-client without default features, a check on the declared
-      rust-version (cargo +1.85), the file list of every publishable crate's package
-      (README and license included), cargo deny, 20 s of each fuzz target, then the
-      interop suite; stops at the first failure. Cargo runs with --locked throughout.
+      build of smp-header, smp-client without default features, a check with the
+      toolchain of the declared rust-version, the file list of every publishable crate's
+      package (README and license included), cargo deny, 20 s of each fuzz target, then the
+      interop suite; stops at the first failure. The workspace's cargo commands run with
+      --locked.
       --no-tests leaves out `cargo test --workspace`: .ci/run passes it because it has
       just run the tests as the README's test command. The other options only shorten
       a local run.
