@@ -357,7 +357,7 @@ fn transfer_matrix(
             };
             for run in 1..=plan.runs {
                 let sim = Sim::start(tools, &sim_args)?;
-                let ours = capture(&mut (transfer.ours)(sim.addr))?;
+                let ours = util::capture(&mut (transfer.ours)(sim.addr))?;
                 drop(sim);
                 let number = |key| json_number(&ours, key).ok_or_else(|| no_key(&ours));
                 let seconds = number("seconds")?;
@@ -365,11 +365,11 @@ fn transfer_matrix(
                 (cell.requests, cell.peak) =
                     (number("chunks")? as u64, number("max_in_flight")? as u64);
                 let sim = Sim::start(tools, &sim_args)?;
-                let reference = capture(&mut (transfer.reference)(sim.addr.port()))?;
+                let reference = util::capture(&mut (transfer.reference)(sim.addr.port()))?;
                 drop(sim);
-                if let Some(bytes) = json_number(&reference, "bytes")
-                    && bytes != transfer.bytes as f64
-                {
+                // (Not a let chain: those need Rust 1.88, the workspace declares 1.85.)
+                let moved = json_number(&reference, "bytes");
+                if let Some(bytes) = moved.filter(|&bytes| bytes != transfer.bytes as f64) {
                     return Err(format!(
                         "the reference client moved {bytes} bytes, not {}",
                         transfer.bytes
@@ -465,7 +465,7 @@ fn measured_rtt_ms(
         return Ok(None);
     }
     let sim = Sim::start(tools, sim_args)?;
-    let out = capture(Command::new(&tools.bench).args([
+    let out = util::capture(Command::new(&tools.bench).args([
         "echo",
         "--addr",
         &sim.addr.to_string(),
@@ -507,21 +507,21 @@ fn echo_round_trips(tools: &Tools, plan: Plan) -> Result<EchoResults> {
         ))
     };
     for run in 1..=plan.runs {
-        let floor = capture(Command::new(&tools.bench).args([
+        let floor = util::capture(Command::new(&tools.bench).args([
             "udp-floor",
             "--count",
             &count,
             "--size",
             &size,
         ]))?;
-        let raw = capture(Command::new(&tools.bench).args([
+        let raw = util::capture(Command::new(&tools.bench).args([
             "echo", "--addr", &addr, "--count", &count, "--size", &size, "--raw",
         ]))?;
-        let ours = capture(
+        let ours = util::capture(
             Command::new(&tools.bench)
                 .args(["echo", "--addr", &addr, "--count", &count, "--size", &size]),
         )?;
-        let reference = capture(
+        let reference = util::capture(
             Command::new(&tools.python)
                 .arg(tools.scripts.join("smpclient_echo.py"))
                 .arg("127.0.0.1")
@@ -573,7 +573,7 @@ fn fleet_runs(tools: &Tools, plan: Plan) -> Result<Vec<FleetRun>> {
             "bench: fleet of {devices} simulated devices, {} KiB image each",
             plan.fleet_kib
         ));
-        let out = capture(Command::new(&tools.bench).args([
+        let out = util::capture(Command::new(&tools.bench).args([
             "fleet".to_owned(),
             "--devices".to_owned(),
             devices.to_string(),
@@ -673,7 +673,7 @@ fn fault_matrix() -> Result<Vec<String>> {
     ])
     .args(["fault_matrix", "--", "--exact", "--nocapture"]);
     println!("$ {}", util::show(&test));
-    let out = capture(&mut test)?;
+    let out = util::capture(&mut test)?;
     print!("{out}");
     let table: Vec<String> = out
         .lines()
@@ -693,7 +693,7 @@ fn allocations_per_chunk() -> Result<String> {
     test.args(["test", "-q", "-p", "smp-client", "--test", "allocations"])
         .args(["--", "--nocapture"]);
     println!("$ {}", util::show(&test));
-    let out = capture(&mut test)?;
+    let out = util::capture(&mut test)?;
     print!("{out}");
     out.lines()
         .find_map(|line| line.strip_prefix("allocations: "))
@@ -720,23 +720,6 @@ impl Sim {
             addr,
         })
     }
-}
-
-/// Runs `command` and returns its stdout; fails with its stderr unless it succeeds.
-fn capture(command: &mut Command) -> Result<String> {
-    let shown = util::show(command);
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "`{shown}` failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn no_key(out: &str) -> String {

@@ -103,17 +103,10 @@ fn fuzz_dir() -> PathBuf {
     util::root().join("fuzz")
 }
 
-/// `cargo +nightly ...` from the fuzz folder, through rustup's `cargo`, without the
-/// variables the `cargo xtask` run set for the stable toolchain.
+/// `cargo +nightly ...` from the fuzz folder.
 fn nightly_cargo() -> Command {
-    let mut command = Command::new("cargo");
-    command
-        .arg("+nightly")
-        .current_dir(fuzz_dir())
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("CARGO")
-        .env_remove("RUSTC")
-        .env_remove("RUSTDOC");
+    let mut command = util::toolchain_cargo("nightly");
+    command.current_dir(fuzz_dir());
     command
 }
 

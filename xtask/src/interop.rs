@@ -60,10 +60,17 @@ struct Suite {
 }
 
 impl Suite {
-    /// `cargo test -p PACKAGE --test TARGET`, run from the workspace root.
+    /// `cargo test --locked -p PACKAGE --test TARGET`, run from the workspace root.
     fn cargo_test(&self) -> Command {
         let mut command = util::cargo();
-        command.args(["test", "-p", self.package, "--test", self.target]);
+        command.args([
+            "test",
+            "--locked",
+            "-p",
+            self.package,
+            "--test",
+            self.target,
+        ]);
         command
     }
 

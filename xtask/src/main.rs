@@ -19,6 +19,7 @@ mod ci;
 mod demo;
 mod fuzz;
 mod interop;
+mod json;
 mod sim;
 mod util;
 
@@ -33,10 +34,16 @@ tasks:
       image to target/demo/, starts smp-sim on a free port of 127.0.0.1 (log:
       target/demo/smp-sim.log), then with `smp`: image info, upload, list, test, list.
       Every command is shown so that you can copy it. Needs no hardware.
-  ci [--no-interop] [--skip-deny] [--no-fuzz]
-      fmt --check, clippy -D warnings, doc -D warnings, tests, the no_std build of
-      smp-header, cargo deny, 20 s of each fuzz target, then the interop suite; stops at
-      the first failure. CI runs it without options; the options only shorten a local run.
+  ci [--no-tests] [--no-interop] [--skip-deny] [--no-fuzz]
+      fmt --check, clippy -D warnings, doc -D warnings, the workspace tests, the no_std
+      build of smp-header, smp-client without default features, a check with the
+      toolchain of the declared rust-version, the file list of every publishable crate's
+      package (README and license included), cargo deny, 20 s of each fuzz target, then the
+      interop suite; stops at the first failure. The workspace's cargo commands run with
+      --locked.
+      --no-tests leaves out `cargo test --workspace`: .ci/run passes it because it has
+      just run the tests as the README's test command. The other options only shorten
+      a local run.
   fuzz [--seconds N] [TARGET...]
       runs each fuzz target of fuzz/ (header_decode, reply_decode, reassembler,
       client_replies; all unless named) for N seconds (default 60) with

@@ -28,6 +28,21 @@ pub(crate) fn cargo() -> Command {
     command
 }
 
+/// `cargo +TOOLCHAIN` through rustup's `cargo` proxy, run from the workspace root,
+/// without the variables the `cargo xtask` run set for its own toolchain (which would
+/// otherwise win over `+TOOLCHAIN`).
+pub(crate) fn toolchain_cargo(toolchain: &str) -> Command {
+    let mut command = Command::new("cargo");
+    command
+        .arg(format!("+{toolchain}"))
+        .current_dir(root())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC");
+    command
+}
+
 /// Prints a step heading so that a long log shows where each step starts.
 pub(crate) fn heading(text: &str) {
     println!("\n==> {text}");
@@ -44,6 +59,23 @@ pub(crate) fn run(command: &mut Command) -> Result {
     } else {
         Err(format!("`{shown}` failed ({status})"))
     }
+}
+
+/// Runs `command` and returns its stdout; fails with its stderr unless it succeeds.
+pub(crate) fn capture(command: &mut Command) -> Result<String> {
+    let shown = show(command);
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{shown}` failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Runs `command` and reports only whether it exited successfully, its output discarded.
