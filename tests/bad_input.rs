@@ -1,4 +1,4 @@
-//! The bad-input table: one test per row of the README's "Reliability" table.
+//! The bad-input table: one test per row of the table in `docs/reliability.md`.
 //!
 //! Malformed replies come from a fake device on a raw loopback socket: it receives the
 //! client's request, sends the bad datagram(s) with the request's sequence number, then,

@@ -578,7 +578,7 @@ async fn fault_matrix() {
 // A corrupted `off` in an image upload reply, bit by bit.
 //
 // The simulated device flips random bits; these tests flip chosen bits of the offset in
-// the reply of a scripted device that follows Zephyr's upload rules (PROTOCOL.md 5.7),
+// the reply of a scripted device that follows Zephyr's upload rules (docs/protocol.md 5.7),
 // over the in-memory transport, with the clock paused.
 
 mod corrupted_offset {

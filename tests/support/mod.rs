@@ -86,12 +86,5 @@ pub fn test_image(len: usize, seed: u64, version: &str) -> Vec<u8> {
 /// An error and its causes, one after another, as a report that walks the chain prints
 /// them: `malformed reply to os echo: unexpected type array at position 0: expected map`.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut report = err.to_string();
-    let mut cause = err.source();
-    while let Some(err) = cause {
-        report.push_str(": ");
-        report.push_str(&err.to_string());
-        cause = err.source();
-    }
-    report
+    smp_client::ErrorChain(err).to_string()
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 use smp_client::header::group;
+use smp_client::transport::HumanDuration;
 use smp_client::udp::UdpTarget;
 use smp_client::{ClientError, DeviceError, ErrorScope, TransportError};
 
@@ -174,13 +175,13 @@ impl ErrorReport {
             ClientError::Timeout {
                 attempts, waited, ..
             } => unreachable(format!(
-                "device unreachable: no reply from {place} after {attempts} {} over {:.1} s",
+                "device unreachable: no reply from {place} after {attempts} {} over {}",
                 if *attempts == 1 {
                     "attempt"
                 } else {
                     "attempts"
                 },
-                waited.as_secs_f64()
+                HumanDuration(*waited)
             )),
             ClientError::Transport(transport) => match transport {
                 TransportError::MtuTooSmall { .. } => Self::usage(chain(transport), command),
@@ -188,8 +189,8 @@ impl ErrorReport {
                     "device unreachable: nothing answers at {place} ({io})"
                 )),
                 TransportError::ConnectTimeout { timeout, .. } => unreachable(format!(
-                    "device unreachable: connecting to {place} timed out after {:.1} s",
-                    timeout.as_secs_f64()
+                    "device unreachable: connecting to {place} timed out after {}",
+                    HumanDuration(*timeout)
                 )),
                 TransportError::Resolve { .. }
                 | TransportError::NoAddress { .. }
@@ -230,14 +231,7 @@ impl ErrorReport {
 /// An error and every cause under it, each once: `malformed reply to os echo: unexpected
 /// type array at position 0: expected map`.
 pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut cause = err.source();
-    while let Some(err) = cause {
-        message.push_str(": ");
-        message.push_str(&err.to_string());
-        cause = err.source();
-    }
-    message
+    smp_client::ErrorChain(err).to_string()
 }
 
 /// `IMG 30 INVALID_IMAGE_TOO_LARGE`; a management code also names the request's group
@@ -340,7 +334,7 @@ mod tests {
         assert_eq!(report.kind, "unreachable");
         assert_eq!(
             report.message,
-            "device unreachable: no reply from 127.0.0.1:9 after 1 attempt over 0.5 s"
+            "device unreachable: no reply from 127.0.0.1:9 after 1 attempt over 512 ms"
         );
         assert_eq!(report.details["target"], "127.0.0.1:9");
     }

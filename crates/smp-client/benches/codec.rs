@@ -53,7 +53,7 @@ fn codec(c: &mut Criterion) {
     });
 
     // A chunk in the middle of a 1 MiB image, filled to the frame limit as the client
-    // fills it (PROTOCOL.md 5.8: 1446 bytes once the offset needs 4 bytes).
+    // fills it (docs/protocol.md 5.8: 1446 bytes once the offset needs 4 bytes).
     let image: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
     let off = 500_000;
     let chunk = UploadRequest::chunk(off, &image[off as usize..off as usize + 1446]);

@@ -205,7 +205,7 @@ impl<T: Transport + 'static> Client<T> {
                 let buf_count = usize::try_from(params.buf_count).unwrap_or(usize::MAX);
                 self.shared.buf_count.store(buf_count, Ordering::Relaxed);
                 if self.shared.options.max_in_flight.is_none() {
-                    // One buffer holds each request, one its reply (PROTOCOL.md 5.3); the
+                    // One buffer holds each request, one its reply (docs/protocol.md 5.3); the
                     // semaphore's own maximum bounds absurd reports.
                     let limit = buf_count
                         .saturating_sub(1)
@@ -553,7 +553,9 @@ async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
                 tracing::debug!(%err, "transport error while waiting for replies");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            Err(err) => tracing::debug!(%err, "dropping a malformed datagram"),
+            Err(err) => {
+                tracing::debug!(err = %crate::ErrorChain(&err), "dropping a malformed datagram");
+            }
         }
     }
     tracing::debug!("transport closed; failing requests in flight");

@@ -9,8 +9,8 @@ use std::fmt;
 use std::time::Duration;
 
 use smp_proto::DeviceError;
-use smp_transport::TransportError;
 use smp_transport::header::command;
+use smp_transport::{HumanDuration, TransportError};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum ClientError {
     #[error(
         "no reply from the device to {} (sequence {sequence}) after {attempts} attempts over {}",
         CommandName(*group, *command),
-        Seconds(*waited)
+        HumanDuration(*waited)
     )]
     Timeout {
         /// Group of the request.
@@ -254,6 +254,31 @@ pub enum TransferError {
     },
 }
 
+/// Prints an error and every cause under it, each once, separated by `: ` (as
+/// `anyhow`'s `{:#}` does): `malformed reply to os echo: unexpected type array at
+/// position 0: expected map`.
+///
+/// ```
+/// use smp_client::{ErrorChain, TransportError};
+///
+/// let err = TransportError::Unreachable(std::io::ErrorKind::ConnectionRefused.into());
+/// assert_eq!(ErrorChain(&err).to_string(), "the device is unreachable: connection refused");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
 /// Names a request in a message: its command's name (`os params`), or its ids for a
 /// group the client does not know.
 struct CommandName(u16, u8);
@@ -263,23 +288,6 @@ impl fmt::Display for CommandName {
         match command::name(self.0, self.1) {
             Some(name) => f.write_str(name),
             None => write!(f, "group {} command {}", self.0, self.1),
-        }
-    }
-}
-
-/// A duration for people: `250 ms`, `10.4 s`, `2 min 5 s`.
-pub(crate) struct Seconds(pub(crate) Duration);
-
-impl fmt::Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.as_secs_f64();
-        if secs < 1.0 {
-            write!(f, "{} ms", self.0.as_millis())
-        } else if secs < 60.0 {
-            write!(f, "{secs:.1} s")
-        } else {
-            let whole = self.0.as_secs();
-            write!(f, "{} min {} s", whole / 60, whole % 60)
         }
     }
 }
@@ -327,7 +335,6 @@ mod tests {
             timeout(64, 3, Duration::from_millis(250)).to_string(),
             "no reply from the device to group 64 command 3 (sequence 7) after 4 attempts over 250 ms"
         );
-        assert_eq!(Seconds(Duration::from_secs(125)).to_string(), "2 min 5 s");
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod transfer;
 
 pub use client::{Client, ClientOptions};
 pub use engine::RetryPolicy;
-pub use error::{ClientError, HashAlgorithm, ReplyError, TransferError};
+pub use error::{ClientError, ErrorChain, HashAlgorithm, ReplyError, TransferError};
 pub use smp_proto::{
     self as proto, DeviceError, ErrorScope, Request, codes, messages, minicbor, smp_map,
 };

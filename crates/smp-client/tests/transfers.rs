@@ -1,5 +1,5 @@
 //! Image and file transfers against an in-process fake device on the in-memory
-//! transport: a device that follows Zephyr's image-upload rules (PROTOCOL.md 5.7) and its
+//! transport: a device that follows Zephyr's image-upload rules (docs/protocol.md 5.7) and its
 //! file-system group closely enough to test chunking, resynchronisation, loss, resume
 //! and verification.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

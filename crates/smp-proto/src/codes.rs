@@ -1,4 +1,4 @@
-//! Names of the error codes devices report, per PROTOCOL.md section 3 (Zephyr's
+//! Names of the error codes devices report, per docs/protocol.md section 3 (Zephyr's
 //! `mgmt_err` and each group's `*_mgmt_err_code_t`).
 //!
 //! Codes 0 (OK) and 1 (UNKNOWN) are the same in every group table; a code missing from a

@@ -69,7 +69,7 @@ use server::Shared;
 #[non_exhaustive]
 pub enum SimError {
     /// The socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,

@@ -203,7 +203,13 @@ fn main() -> ExitCode {
         let sim = match Sim::start(config).await {
             Ok(sim) => sim,
             Err(e) => {
-                eprintln!("smp-sim: {e}");
+                let mut message = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(err) = cause {
+                    message = format!("{message}: {err}");
+                    cause = err.source();
+                }
+                eprintln!("smp-sim: {message}");
                 return ExitCode::FAILURE;
             }
         };

@@ -1,5 +1,5 @@
 //! Conformance of the simulated device over real UDP sockets on 127.0.0.1: raw frames
-//! in, exact replies out, checked against PROTOCOL.md (section 5 above all).
+//! in, exact replies out, checked against docs/protocol.md (section 5 above all).
 //!
 //! Every test starts its own device on port 0 and talks to it from a connected socket,
 //! building frames with [`Header`] and typed request structs, and reading replies as raw
@@ -196,7 +196,7 @@ impl Reply {
         }
     }
 
-    /// PROTOCOL.md 5.6: op + 1, the request's version, seq, group and command, flags 0.
+    /// docs/protocol.md 5.6: op + 1, the request's version, seq, group and command, flags 0.
     fn assert_answers(&self, request: &Header) {
         let expected = Header {
             op: request.op.response(),
@@ -669,7 +669,7 @@ async fn three_buffers_queue_a_request_behind_an_erase() {
 }
 
 // ---------------------------------------------------------------------------------
-// 6. Image upload rules (PROTOCOL.md 5.7)
+// 6. Image upload rules (docs/protocol.md 5.7)
 // ---------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -96,7 +96,7 @@ enum Kind {
 /// async [`Client`] sends what [`next_chunk`](Self::next_chunk) allows and reports every
 /// reply, busy reply and timeout back; tests do the same by hand.
 ///
-/// What it relies on (Zephyr's `img_mgmt`, PROTOCOL.md 5): the device handles requests
+/// What it relies on (Zephyr's `img_mgmt`, docs/protocol.md 5): the device handles requests
 /// one at a time in the order they arrive, writes a chunk only at the offset it expects,
 /// and answers every chunk with the offset it expects next (a chunk at another offset
 /// is dropped and answered with success and that offset; the file system group refuses
@@ -557,7 +557,7 @@ mod tests {
 
     #[test]
     fn chunk_sizes_match_the_reference_client() {
-        // PROTOCOL.md 5.8: 1472-byte frames, 429,552-byte image.
+        // docs/protocol.md 5.8: 1472-byte frames, 429,552-byte image.
         let data = image(429_552);
         let mut plan = plan(&data, 1472, 1);
         let (first, request) = send(&mut plan);

@@ -112,7 +112,7 @@ fn first_chunk() -> Vec<u8> {
 
 #[test]
 fn protocol_md_vectors() {
-    // PROTOCOL.md section 1.
+    // docs/protocol.md section 1.
     let echo = os::EchoRequest { d: "hello".into() };
     assert_eq!(
         minicbor::to_vec(&echo).expect("encodes"),
@@ -617,7 +617,7 @@ fn every_reference_vector_matches() {
 
 #[test]
 fn upload_chunk_sizes_match_protocol_md() {
-    // PROTOCOL.md 5.8: with 1472-byte frames and a 429,552-byte image the reference
+    // docs/protocol.md 5.8: with 1472-byte frames and a 429,552-byte image the reference
     // sends 1387 data bytes first, 1448 at offset 1387 and 1446 at offset 200,000.
     fn data_room(request: &image::UploadRequest<'_>) -> usize {
         let avail = 1472 - smp_header::SIZE - minicbor::len(request);
