@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::json::Json;
 use crate::util::{self, Result};
 
-/// The bare-metal target that proves `smp-header` is `no_std`.
+/// The bare-metal target that proves `smp-header` and `smp-proto` are `no_std`.
 const NO_STD_TARGET: &str = "thumbv7em-none-eabihf";
 /// Seconds of fuzzing per target in CI: enough to catch a shallow regression.
 const FUZZ_SECONDS: u64 = 20;
@@ -161,6 +161,8 @@ pub(crate) fn run(options: Options) -> Result {
             "build",
             "-p",
             "smp-header",
+            "-p",
+            "smp-proto",
             "--target",
             NO_STD_TARGET,
             "--locked",
