@@ -194,3 +194,60 @@ async fn test_boot_and_confirm_through_the_client() {
         .unwrap();
     assert_eq!(echo.r, "still here");
 }
+
+/// The client's shortcuts against the simulated device: image state, test, reset (which
+/// swaps the tested image in), confirm, the parameters read on connect, OS info.
+#[tokio::test]
+async fn the_clients_shortcuts_test_and_confirm_an_image() {
+    init_tracing();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = sim_client(&sim, RetryPolicy::default()).await;
+
+    let params = client.params().expect("read on connect");
+    assert_eq!(
+        (params.buf_size, params.buf_count),
+        (
+            SimConfig::default().buf_size as u32,
+            SimConfig::default().buf_count as u32
+        )
+    );
+    let processed = sim.counters().processed;
+    assert_eq!(client.params(), Some(params));
+    assert_eq!(
+        sim.counters().processed,
+        processed,
+        "params() sends nothing"
+    );
+
+    let image = test_image(20_000, 9, "1.2.3");
+    client
+        .upload_image(&image, &upload_options(), |_| {})
+        .await
+        .unwrap();
+    let hash: smp_client::proto::ImageHash = Image::parse(&image).unwrap().hash().unwrap().into();
+    let before = client.image_state().await.unwrap();
+    let uploaded = before.iter().find(|i| i.slot == 1).expect("slot 1");
+    assert_eq!(uploaded.hash.as_ref(), Some(&hash));
+    assert_eq!(uploaded.pending, Some(false));
+
+    let marked = client.test_image(&hash).await.unwrap();
+    let uploaded = marked.iter().find(|i| i.slot == 1).expect("slot 1");
+    assert_eq!(uploaded.pending, Some(true));
+
+    // The device answers, then reboots (before it takes another request) and swaps the
+    // tested image into slot 0.
+    client.reset().await.unwrap();
+    let swapped = client.image_state().await.unwrap();
+    let running = swapped.iter().find(|i| i.slot == 0).expect("slot 0");
+    assert_eq!(running.hash.as_ref(), Some(&hash));
+    assert_eq!(running.confirmed, Some(false));
+
+    let confirmed = client.confirm_image(None).await.unwrap();
+    let running = confirmed.iter().find(|i| i.slot == 0).expect("slot 0");
+    assert_eq!(
+        (running.active, running.confirmed),
+        (Some(true), Some(true))
+    );
+
+    assert!(!client.os_info(Some("a")).await.unwrap().is_empty());
+}

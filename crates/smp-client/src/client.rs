@@ -101,6 +101,8 @@ struct Shared<T> {
     options: ClientOptions,
     frame_limit: AtomicUsize,
     buf_count: AtomicUsize,
+    /// The device's parameters, once read.
+    params: Mutex<Option<McumgrParamsResponse>>,
     in_flight: InFlight,
 }
 
@@ -182,6 +184,7 @@ impl<T: Transport + 'static> Client<T> {
             options,
             frame_limit: AtomicUsize::new(frame_limit),
             buf_count: AtomicUsize::new(0),
+            params: Mutex::new(None),
             in_flight: InFlight::new(options_limit.unwrap_or(1).max(1)),
         });
         let reader = tokio::spawn(read_replies(shared.clone()));
@@ -218,6 +221,11 @@ impl<T: Transport + 'static> Client<T> {
                     frame_limit = limit,
                     "device parameters"
                 );
+                *self
+                    .shared
+                    .params
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(params);
                 Ok(Some(params))
             }
             Err(ClientError::Device(err)) => {
@@ -226,6 +234,15 @@ impl<T: Transport + 'static> Client<T> {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// The parameters [`read_params`](Self::read_params) last read.
+    pub(crate) fn cached_params(&self) -> Option<McumgrParamsResponse> {
+        *self
+            .shared
+            .params
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The largest frame (header and payload) this client sends: the smaller of the

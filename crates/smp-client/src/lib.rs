@@ -25,6 +25,7 @@ pub(crate) use with_setters;
 mod client;
 #[cfg(test)]
 mod client_tests;
+mod commands;
 mod engine;
 mod error;
 mod transfer;
