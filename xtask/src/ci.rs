@@ -61,6 +61,7 @@ enum Action {
         env: Vec<(&'static str, &'static str)>,
     },
     Packages(Vec<Package>),
+    Examples,
     Fuzz,
     Interop,
 }
@@ -121,6 +122,7 @@ impl Step {
                 })
             }
             Action::Packages(packages) => check_packages(packages),
+            Action::Examples => crate::examples::run(),
             Action::Fuzz => crate::fuzz::run(crate::fuzz::Options {
                 seconds: FUZZ_SECONDS,
                 targets: crate::fuzz::TARGETS.map(str::to_owned).to_vec(),
@@ -151,11 +153,12 @@ pub(crate) fn run(options: Options) -> Result {
     if !options.no_tests {
         steps.push(Step::cargo(&["test", "--workspace", "--locked"]));
     }
-    // ---- the `examples` step goes here ------------------------------------------------
-    // Each of crates/smp-client/examples/* run against a simulated device (smp-sim).
-    // Note for --no-tests: .ci/run's `cargo test --workspace` builds the examples but
-    // does not run them, so this step should stay when the tests are left out.
-    // -----------------------------------------------------------------------------------
+    // The examples run even with --no-tests: .ci/run's `cargo test --workspace` builds
+    // them but does not run them.
+    steps.push(Step {
+        name: "cargo xtask examples".to_owned(),
+        action: Action::Examples,
+    });
     steps.extend([
         Step::cargo(&[
             "build",

@@ -3,6 +3,8 @@
 //! - `demo`: builds the `smp` tool and the simulated device, and uploads a sample image to
 //!   the device with `smp`, each command shown so that it can be copied.
 //! - `ci`: everything CI checks, in order, stopping at the first failure.
+//! - `examples`: runs every example of `crates/smp-client/examples/` against the
+//!   simulated device.
 //! - `fuzz [--seconds N] [TARGET...]`: runs the cargo-fuzz targets of `fuzz/` on the
 //!   nightly toolchain and reports the executions of each.
 //! - `interop [FILTER]`: sets up the real Zephyr SMP servers from the `smpclient` sdist and
@@ -17,6 +19,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod examples;
 mod fuzz;
 mod interop;
 mod json;
@@ -34,9 +37,13 @@ tasks:
       image to target/demo/, starts smp-sim on a free port of 127.0.0.1 (log:
       target/demo/smp-sim.log), then with `smp`: image info, upload, list, test, list.
       Every command is shown so that you can copy it. Needs no hardware.
+  examples
+      builds the smp-client examples and smp-sim, writes a sample image, starts smp-sim
+      on a free port of 127.0.0.1 and runs every example against it (echo, upload_image,
+      image_state list/test/confirm, custom_group); fails if one fails or is not run.
   ci [--no-tests] [--no-interop] [--skip-deny] [--no-fuzz]
-      fmt --check, clippy -D warnings, doc -D warnings, the workspace tests, the no_std
-      build of smp-header, smp-client without default features, a check with the
+      fmt --check, clippy -D warnings, doc -D warnings, the workspace tests, the
+      examples against smp-sim, the no_std build of smp-header and smp-proto, smp-client without default features, a check with the
       toolchain of the declared rust-version, the file list of every publishable crate's
       package (README and license included), cargo deny, 20 s of each fuzz target, then the
       interop suite; stops at the first failure. The workspace's cargo commands run with
@@ -76,6 +83,10 @@ fn main() -> ExitCode {
         Some("demo") => match &args[1..] {
             [] => demo::run(),
             other => Err(format!("demo takes no arguments, got {other:?}")),
+        },
+        Some("examples") => match &args[1..] {
+            [] => examples::run(),
+            other => Err(format!("examples takes no arguments, got {other:?}")),
         },
         Some("ci") => ci::Options::parse(&args[1..]).and_then(ci::run),
         Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(fuzz::run),
