@@ -170,12 +170,7 @@ pub(crate) fn run(options: Options) -> Result {
 
     util::heading("bench: write a 1 MiB MCUboot image");
     let image = dir.join("app-1MiB.bin");
-    let mut sample = util::cargo();
-    sample
-        .args(["run", "-q", "--release", "-p", "smp-mcuboot"])
-        .args(["--example", "sample_image", "--"])
-        .arg(&image)
-        .args(["1.2.3", &(IMAGE_LEN - IMAGE_OVERHEAD).to_string()]);
+    let mut sample = util::sample_image(&image, "1.2.3", &(IMAGE_LEN - IMAGE_OVERHEAD).to_string());
     println!("$ {}", util::show(&sample));
     util::run(&mut sample)?;
     let len = fs::metadata(&image)

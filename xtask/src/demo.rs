@@ -58,18 +58,7 @@ pub(crate) fn run() -> Result {
     step(1, "build the `smp` tool and the simulated device", &build);
     util::run(&mut build).map_err(|e| failed(1, e))?;
 
-    let mut sample = util::cargo();
-    sample
-        .args([
-            "run",
-            "-q",
-            "-p",
-            "smp-mcuboot",
-            "--example",
-            "sample_image",
-            "--",
-        ])
-        .args([image_arg.as_str(), VERSION, BODY_SIZE]);
+    let mut sample = util::sample_image(&image, VERSION, BODY_SIZE);
     step(2, "write a sample MCUboot image", &sample);
     util::run(&mut sample).map_err(|e| failed(2, e))?;
 

@@ -39,18 +39,7 @@ pub(crate) fn run() -> Result {
     ]))?;
     let image = dir.join("app-1.2.3.bin");
     let image_arg = image.to_string_lossy().into_owned();
-    util::run(util::cargo().args([
-        "run",
-        "-q",
-        "-p",
-        "smp-mcuboot",
-        "--example",
-        "sample_image",
-        "--",
-        image_arg.as_str(),
-        "1.2.3",
-        "65536",
-    ]))?;
+    util::run(&mut util::sample_image(&image, "1.2.3", "65536"))?;
 
     let log = dir.join("smp-sim.log");
     let mut sim_command = Command::new(target.join("debug/smp-sim"));

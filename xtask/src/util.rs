@@ -61,6 +61,25 @@ pub(crate) fn run(command: &mut Command) -> Result {
     }
 }
 
+/// `cargo run -q -p smp-mcuboot --example sample_image -- OUT VERSION BODY_SIZE`: writes a
+/// sample MCUboot image (add `--release` to the command's first arguments for speed).
+pub(crate) fn sample_image(out: &Path, version: &str, body_size: &str) -> Command {
+    let mut command = cargo();
+    command
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "smp-mcuboot",
+            "--example",
+            "sample_image",
+            "--",
+        ])
+        .arg(out)
+        .args([version, body_size]);
+    command
+}
+
 /// Runs `command` and returns its stdout; fails with its stderr unless it succeeds.
 pub(crate) fn capture(command: &mut Command) -> Result<String> {
     let shown = show(command);

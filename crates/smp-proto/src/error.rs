@@ -177,9 +177,9 @@ fn saturating_int(d: &mut Decoder<'_>) -> Result<i64, decode::Error> {
 
 #[cfg(test)]
 mod tests {
+    use crate::messages::test_util::hex;
 
-    use std::string::{String, ToString};
-    use std::vec::Vec;
+    use std::string::ToString;
 
     use super::*;
 
@@ -221,14 +221,6 @@ mod tests {
             reason: None,
         };
         assert!(e.is_back_pressure());
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
     }
 
     #[test]

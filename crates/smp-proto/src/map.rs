@@ -676,19 +676,9 @@ macro_rules! smp_map {
 
 #[cfg(test)]
 mod tests {
-
-    use std::string::String;
-    use std::vec::Vec;
+    use crate::messages::test_util::hex;
 
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
 
     #[test]
     fn canonical_order_is_length_then_bytes() {

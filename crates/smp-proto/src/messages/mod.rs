@@ -43,7 +43,7 @@ mod value;
 pub mod zephyr;
 
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 #[cfg(test)]
 mod vectors;
 
