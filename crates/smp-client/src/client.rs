@@ -300,7 +300,8 @@ impl<T: Transport + 'static> Client<T> {
             &text_request,
             capacity,
         )?;
-        self.request_checked(frame, self.shared.options.retry.timeout, false, |body| {
+        let policy = &self.shared.options.retry;
+        self.request_checked(frame, policy.timeout, policy.retries, false, |body| {
             match minicbor::decode::<EchoResponse>(body) {
                 Ok(reply) if reply.r == text => Ok(reply.r),
                 Ok(reply) => Err(ReplyError::EchoMismatch {
@@ -328,7 +329,26 @@ impl<T: Transport + 'static> Client<T> {
     ) -> Result<R::Response, ClientError> {
         let capacity = self.frame_limit().min(TYPED_FRAME_CAPACITY);
         let frame = self.encode_frame(R::OP, R::GROUP, R::COMMAND, request, capacity)?;
-        self.request_checked(frame, timeout, R::RC_MAY_BE_RESULT, |body| {
+        let retries = self.shared.options.retry.retries;
+        self.request_checked(frame, timeout, retries, R::RC_MAY_BE_RESULT, |body| {
+            minicbor::decode(body).map_err(ReplyError::from)
+        })
+        .await
+    }
+
+    /// Sends a typed request once, waiting at most `timeout` for the reply, and never
+    /// again: for a request that must not run twice even if its reply is lost (a reset
+    /// that would reset the device a second time, after it booted a test image). No
+    /// reply is [`ClientError::Timeout`] after one attempt; busy replies are still
+    /// retried (the device did not run the request).
+    pub async fn request_once<R: Request>(
+        &self,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response, ClientError> {
+        let capacity = self.frame_limit().min(TYPED_FRAME_CAPACITY);
+        let frame = self.encode_frame(R::OP, R::GROUP, R::COMMAND, request, capacity)?;
+        self.request_checked(frame, timeout, 0, R::RC_MAY_BE_RESULT, |body| {
             minicbor::decode(body).map_err(ReplyError::from)
         })
         .await
@@ -349,7 +369,8 @@ impl<T: Transport + 'static> Client<T> {
         frame.extend_from_slice(&[0; header::SIZE]);
         frame.extend_from_slice(payload);
         let frame = self.finish_frame(op, group, command, frame)?;
-        self.request_checked(frame, timeout, false, |body| Ok(body.to_vec()))
+        let retries = self.shared.options.retry.retries;
+        self.request_checked(frame, timeout, retries, false, |body| Ok(body.to_vec()))
             .await
     }
 
@@ -364,6 +385,7 @@ impl<T: Transport + 'static> Client<T> {
         &self,
         (template, mut frame): (Header, Vec<u8>),
         timeout: Duration,
+        retries: u32,
         rc_may_be_result: bool,
         parse: impl Fn(&[u8]) -> Result<P, ReplyError>,
     ) -> Result<P, ClientError> {
@@ -372,7 +394,7 @@ impl<T: Transport + 'static> Client<T> {
         let (mut busy_attempts, mut malformed) = (0, 0);
         loop {
             let reply = self
-                .exchange(template, &mut frame, timeout, &mut || {})
+                .exchange(template, &mut frame, timeout, retries, &mut || {})
                 .await?;
             let reply = Recycled::new(&self.shared.transport, reply);
             let body = &reply[header::SIZE..];
@@ -397,7 +419,7 @@ impl<T: Transport + 'static> Client<T> {
                 Ok(Some(err)) => return Err(err.into()),
                 Err(err) => err.into(),
             };
-            if malformed >= policy.retries {
+            if malformed >= retries {
                 return Err(ClientError::Decode {
                     group,
                     command,
@@ -422,7 +444,13 @@ impl<T: Transport + 'static> Client<T> {
         mut on_timeout: impl FnMut() + Send,
     ) -> Result<Recycled<'_, T>, ClientError> {
         let reply = self
-            .exchange(*template, frame, timeout, &mut on_timeout)
+            .exchange(
+                *template,
+                frame,
+                timeout,
+                self.shared.options.retry.retries,
+                &mut on_timeout,
+            )
             .await?;
         Ok(Recycled::new(&self.shared.transport, reply))
     }
@@ -467,12 +495,14 @@ impl<T: Transport + 'static> Client<T> {
     }
 
     /// One request under one sequence number: send, wait, re-send the same frame on
-    /// timeout as the retry policy says, calling `on_timeout` on every timeout.
+    /// timeout up to `retries` times with the retry policy's backoff, calling
+    /// `on_timeout` on every timeout.
     async fn exchange(
         &self,
         template: Header,
         frame: &mut [u8],
         timeout: Duration,
+        retries: u32,
         on_timeout: &mut (dyn FnMut() + Send),
     ) -> Result<Vec<u8>, ClientError> {
         let shared = &*self.shared;
@@ -490,9 +520,14 @@ impl<T: Transport + 'static> Client<T> {
 
         let policy = &shared.options.retry;
         let started = Instant::now();
-        for attempt in 0..=policy.retries {
+        for attempt in 0..=retries {
             self.send_attempt(frame).await?;
-            match tokio::time::timeout(policy.attempt_wait(timeout, attempt), &mut reply).await {
+            let wait = if attempt < retries {
+                policy.attempt_wait(timeout, attempt)
+            } else {
+                timeout
+            };
+            match tokio::time::timeout(wait, &mut reply).await {
                 Ok(reply) => return reply.map_err(|Closed| ClientError::Closed),
                 Err(_) => {
                     tracing::debug!(
@@ -510,7 +545,7 @@ impl<T: Transport + 'static> Client<T> {
             group: request.group,
             command: request.command,
             sequence: request.sequence,
-            attempts: policy.retries + 1,
+            attempts: retries + 1,
             waited: started.elapsed(),
         })
     }

@@ -91,6 +91,10 @@ pub enum ClientError {
     #[error(transparent)]
     Transfer(#[from] TransferError),
 
+    /// A firmware upgrade could not go on ([`Client::upgrade`](crate::Client::upgrade)).
+    #[error(transparent)]
+    Upgrade(#[from] crate::UpgradeError),
+
     /// The client's connection is closed.
     #[error("client is closed")]
     Closed,

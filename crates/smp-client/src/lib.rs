@@ -72,6 +72,7 @@ mod commands;
 mod engine;
 mod error;
 mod transfer;
+pub mod upgrade;
 
 pub use client::{Client, ClientOptions};
 pub use engine::RetryPolicy;
@@ -85,3 +86,4 @@ pub use smp_udp as udp;
 pub use transfer::{
     FileTransferOptions, FileTransferSummary, ImageUploadOptions, Progress, UploadSummary,
 };
+pub use upgrade::{UpgradeError, UpgradeOptions, UpgradeOutcome, UpgradeReport};

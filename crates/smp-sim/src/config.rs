@@ -81,6 +81,26 @@ pub struct Delays {
     pub erase: Duration,
     /// Added to every datagram in each direction: a round trip takes twice this.
     pub one_way_latency: Duration,
+    /// A reboot's boot time: after a reset the device receives nothing for this long,
+    /// as a real one is deaf while MCUboot checks and swaps images and the
+    /// application starts.
+    pub boot: Duration,
+}
+
+/// What the bootloader does with an image marked for test (or for good) at the next
+/// boot, as [`Sim::set_image_boot`](crate::Sim::set_image_boot) sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImageBoot {
+    /// Swaps it in and runs it (the default).
+    #[default]
+    Runs,
+    /// Refuses it (MCUboot found it invalid): no swap, the old image keeps running and
+    /// the new one stays in slot 1, no longer pending.
+    Refused,
+    /// Swaps it in, but it crashes before anyone confirms it: the watchdog resets the
+    /// device and MCUboot reverts to the old image, which runs confirmed again.
+    Crashes,
 }
 
 /// Faults on demand. Probabilities are in `0.0..=1.0`; every random choice comes from

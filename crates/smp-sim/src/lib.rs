@@ -54,8 +54,8 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    DEFAULT_BUF_COUNT, DEFAULT_BUF_SIZE, DEFAULT_MTU, DEFAULT_SLOT_SIZE, Delays, Faults, Silence,
-    SimConfig,
+    DEFAULT_BUF_COUNT, DEFAULT_BUF_SIZE, DEFAULT_MTU, DEFAULT_SLOT_SIZE, Delays, Faults, ImageBoot,
+    Silence, SimConfig,
 };
 pub use device::fs::MOUNT_POINT;
 pub use groups::settings::ROOT as SETTINGS_ROOT;
@@ -191,9 +191,16 @@ impl Sim {
     }
 
     /// Reboots the device now: an upload in progress is forgotten and the bootloader
-    /// swaps a pending image, as after a reset.
+    /// swaps a pending image, as after a reset. The device is deaf for its boot time
+    /// ([`Delays::boot`]).
     pub fn reboot(&self) {
-        self.shared.device().reboot();
+        server::reboot(&self.shared);
+    }
+
+    /// What the bootloader does with the next image it is asked to boot (marked for test
+    /// or for good): run it, refuse it, or run it until it crashes and is reverted.
+    pub fn set_image_boot(&self, boot: ImageBoot) {
+        self.shared.device().images.image_boot = boot;
     }
 
     /// Counters of the traffic so far.

@@ -60,6 +60,9 @@ struct Args {
     /// Simulated network round-trip time, in milliseconds (half each way).
     #[arg(long, default_value_t = 0.0, value_name = "MS")]
     rtt_ms: f64,
+    /// Boot time after a reset, in milliseconds: the device receives nothing meanwhile.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    boot_ms: f64,
 
     /// Seed of the fault generator.
     #[arg(long, default_value_t = 0)]
@@ -141,6 +144,7 @@ impl Args {
                 per_kib_written: ms(self.write_ms_per_kib),
                 erase: ms(self.erase_ms),
                 one_way_latency: ms(self.rtt_ms / 2.0),
+                boot: ms(self.boot_ms),
             },
             faults: Faults {
                 seed: self.seed,

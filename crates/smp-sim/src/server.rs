@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     mtu: usize,
     latency: Duration,
+    /// Boot time after a reset.
+    boot: Duration,
 }
 
 impl Shared {
@@ -50,6 +52,7 @@ impl Shared {
             counters: Counters::default(),
             mtu: config.mtu,
             latency: config.delays.one_way_latency,
+            boot: config.delays.boot,
             device: Mutex::new(device),
         }
     }
@@ -314,7 +317,7 @@ async fn work(
         drop(reply_buffer);
         drop(job);
         if ctx.reset_after_reply {
-            shared.device().reboot();
+            reboot(&shared);
         }
     }
 }
@@ -433,5 +436,15 @@ fn send_now(socket: &UdpSocket, shared: &Shared, reply: &[u8], peer: SocketAddr)
             warn!(%e, %peer, len = reply.len(), "reply not sent");
             bump(&shared.counters.replies_dropped);
         }
+    }
+}
+
+/// The device reboots: its state is what a reboot leaves, and it receives nothing for
+/// its boot time.
+pub(crate) fn reboot(shared: &Shared) {
+    shared.device().reboot();
+    let boot = shared.boot;
+    if !boot.is_zero() {
+        shared.faults().silent_until = Some(tokio::time::Instant::now() + boot);
     }
 }

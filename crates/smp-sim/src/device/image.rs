@@ -6,7 +6,7 @@ use smp_proto::messages::build;
 use smp_proto::messages::image::{ImageState, StateResponse};
 use tracing::{info, warn};
 
-use crate::config::SimConfig;
+use crate::config::{ImageBoot, SimConfig};
 use crate::flash::Slot;
 
 /// Size of the image running at start when the slots are new: a small firmware-like
@@ -31,6 +31,8 @@ pub(crate) struct Images {
     pub(crate) pending: Option<bool>,
     /// The running image is confirmed; when false, the next boot reverts to slot 1.
     pub(crate) confirmed: bool,
+    /// What the bootloader does with a pending image.
+    pub(crate) image_boot: ImageBoot,
 }
 
 impl Images {
@@ -65,6 +67,7 @@ impl Images {
             upload: None,
             pending: None,
             confirmed: true,
+            image_boot: ImageBoot::Runs,
         })
     }
 
@@ -79,6 +82,27 @@ impl Images {
     /// unconfirmed test image is swapped back out. The upload in RAM is lost.
     pub(crate) fn reboot(&mut self) {
         self.upload = None;
+        if self.pending.is_some() {
+            match self.image_boot {
+                ImageBoot::Runs => {}
+                ImageBoot::Refused => {
+                    info!("bootloader: refusing the image in slot 1");
+                    self.pending = None;
+                    return;
+                }
+                ImageBoot::Crashes => {
+                    info!("bootloader: the new image crashes before it is confirmed");
+                    self.boot();
+                    self.boot();
+                    return;
+                }
+            }
+        }
+        self.boot();
+    }
+
+    /// One boot of MCUboot: swaps a pending image in, or reverts an unconfirmed one.
+    fn boot(&mut self) {
         let swap = if self.pending.is_some() {
             info!(
                 permanent = self.pending == Some(true),

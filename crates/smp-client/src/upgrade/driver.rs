@@ -1,0 +1,162 @@
+//! The async driver of an upgrade: [`Client::upgrade`].
+
+use std::time::Duration;
+
+use smp_proto::ImageHash;
+use smp_proto::messages::image::{ImageState, SetStateRequest};
+use smp_proto::messages::os::ResetRequest;
+use smp_transport::Transport;
+use tokio::time::Instant;
+
+use super::plan::{Next, UpgradePlan};
+use super::{UpgradeError, UpgradeEvent, UpgradeOptions, UpgradeReport, UpgradeStep};
+use crate::{Client, ClientError};
+
+/// The first pause between polls of a rebooting device; it doubles up to [`MAX_POLL_PAUSE`].
+const FIRST_POLL_PAUSE: Duration = Duration::from_millis(100);
+const MAX_POLL_PAUSE: Duration = Duration::from_secs(2);
+
+impl<T: Transport + 'static> Client<T> {
+    /// Upgrades the device to the MCUboot image `image`: upload, mark for test, reset,
+    /// wait for the device, confirm (the [module docs](crate::upgrade) give every rule).
+    ///
+    /// `events` hears each step start and end, and the upload's progress. The result is
+    /// the outcome (the new image running, or the device rolled back to the old one)
+    /// with each step's time; an upgrade that cannot go on is an error
+    /// ([`UpgradeError`] for the upgrade's own reasons). Dropping the future at any point
+    /// leaves a device the next call continues from.
+    pub async fn upgrade(
+        &self,
+        image: &[u8],
+        options: &UpgradeOptions,
+        mut events: impl FnMut(UpgradeEvent),
+    ) -> Result<UpgradeReport, ClientError> {
+        let parsed = smp_mcuboot::Image::parse(image).map_err(UpgradeError::NotAnImage)?;
+        let hash = ImageHash::from(parsed.hash().ok_or(UpgradeError::NoHash)?);
+        let mut report = UpgradeReport {
+            outcome: super::UpgradeOutcome::RolledBack { running: None },
+            hash: hash.clone(),
+            version: parsed.header.version.to_string(),
+            steps: Vec::new(),
+            upload: None,
+            resets: 0,
+        };
+        let mut plan = UpgradePlan::new(hash, options.confirm, options.permanent, options.force);
+
+        let mut next = None;
+        loop {
+            let (this, acknowledged) = match &next {
+                None => (UpgradeStep::Inspect, false),
+                Some(Next::Done(outcome)) => {
+                    report.outcome = outcome.clone();
+                    report.resets = plan.resets();
+                    tracing::info!(outcome = ?report.outcome, "upgrade: done");
+                    return Ok(report);
+                }
+                Some(Next::Upload) => (UpgradeStep::Upload, false),
+                Some(Next::Mark) => (UpgradeStep::Mark, false),
+                Some(Next::Reset) => (UpgradeStep::Reset, false),
+                Some(Next::Wait { acknowledged }) => (UpgradeStep::Wait, *acknowledged),
+                Some(Next::Confirm) => (UpgradeStep::Confirm, false),
+            };
+            events(UpgradeEvent::Started(this));
+            let started = Instant::now();
+            let decided = match this {
+                UpgradeStep::Inspect => plan.start(&self.image_state().await?)?,
+                UpgradeStep::Upload => {
+                    let summary = self
+                        .upload_image(image, &options.upload, |p| events(UpgradeEvent::Upload(p)))
+                        .await?;
+                    report.upload = Some(summary);
+                    plan.uploaded()
+                }
+                UpgradeStep::Mark => {
+                    let request = SetStateRequest {
+                        hash: Some(plan.hash().clone()),
+                        confirm: plan.permanent(),
+                    };
+                    self.request(&request).await?;
+                    plan.marked()
+                }
+                UpgradeStep::Reset => {
+                    if !plan.reset_sent() {
+                        return Err(UpgradeError::NotRebooted {
+                            resets: plan.resets(),
+                        }
+                        .into());
+                    }
+                    plan.reset_done(self.reset_once(options).await?)
+                }
+                UpgradeStep::Wait => {
+                    let images = self.wait_for_boot(&plan, acknowledged, options).await?;
+                    plan.rebooted(&images, acknowledged)?
+                }
+                UpgradeStep::Confirm => {
+                    let images = self.confirm_image(Some(plan.hash())).await?;
+                    plan.confirmed(&images)?
+                }
+            };
+            let elapsed = started.elapsed();
+            report.steps.push((this, elapsed));
+            events(UpgradeEvent::Finished {
+                step: this,
+                elapsed,
+            });
+            tracing::debug!(step = %this, ?elapsed, next = ?decided, "upgrade step done");
+            next = Some(decided);
+        }
+    }
+
+    /// Sends one reset, never twice: true when the device acknowledged it. No reply
+    /// means it may or may not have arrived (the caller finds out from the state).
+    async fn reset_once(&self, options: &UpgradeOptions) -> Result<bool, ClientError> {
+        let wait = options.poll_timeout.max(self.options().retry.timeout);
+        match self.request_once(&ResetRequest::default(), wait).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Timeout { .. } | ClientError::Transport(_)) => {
+                tracing::debug!("upgrade: no reply to the reset; it may not have arrived");
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Polls the image state, pausing longer each time, until the device answers; after
+    /// a reset it acknowledged, until it no longer waits to boot the new image. Gives up
+    /// after the reset timeout: with the last state it answered, or with
+    /// [`UpgradeError::NeverCameBack`] when it answered nothing.
+    async fn wait_for_boot(
+        &self,
+        plan: &UpgradePlan,
+        acknowledged: bool,
+        options: &UpgradeOptions,
+    ) -> Result<Vec<ImageState>, ClientError> {
+        let deadline = Instant::now() + options.reset_timeout;
+        let mut pause = FIRST_POLL_PAUSE;
+        let mut last = None;
+        loop {
+            let answer = tokio::time::timeout(options.poll_timeout, self.image_state()).await;
+            match answer {
+                Ok(Ok(images)) if acknowledged && plan.awaiting_reboot(&images) => {
+                    tracing::debug!("upgrade: the device answers, not rebooted yet");
+                    last = Some(images);
+                }
+                Ok(Ok(images)) => return Ok(images),
+                Ok(Err(err)) => {
+                    tracing::debug!(err = %crate::ErrorChain(&err), "upgrade: poll failed")
+                }
+                Err(_) => tracing::debug!("upgrade: no answer yet"),
+            }
+            if Instant::now() + pause > deadline {
+                return last.ok_or_else(|| {
+                    UpgradeError::NeverCameBack {
+                        waited: options.reset_timeout,
+                    }
+                    .into()
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL_PAUSE);
+        }
+    }
+}
