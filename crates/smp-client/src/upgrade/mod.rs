@@ -1,7 +1,7 @@
 //! One call for a safe firmware update: [`Client::upgrade`](crate::Client::upgrade).
 //!
 //! The steps, each decided from the image state the device reports (the plan, without
-//! IO, is [`plan`]; the async driver is [`driver`]):
+//! IO, is in `upgrade/plan.rs`; the async driver in `upgrade/driver.rs`):
 //!
 //! 1. **Inspect**: read the image state. The image already running and confirmed: done,
 //!    nothing sent. Running but not confirmed (an earlier upgrade reset it): confirm.
