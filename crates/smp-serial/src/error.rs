@@ -6,7 +6,7 @@ use smp_transport::header::HeaderError;
 /// Why received bytes did not make a frame, or why a frame cannot be framed.
 ///
 /// A receive error costs the frame it names: the deframer drops that frame's bytes and
-/// decodes the next frame normally. The serial transport hands
+/// decodes the next frame normally. [`SerialTransport`](crate::SerialTransport) hands
 /// these out as [`TransportError::Framing`], whose source this is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -99,7 +99,7 @@ impl Default for Pacing {
     }
 }
 
-/// The settings of a serial transport: framing, how large a
+/// The settings of a [`SerialTransport`](crate::SerialTransport): framing, how large a
 /// message the device takes, and pacing.
 ///
 /// How large a message may be (the transport's
