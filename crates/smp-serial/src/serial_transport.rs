@@ -28,7 +28,8 @@ const READ_BUFFER: usize = 4096;
 /// `AsyncRead + AsyncWrite` given to [`new`](SerialTransport::new).
 ///
 /// Frames are encoded in the [`Framing`] of its [`SerialOptions`] and written as a unit:
-/// concurrent sends never interleave their lines. Lines are paced as the options say.
+/// concurrent sends never interleave their lines. Console lines are paced as the options
+/// say.
 /// Received bytes are kept, with the deframer's state, inside the transport, so a dropped
 /// [`receive`](Transport::receive) loses nothing. When the port goes away (end of stream,
 /// or a read or write error: a USB device unplugged, an emulator killed), receives that
@@ -203,13 +204,11 @@ impl<P: AsyncRead + AsyncWrite + Send + 'static> Transport for SerialTransport<P
                 "sending a frame larger than the device's buffer: it may drop it"
             );
         }
-        // What pacing counts: console lines; for raw framings, chunks of a line's length.
+        // Pacing counts console lines. A raw frame goes out in one write, unpaced
+        // (native_sim's raw UART takes a whole 384-byte frame at once).
         let pieces: Vec<usize> = match self.options.framing {
             Framing::Console => console::lines(&encoded).map(<[u8]>::len).collect(),
-            Framing::Raw | Framing::RawCobs => encoded
-                .chunks(self.line_length.get())
-                .map(<[u8]>::len)
-                .collect(),
+            Framing::Raw | Framing::RawCobs => Vec::new(),
         };
         tracing::trace!(
             len = frame.len(),
@@ -223,8 +222,16 @@ impl<P: AsyncRead + AsyncWrite + Send + 'static> Transport for SerialTransport<P
         let Some(io) = io.as_mut() else {
             return Err(TransportError::Closed);
         };
+        let write = async {
+            if pieces.is_empty() {
+                io.write_all(&encoded).await?;
+                io.flush().await
+            } else {
+                write_paced(io, pacer, &encoded, pieces.into_iter()).await
+            }
+        };
         tokio::select! {
-            written = write_paced(io, pacer, &encoded, pieces.into_iter()) => {
+            written = write => {
                 written.map_err(|err| {
                     self.port_gone(&err);
                     TransportError::Io(err)

@@ -371,25 +371,28 @@ async fn lines_are_paced_in_bursts() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn unpaced_messages_go_out_at_once_and_raw_frames_pace_in_line_length_chunks() {
+async fn unpaced_messages_and_raw_frames_go_out_at_once() {
     let (serial, theirs) = pair(unpaced().buf_size(2048));
     let arrivals = tokio::spawn(line_times(theirs, 5));
     bounded(serial.send(&request(2, 1, 400))).await.unwrap();
     assert_eq!(bounded(arrivals).await.unwrap(), [Duration::ZERO; 5]);
 
-    let options = SerialOptions::default()
-        .framing(Framing::Raw)
-        .buf_size(1024)
-        .line_length(100)
-        .pacing(Pacing::per_line(Duration::from_millis(2)));
-    let (serial, mut theirs) = pair(options);
-    let frame = request(2, 1, 292); // 300 B: 3 chunks of 100
-    let started = Instant::now();
-    bounded(serial.send(&frame)).await.unwrap();
-    assert_eq!(started.elapsed(), Duration::from_millis(4));
-    let mut got = vec![0; 300];
-    bounded(theirs.read_exact(&mut got)).await.unwrap();
-    assert_eq!(got, frame);
+    for framing in [Framing::Raw, Framing::RawCobs] {
+        let options = SerialOptions::default()
+            .framing(framing)
+            .buf_size(1024)
+            .pacing(Pacing::per_line(Duration::from_millis(2)));
+        let (serial, mut theirs) = pair(options);
+        let frame = request(2, 1, 992);
+        let started = Instant::now();
+        bounded(serial.send(&frame)).await.unwrap();
+        bounded(serial.send(&frame)).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::ZERO, "{framing:?}");
+        let wire = encode(framing, &frame, LineLength::default()).unwrap();
+        let mut got = vec![0; 2 * wire.len()];
+        bounded(theirs.read_exact(&mut got)).await.unwrap();
+        assert_eq!(got, [wire.clone(), wire].concat());
+    }
 }
 
 #[tokio::test]
