@@ -126,6 +126,9 @@ pub fn encode(frame: &[u8]) -> Vec<u8> {
 pub struct CobsDeframer {
     input: Vec<u8>,
     pos: usize,
+    /// Bytes from `pos` on already searched for a delimiter (none there): each byte is
+    /// looked at once, however small the pushes.
+    searched: usize,
     /// Dropping the rest of a frame that grew too long, up to its delimiter.
     skipping: bool,
     /// Scratch space for the decoded frame.
@@ -138,6 +141,7 @@ impl CobsDeframer {
         Self {
             input: Vec::new(),
             pos: 0,
+            searched: 0,
             skipping: false,
             decoded: Vec::new(),
         }
@@ -160,11 +164,14 @@ impl CobsDeframer {
     pub fn next_frame_pooled(&mut self, pool: &FramePool) -> Option<Result<Vec<u8>, FrameError>> {
         loop {
             let held = &self.input[self.pos..];
-            let Some(end) = held.iter().position(|&b| b == DELIMITER) else {
+            let found = held[self.searched..].iter().position(|&b| b == DELIMITER);
+            let Some(end) = found.map(|at| self.searched + at) else {
+                self.searched = held.len();
                 if held.len() > MAX_ENCODED {
                     let len = held.len();
                     self.input.clear();
                     self.pos = 0;
+                    self.searched = 0;
                     let already = std::mem::replace(&mut self.skipping, true);
                     if !already {
                         return Some(Err(FrameError::TooLong {
@@ -177,6 +184,7 @@ impl CobsDeframer {
             };
             let encoded = &held[..end];
             self.pos += end + 1;
+            self.searched = 0;
             if std::mem::take(&mut self.skipping) || encoded.is_empty() {
                 continue;
             }
