@@ -80,10 +80,33 @@ impl AsyncRead for Port {
         match &mut self.get_mut().0 {
             #[cfg(unix)]
             Kind::Tty(tty) => Pin::new(tty).poll_read(cx, buf),
-            Kind::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Kind::Tcp(tcp) => {
+                let before = buf.filled().len();
+                let read = Pin::new(&mut *tcp).poll_read(cx, buf);
+                if buf.filled().len() > before {
+                    quick_ack(tcp);
+                }
+                read
+            }
         }
     }
 }
+
+/// Acknowledges what arrives at once instead of after the usual delay (Linux delays an
+/// ACK up to 40 ms). An emulator's chardev socket writes a reply in small pieces with
+/// Nagle's algorithm on (QEMU's `nodelay` is off by default), so each piece after the
+/// first waits for our ACK: measured on the mps2_an385 fixture over loopback, a short
+/// echo took 40 ms this way and 10 ms with quick ACKs. Linux clears the option as it
+/// sees fit, so it is set again after every read.
+#[cfg(target_os = "linux")]
+fn quick_ack(tcp: &TcpStream) {
+    if let Err(err) = rustix::net::sockopt::set_tcp_quickack(tcp, true) {
+        tracing::trace!(%err, "TCP_QUICKACK");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quick_ack(_: &TcpStream) {}
 
 impl AsyncWrite for Port {
     fn poll_write(
