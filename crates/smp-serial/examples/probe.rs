@@ -11,6 +11,10 @@
 //!   --echo N           characters in the echo (default 5: "hello")
 //!   --repeat N         echoes to send (default 1); prints the mean round trip
 //!   --timeout MS       how long to wait for each reply (default 2000)
+//!   --send HEX         send this frame first and print the reply (repeatable), e.g.
+//!                      0800000100010000a0 (image state read); the echo and parameters
+//!                      follow unless --only-send
+//!   --only-send        send the --send frames only
 //! ```
 #![allow(clippy::unwrap_used)]
 
@@ -65,6 +69,18 @@ struct Args {
     echo_len: usize,
     repeat: usize,
     timeout: Duration,
+    frames: Vec<Vec<u8>>,
+    only_send: bool,
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return Err(format!("--send {text}: not hex"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|e| format!("--send: {e}")))
+        .collect()
 }
 
 fn parse() -> Result<Args, String> {
@@ -74,7 +90,12 @@ fn parse() -> Result<Args, String> {
         .ok_or("usage: probe PORT [OPTIONS] (see the source)")?;
     let mut options = SerialOptions::default();
     let (mut echo_len, mut repeat, mut timeout) = (5, 1, Duration::from_secs(2));
+    let (mut frames, mut only_send) = (Vec::new(), false);
     while let Some(flag) = args.next() {
+        if flag == "--only-send" {
+            only_send = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         let number = || {
             value
@@ -102,6 +123,7 @@ fn parse() -> Result<Args, String> {
             "--echo" => echo_len = number()?,
             "--repeat" => repeat = number()?,
             "--timeout" => timeout = Duration::from_millis(number()? as u64),
+            "--send" => frames.push(unhex(&value)?),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -111,6 +133,8 @@ fn parse() -> Result<Args, String> {
         echo_len,
         repeat,
         timeout,
+        frames,
+        only_send,
     })
 }
 
@@ -178,6 +202,18 @@ async fn main() -> ExitCode {
         serial.max_unencoded_size(),
         serial.mtu()
     );
+    let mut sent_ok = true;
+    for frame in &args.frames {
+        sent_ok &= ask(&serial, "frame", frame, args.timeout).await.is_some();
+    }
+    if args.only_send {
+        serial.disconnect().await.unwrap();
+        return if sent_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let text: String = "hello".chars().cycle().take(args.echo_len).collect();
     let mut ok = 0;
     let mut total = Duration::ZERO;
