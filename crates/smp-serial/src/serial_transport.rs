@@ -102,7 +102,7 @@ impl SerialTransport<Port> {
     }
 }
 
-impl<P: AsyncRead + AsyncWrite + Send + 'static> SerialTransport<P> {
+impl<P: AsyncRead + AsyncWrite + Send> SerialTransport<P> {
     /// A transport over `io`, an open byte stream to the device, with `options`.
     ///
     /// Fails with [`TransportError::Framing`] (its source an
@@ -161,35 +161,35 @@ impl<P> SerialTransport<P> {
     }
 }
 
-/// Writes `encoded` in `pieces` (its consecutive parts), paced.
+/// Writes `encoded`, made of consecutive lines of the given lengths, paced.
 async fn write_paced<W: AsyncWrite + Unpin>(
     io: &mut W,
     pacer: &mut Pacer,
     encoded: &[u8],
-    pieces: impl Iterator<Item = usize>,
+    lines: impl Iterator<Item = usize>,
 ) -> io::Result<()> {
-    let mut pieces = pieces.peekable();
+    let mut lines = lines.peekable();
     let mut start = 0;
-    while pieces.peek().is_some() {
+    while lines.peek().is_some() {
         let slot = pacer.next_slot(Instant::now());
         if let Some(resume) = slot.not_before {
             tokio::time::sleep_until(resume).await;
         }
         let mut end = start;
-        let mut lines = 0;
-        while lines < slot.lines {
-            let Some(len) = pieces.next() else { break };
+        let mut burst = 0;
+        while burst < slot.lines {
+            let Some(len) = lines.next() else { break };
             end += len;
-            lines += 1;
+            burst += 1;
         }
         io.write_all(&encoded[start..end]).await?;
-        pacer.wrote(lines, Instant::now());
+        pacer.wrote(burst, Instant::now());
         start = end;
     }
     io.flush().await
 }
 
-impl<P: AsyncRead + AsyncWrite + Send + 'static> Transport for SerialTransport<P> {
+impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
     async fn send(&self, frame: &[u8]) -> Result<(), TransportError> {
         self.check_open()?;
         let encoded =
@@ -204,18 +204,7 @@ impl<P: AsyncRead + AsyncWrite + Send + 'static> Transport for SerialTransport<P
                 "sending a frame larger than the device's buffer: it may drop it"
             );
         }
-        // Pacing counts console lines. A raw frame goes out in one write, unpaced
-        // (native_sim's raw UART takes a whole 384-byte frame at once).
-        let pieces: Vec<usize> = match self.options.framing {
-            Framing::Console => console::lines(&encoded).map(<[u8]>::len).collect(),
-            Framing::Raw | Framing::RawCobs => Vec::new(),
-        };
-        tracing::trace!(
-            len = frame.len(),
-            encoded = encoded.len(),
-            pieces = pieces.len(),
-            "sending frame"
-        );
+        tracing::trace!(len = frame.len(), encoded = encoded.len(), "sending frame");
         let mut closed = self.closed.subscribe();
         let mut writer = self.writer.lock().await;
         let Writer { io, pacer } = &mut *writer;
@@ -223,11 +212,17 @@ impl<P: AsyncRead + AsyncWrite + Send + 'static> Transport for SerialTransport<P
             return Err(TransportError::Closed);
         };
         let write = async {
-            if pieces.is_empty() {
-                io.write_all(&encoded).await?;
-                io.flush().await
-            } else {
-                write_paced(io, pacer, &encoded, pieces.into_iter()).await
+            match self.options.framing {
+                Framing::Console => {
+                    let lines = console::lines(&encoded).map(<[u8]>::len);
+                    write_paced(io, pacer, &encoded, lines).await
+                }
+                // One write, unpaced: native_sim's raw UART takes a whole 384-byte frame
+                // at once, and the reference writes raw frames that way.
+                Framing::Raw | Framing::RawCobs => {
+                    io.write_all(&encoded).await?;
+                    io.flush().await
+                }
             }
         };
         tokio::select! {
