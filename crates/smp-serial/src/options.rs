@@ -59,12 +59,20 @@ impl Pacing {
     /// Pause after each burst by default.
     pub const DEFAULT_PAUSE: Duration = Duration::from_millis(20);
 
+    /// The longest pause taken: far beyond any device's need, and short enough that a
+    /// deadline computed from it cannot overflow.
+    pub const MAX_PAUSE: Duration = Duration::from_secs(60);
+
     /// Up to `burst` lines back to back, then `pause` since the last write. A burst of 0
-    /// counts as 1.
+    /// counts as 1, a pause longer than [`MAX_PAUSE`](Self::MAX_PAUSE) as that.
     pub const fn new(burst: usize, pause: Duration) -> Self {
         Self {
             burst: if burst == 0 { 1 } else { burst },
-            pause,
+            pause: if pause.as_nanos() > Self::MAX_PAUSE.as_nanos() {
+                Self::MAX_PAUSE
+            } else {
+                pause
+            },
         }
     }
 
@@ -332,6 +340,7 @@ mod tests {
         assert!(Pacing::none().is_none());
         assert!(Pacing::new(3, Duration::ZERO).is_none());
         assert_eq!(Pacing::new(0, Duration::from_millis(1)).burst(), 1);
+        assert_eq!(Pacing::new(2, Duration::MAX).pause(), Pacing::MAX_PAUSE);
         assert_eq!(Pacing::per_line(Duration::from_millis(2)).burst(), 1);
     }
 }
