@@ -89,6 +89,13 @@ pub enum TransportError {
     /// The operating system reported an error.
     #[error("transport I/O error")]
     Io(#[from] io::Error),
+
+    /// The link's framing refused something: received bytes that make no frame (bad
+    /// encoding, a wrong checksum, a length that lies), dropped before the next frame is
+    /// received normally; or settings that cannot frame a message. The source is the
+    /// transport's own error type (for serial, `smp_serial::FrameError` or `OptionsError`).
+    #[error("framing error")]
+    Framing(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[cfg(test)]

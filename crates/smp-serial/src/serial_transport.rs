@@ -1,0 +1,315 @@
+//! The tokio layer: a framing over any byte stream.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use smp_transport::{Connect, FramePool, Transport, TransportError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
+
+use crate::console::{self, LineLength};
+use crate::error::FrameError;
+use crate::framing::{Deframer, encode};
+use crate::options::{Framing, SerialOptions};
+use crate::pace::Pacer;
+use crate::port::Port;
+use crate::target::SerialTarget;
+
+/// Received frames' buffers kept for reuse: a few more than the requests a client keeps
+/// in flight.
+const RECYCLED_FRAMES: usize = 16;
+/// Bytes read from the port at once (a UART delivers far fewer per read).
+const READ_BUFFER: usize = 4096;
+
+/// SMP frames over a serial byte stream: a UART, USB CDC ACM, a pseudo-terminal or a TCP
+/// serial bridge ([`Port`], opened by [`connect`](SerialTransport::connect)), or any
+/// `AsyncRead + AsyncWrite` given to [`new`](SerialTransport::new).
+///
+/// Frames are encoded in the [`Framing`] of its [`SerialOptions`] and written as a unit:
+/// concurrent sends never interleave their lines. Console lines are paced as the options
+/// say.
+/// Received bytes are kept, with the deframer's state, inside the transport, so a dropped
+/// [`receive`](Transport::receive) loses nothing. When the port goes away (end of stream,
+/// or a read or write error: a USB device unplugged, an emulator killed), receives that
+/// wait end at once, the first with the error ([`TransportError::Io`]) or
+/// [`TransportError::Closed`] at the end of the stream, and every later call with
+/// `Closed`. A frame that arrives damaged is one [`TransportError::Framing`] error (its
+/// source a [`FrameError`]), and the next frame is received normally.
+///
+/// Dropping a [`send`](Transport::send) while it writes a multi-line message may leave
+/// part of it on the line: a console device drops it at the next message's start line;
+/// raw framing has no way to resynchronise.
+pub struct SerialTransport<P = Port> {
+    options: SerialOptions,
+    line_length: LineLength,
+    max_unencoded_size: usize,
+    reader: Mutex<Reader<P>>,
+    writer: Mutex<Writer<P>>,
+    /// Buffers of received frames handed back by [`Transport::recycle`].
+    pool: FramePool,
+    /// Set by [`Transport::disconnect`] and when the port goes away.
+    closed: watch::Sender<bool>,
+}
+
+struct Reader<P> {
+    /// `None` once disconnected.
+    io: Option<ReadHalf<P>>,
+    buf: Box<[u8]>,
+    deframer: Deframer,
+}
+
+struct Writer<P> {
+    /// `None` once disconnected.
+    io: Option<WriteHalf<P>>,
+    pacer: Pacer,
+}
+
+impl<P> fmt::Debug for SerialTransport<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SerialTransport")
+            .field("options", &self.options)
+            .field("max_unencoded_size", &self.max_unencoded_size)
+            .field("closed", &*self.closed.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SerialTransport<Port> {
+    /// Opens the port `target` names with its settings; gives up with
+    /// [`TransportError::ConnectTimeout`] after `timeout`.
+    ///
+    /// Settings that cannot frame a message fail before the port is touched, with
+    /// [`TransportError::Framing`] (its source an [`OptionsError`](crate::OptionsError)).
+    pub async fn connect(target: SerialTarget, timeout: Duration) -> Result<Self, TransportError> {
+        target.options().max_unencoded_size()?;
+        let name = target.to_string();
+        let port = tokio::time::timeout(timeout, Port::open(&target))
+            .await
+            .map_err(|_| TransportError::ConnectTimeout {
+                target: name.clone(),
+                timeout,
+            })??;
+        let transport = Self::new(port, target.options().clone())?;
+        tracing::info!(
+            port = %name,
+            framing = ?transport.options.framing,
+            max_unencoded_size = transport.max_unencoded_size,
+            "connected"
+        );
+        Ok(transport)
+    }
+}
+
+impl<P: AsyncRead + AsyncWrite + Send> SerialTransport<P> {
+    /// A transport over `io`, an open byte stream to the device, with `options`.
+    ///
+    /// Fails with [`TransportError::Framing`] (its source an
+    /// [`OptionsError`](crate::OptionsError)) for settings that cannot frame a message.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), smp_serial::TransportError> {
+    /// use smp_serial::{SerialOptions, SerialTransport, Transport};
+    ///
+    /// let (ours, _device) = tokio::io::duplex(1024);
+    /// let serial = SerialTransport::new(ours, SerialOptions::default().buf_size(384))?;
+    /// assert_eq!(serial.max_unencoded_size(), 380);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(io: P, options: SerialOptions) -> Result<Self, TransportError> {
+        let line_length = options.checked_line_length()?;
+        let max_unencoded_size = options.max_unencoded_size()?;
+        let (read, write) = tokio::io::split(io);
+        Ok(Self {
+            line_length,
+            max_unencoded_size,
+            reader: Mutex::new(Reader {
+                io: Some(read),
+                buf: vec![0; READ_BUFFER].into_boxed_slice(),
+                deframer: Deframer::new(options.framing, max_unencoded_size),
+            }),
+            writer: Mutex::new(Writer {
+                io: Some(write),
+                pacer: Pacer::new(options.pacing),
+            }),
+            options,
+            pool: FramePool::new(RECYCLED_FRAMES),
+            closed: watch::Sender::new(false),
+        })
+    }
+}
+
+impl<P> SerialTransport<P> {
+    /// The settings the transport runs with.
+    pub fn options(&self) -> &SerialOptions {
+        &self.options
+    }
+
+    fn check_open(&self) -> Result<(), TransportError> {
+        if *self.closed.borrow() {
+            return Err(TransportError::Closed);
+        }
+        Ok(())
+    }
+
+    /// The port went away: every waiting and later call ends with `Closed`.
+    fn port_gone(&self, why: &dyn fmt::Display) {
+        if !self.closed.send_replace(true) {
+            tracing::info!(%why, "serial port gone");
+        }
+    }
+}
+
+/// Writes `encoded`, made of consecutive lines of the given lengths, paced.
+async fn write_paced<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    pacer: &mut Pacer,
+    encoded: &[u8],
+    lines: impl Iterator<Item = usize>,
+) -> io::Result<()> {
+    let mut lines = lines.peekable();
+    let mut start = 0;
+    while lines.peek().is_some() {
+        let slot = pacer.next_slot(Instant::now());
+        if let Some(resume) = slot.not_before {
+            tokio::time::sleep_until(resume).await;
+        }
+        let mut end = start;
+        let mut burst = 0;
+        while burst < slot.lines {
+            let Some(len) = lines.next() else { break };
+            end += len;
+            burst += 1;
+        }
+        io.write_all(&encoded[start..end]).await?;
+        pacer.wrote(burst, Instant::now());
+        start = end;
+    }
+    io.flush().await
+}
+
+impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
+    async fn send(&self, frame: &[u8]) -> Result<(), TransportError> {
+        self.check_open()?;
+        let encoded =
+            encode(self.options.framing, frame, self.line_length).map_err(|err| match err {
+                FrameError::TooLong { len, max } => TransportError::FrameTooLarge { len, max },
+                other => other.into(),
+            })?;
+        if frame.len() > self.max_unencoded_size {
+            tracing::warn!(
+                len = frame.len(),
+                max_unencoded_size = self.max_unencoded_size,
+                "sending a frame larger than the device's buffer: it may drop it"
+            );
+        }
+        tracing::trace!(len = frame.len(), encoded = encoded.len(), "sending frame");
+        let mut closed = self.closed.subscribe();
+        let mut writer = self.writer.lock().await;
+        let Writer { io, pacer } = &mut *writer;
+        let Some(io) = io.as_mut() else {
+            return Err(TransportError::Closed);
+        };
+        let write = async {
+            match self.options.framing {
+                Framing::Console => {
+                    let lines = console::lines(&encoded).map(<[u8]>::len);
+                    write_paced(io, pacer, &encoded, lines).await
+                }
+                // One write, unpaced: native_sim's raw UART takes a whole 384-byte frame
+                // at once, and the reference writes raw frames that way.
+                Framing::Raw | Framing::RawCobs => {
+                    io.write_all(&encoded).await?;
+                    io.flush().await
+                }
+            }
+        };
+        tokio::select! {
+            written = write => {
+                written.map_err(|err| {
+                    self.port_gone(&err);
+                    TransportError::Io(err)
+                })
+            }
+            _ = closed.wait_for(|closed| *closed) => Err(TransportError::Closed),
+        }
+    }
+
+    async fn receive(&self) -> Result<Vec<u8>, TransportError> {
+        let mut closed = self.closed.subscribe();
+        let mut reader = self.reader.lock().await;
+        let Reader { io, buf, deframer } = &mut *reader;
+        loop {
+            if *closed.borrow_and_update() {
+                return Err(TransportError::Closed);
+            }
+            match deframer.next_frame_pooled(&self.pool) {
+                Some(Ok(frame)) => {
+                    tracing::trace!(len = frame.len(), "received frame");
+                    return Ok(frame);
+                }
+                Some(Err(err)) => {
+                    tracing::debug!(%err, "dropping a damaged frame");
+                    return Err(err.into());
+                }
+                None => {}
+            }
+            let Some(io) = io.as_mut() else {
+                return Err(TransportError::Closed);
+            };
+            tokio::select! {
+                read = io.read(buf) => match read {
+                    Ok(0) => {
+                        self.port_gone(&"end of stream");
+                        return Err(TransportError::Closed);
+                    }
+                    Ok(len) => {
+                        tracing::trace!(len, "read");
+                        deframer.push(&buf[..len]);
+                    }
+                    Err(err) => {
+                        self.port_gone(&err);
+                        return Err(TransportError::Io(err));
+                    }
+                },
+                _ = closed.changed() => {}
+            }
+        }
+    }
+
+    fn recycle(&self, frame: Vec<u8>) {
+        self.pool.give_back(frame);
+    }
+
+    async fn disconnect(&self) -> Result<(), TransportError> {
+        self.closed.send_replace(true);
+        // Waiting sends and receives see `closed` and let go of the port; then it closes.
+        if let Some(mut io) = self.writer.lock().await.io.take() {
+            if let Err(err) = io.shutdown().await {
+                tracing::debug!(%err, "shutting the port down");
+            }
+        }
+        let mut reader = self.reader.lock().await;
+        reader.io = None;
+        reader.deframer.reset();
+        tracing::info!("disconnected");
+        Ok(())
+    }
+
+    fn mtu(&self) -> usize {
+        self.options.mtu()
+    }
+
+    fn max_unencoded_size(&self) -> usize {
+        self.max_unencoded_size
+    }
+}
+
+impl Connect for SerialTransport<Port> {
+    type Target = SerialTarget;
+
+    async fn connect(target: SerialTarget, timeout: Duration) -> Result<Self, TransportError> {
+        SerialTransport::connect(target, timeout).await
+    }
+}
