@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 #[path = "../fuzz/src/targets.rs"]
 mod targets;
 
+#[allow(unreachable_pub)]
+#[path = "../fuzz/src/serial_targets.rs"]
+mod serial_targets;
+
 /// Largest corpus the repository should carry.
 const MAX_FILES: usize = 200;
 const MAX_BYTES: u64 = 1 << 20;
@@ -68,6 +72,11 @@ fn client_replies_corpus() {
 }
 
 #[test]
+fn serial_deframer_corpus() {
+    replay("serial_deframer", serial_targets::serial_deframer);
+}
+
+#[test]
 fn the_corpus_stays_small() {
     let mut files = 0;
     let mut bytes = 0;
@@ -76,6 +85,7 @@ fn the_corpus_stays_small() {
         "reply_decode",
         "reassembler",
         "client_replies",
+        "serial_deframer",
     ] {
         for path in corpus(target) {
             files += 1;

@@ -7,7 +7,7 @@
 
 use smp_serial::console::{self, ConsoleDeframer, LineLength};
 use smp_serial::header::{Header, MAX_FRAME_SIZE};
-use smp_serial::{cobs, raw, FrameError};
+use smp_serial::{FrameError, cobs, raw};
 
 /// The largest frame the raw deframer is given to take.
 const RAW_MAX_FRAME: usize = 2048;
@@ -227,6 +227,8 @@ mod tests {
     fn seeds() {
         serial_deframer(&[]);
         serial_deframer(&[0, 120, 0x81, 0x00]);
-        serial_deframer(&[3, 0, 5, b'h', b'e', b'l', b'l', b'o', 0x82, 7, 0xe0, 40, 0x83, 1]);
+        serial_deframer(&[
+            3, 0, 5, b'h', b'e', b'l', b'l', b'o', 0x82, 7, 0xe0, 40, 0x83, 1,
+        ]);
     }
 }

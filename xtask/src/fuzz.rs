@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use crate::util::{self, Result};
 
 /// Every target in `fuzz/Cargo.toml`.
-pub(crate) const TARGETS: [&str; 4] = [
+pub(crate) const TARGETS: [&str; 5] = [
     "header_decode",
     "reply_decode",
     "reassembler",
     "client_replies",
+    "serial_deframer",
 ];
 
 /// Seconds per target when none are given.

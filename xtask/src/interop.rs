@@ -201,11 +201,13 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     let tools = Tools::in_venv(&dir.join("venv"))?;
 
     util::heading("interop: golden vectors against the Python reference");
-    util::run(
-        Command::new(&tools.python)
-            .arg(util::root().join("scripts/gen_vectors.py"))
-            .arg("--check"),
-    )?;
+    for script in ["scripts/gen_vectors.py", "scripts/gen_serial_vectors.py"] {
+        util::run(
+            Command::new(&tools.python)
+                .arg(util::root().join(script))
+                .arg("--check"),
+        )?;
+    }
 
     util::heading("interop: building and listing the interop tests");
     let listed = SUITES
@@ -455,7 +457,7 @@ pub(crate) fn ensure_venv(dir: &Path) -> Result {
     let venv = dir.join("venv");
     let python = venv.join("bin/python");
     let check = format!(
-        "import smp, smpclient, imgtool; from importlib.metadata import version as v; \
+        "import smp, smpclient, imgtool, serial; from importlib.metadata import version as v; \
          assert (v('smp'), v('smpclient'), v('imgtool')) == \
          ('{SMP_VERSION}', '{SMPCLIENT_VERSION}', '{IMGTOOL_VERSION}')"
     );
@@ -492,7 +494,8 @@ pub(crate) fn ensure_venv(dir: &Path) -> Result {
         Command::new(&python)
             .args(["-m", "pip", "install", "--disable-pip-version-check"])
             .arg(format!("smp=={SMP_VERSION}"))
-            .arg(format!("smpclient=={SMPCLIENT_VERSION}"))
+            // The serial extra brings pyserial, which the serial transports import.
+            .arg(format!("smpclient[serial]=={SMPCLIENT_VERSION}"))
             .arg(format!("imgtool=={IMGTOOL_VERSION}")),
     )?;
     if !ready() {

@@ -53,7 +53,7 @@ tasks:
       a local run.
   fuzz [--seconds N] [TARGET...]
       runs each fuzz target of fuzz/ (header_decode, reply_decode, reassembler,
-      client_replies; all unless named) for N seconds (default 60) with
+      client_replies, serial_deframer; all unless named) for N seconds (default 60) with
       `cargo +nightly fuzz run`, starting from the seed corpus in fuzz/corpus/ and keeping
       what it finds in fuzz/target/corpus/. Installs the nightly toolchain (rustup) and
       cargo-fuzz (cargo install --locked) when missing. Prints the executions and exec/s

@@ -164,6 +164,32 @@ impl Client<smp_udp::UdpTransport> {
     }
 }
 
+#[cfg(feature = "serial")]
+impl Client<smp_serial::SerialTransport> {
+    /// Opens a serial port (a device path, a pseudo-terminal or `socket://HOST:PORT`, with
+    /// the target's baud rate and framing; bounded by the retry policy's timeout) and
+    /// starts the client. Reading the device's MCUmgr parameters sizes frames to its
+    /// buffer, as over UDP.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), smp_client::ClientError> {
+    /// use smp_client::{Client, ClientOptions};
+    /// use smp_client::serial::SerialTarget;
+    ///
+    /// let target: SerialTarget = "/dev/ttyACM0".parse()?;
+    /// let client = Client::connect_serial(target, ClientOptions::default()).await?;
+    /// println!("{}", client.echo("hello").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_serial(
+        target: smp_serial::SerialTarget,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let transport = smp_serial::SerialTransport::connect(target, options.retry.timeout).await?;
+        Self::new(transport, options).await
+    }
+}
+
 impl<T: Transport + 'static> Client<T> {
     /// Starts a client on a connected transport; reads the MCUmgr parameters if the
     /// options ask for it.
@@ -201,8 +227,7 @@ impl<T: Transport + 'static> Client<T> {
                 let limit = self
                     .shared
                     .transport
-                    .max_unencoded_size()
-                    .min(buf_size)
+                    .set_device_buffer(buf_size)
                     .min(header::MAX_FRAME_SIZE);
                 self.shared.frame_limit.store(limit, Ordering::Relaxed);
                 let buf_count = usize::try_from(params.buf_count).unwrap_or(usize::MAX);

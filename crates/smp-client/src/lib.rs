@@ -65,6 +65,8 @@ macro_rules! with_setters {
 }
 pub(crate) use with_setters;
 
+#[cfg(any(feature = "udp", feature = "serial"))]
+mod any;
 mod client;
 #[cfg(test)]
 mod client_tests;
@@ -74,12 +76,16 @@ mod error;
 mod transfer;
 pub mod upgrade;
 
+#[cfg(any(feature = "udp", feature = "serial"))]
+pub use any::AnyTransport;
 pub use client::{Client, ClientOptions};
 pub use engine::RetryPolicy;
 pub use error::{ClientError, ErrorChain, HashAlgorithm, ReplyError, TransferError};
 pub use smp_proto::{
     self as proto, DeviceError, ErrorScope, Request, codes, messages, minicbor, smp_map,
 };
+#[cfg(feature = "serial")]
+pub use smp_serial as serial;
 pub use smp_transport::{self as transport, Transport, TransportError, header};
 #[cfg(feature = "udp")]
 pub use smp_udp as udp;

@@ -81,6 +81,13 @@ impl Deframer {
         })
     }
 
+    /// Changes the bound of raw frames (self-delimiting framings have their own).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        if let Inner::Raw(d) = &mut self.0 {
+            d.set_max_frame(max_frame);
+        }
+    }
+
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         match &mut self.0 {

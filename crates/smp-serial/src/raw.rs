@@ -58,6 +58,11 @@ impl RawDeframer {
         self.max_frame
     }
 
+    /// Takes frames of at most `max_frame` bytes from now on.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame.min(MAX_FRAME_SIZE);
+    }
+
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.input.drain(..self.pos);

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use smp_transport::{Connect, FramePool, Transport, TransportError};
@@ -44,7 +45,11 @@ const READ_BUFFER: usize = 4096;
 pub struct SerialTransport<P = Port> {
     options: SerialOptions,
     line_length: LineLength,
-    max_unencoded_size: usize,
+    /// The largest frame to send: from the options, until the device's buffer size is
+    /// known ([`Transport::set_device_buffer`]).
+    max_unencoded_size: AtomicUsize,
+    /// The largest raw frame to take in: grows with what the device says it buffers.
+    max_received: AtomicUsize,
     reader: Mutex<Reader<P>>,
     writer: Mutex<Writer<P>>,
     /// Buffers of received frames handed back by [`Transport::recycle`].
@@ -95,7 +100,7 @@ impl SerialTransport<Port> {
         tracing::info!(
             port = %name,
             framing = ?transport.options.framing,
-            max_unencoded_size = transport.max_unencoded_size,
+            max_unencoded_size = transport.max_unencoded_size(),
             "connected"
         );
         Ok(transport)
@@ -123,7 +128,8 @@ impl<P: AsyncRead + AsyncWrite + Send> SerialTransport<P> {
         let (read, write) = tokio::io::split(io);
         Ok(Self {
             line_length,
-            max_unencoded_size,
+            max_unencoded_size: AtomicUsize::new(max_unencoded_size),
+            max_received: AtomicUsize::new(max_unencoded_size),
             reader: Mutex::new(Reader {
                 io: Some(read),
                 buf: vec![0; READ_BUFFER].into_boxed_slice(),
@@ -197,10 +203,11 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
                 FrameError::TooLong { len, max } => TransportError::FrameTooLarge { len, max },
                 other => other.into(),
             })?;
-        if frame.len() > self.max_unencoded_size {
+        let max_unencoded_size = self.max_unencoded_size.load(Ordering::Relaxed);
+        if frame.len() > max_unencoded_size {
             tracing::warn!(
                 len = frame.len(),
-                max_unencoded_size = self.max_unencoded_size,
+                max_unencoded_size,
                 "sending a frame larger than the device's buffer: it may drop it"
             );
         }
@@ -266,6 +273,7 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
                     }
                     Ok(len) => {
                         tracing::trace!(len, "read");
+                        deframer.set_max_frame(self.max_received.load(Ordering::Relaxed));
                         deframer.push(&buf[..len]);
                     }
                     Err(err) => {
@@ -302,7 +310,26 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
     }
 
     fn max_unencoded_size(&self) -> usize {
-        self.max_unencoded_size
+        self.max_unencoded_size.load(Ordering::Relaxed)
+    }
+
+    /// Console framing keeps the length field and CRC in the device's buffer, so frames
+    /// are `buf_size - 4` bytes at most; raw framings carry `buf_size`. Either replaces
+    /// the guess from the options (the reference does the same once it knows
+    /// `buf_size`), and raw frames up to it are received from then on.
+    fn set_device_buffer(&self, buf_size: usize) -> usize {
+        let limit = match self.options.framing {
+            Framing::Console => console::max_frame_for_buf_size(buf_size),
+            Framing::Raw | Framing::RawCobs => buf_size,
+        }
+        .clamp(
+            smp_transport::header::SIZE,
+            smp_transport::header::MAX_FRAME_SIZE,
+        );
+        self.max_unencoded_size.store(limit, Ordering::Relaxed);
+        self.max_received.fetch_max(limit, Ordering::Relaxed);
+        tracing::debug!(buf_size, limit, "device buffer size known");
+        limit
     }
 }
 

@@ -449,15 +449,14 @@ async fn connect_errors_name_the_port() {
     let err = SerialTransport::connect(missing, Duration::from_secs(1))
         .await
         .unwrap_err();
-    assert!(
-        err.to_string().contains("/dev/smp-serial-no-such-port"),
-        "{err}"
-    );
+    let report = chain(&err);
+    assert!(report.contains("/dev/smp-serial-no-such-port"), "{report}");
     // A character device that is no terminal.
     let err = SerialTransport::connect(SerialTarget::device("/dev/null"), Duration::from_secs(1))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("not a terminal"), "{err}");
+    let report = chain(&err);
+    assert!(report.contains("not a terminal"), "{report}");
     // Settings are refused before the port is touched.
     let bad = SerialTarget::device("/dev/smp-serial-no-such-port")
         .with_options(SerialOptions::default().line_buffers(0));
@@ -573,5 +572,39 @@ mod pty {
             serial.receive().await,
             Err(TransportError::Closed)
         ));
+    }
+}
+
+/// The error and its causes, as a report prints them.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut report = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        report = format!("{report}: {err}");
+        cause = err.source();
+    }
+    report
+}
+
+/// Once the client knows the device's buffer, the frame limit follows it (less the
+/// console length and CRC), and raw frames up to it are received, beyond the 384-byte
+/// guess the transport starts with.
+#[tokio::test]
+async fn the_devices_buffer_size_sets_the_frame_limit() {
+    for (framing, limit) in [(Framing::Console, 2044), (Framing::Raw, 2048)] {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let serial = SerialTransport::new(ours, SerialOptions::default().framing(framing)).unwrap();
+        let guessed = serial.max_unencoded_size();
+        assert!(guessed < limit, "{framing:?}: {guessed}");
+        assert_eq!(serial.set_device_buffer(2048), limit, "{framing:?}");
+        assert_eq!(serial.max_unencoded_size(), limit, "{framing:?}");
+        // A 1,500-byte reply arrives whole.
+        let device = tokio::spawn(device(theirs, framing));
+        let frame = request(2, 7, 1500 - 8);
+        serial.send(&frame).await.unwrap();
+        let reply = tokio::time::timeout(BOUND, serial.receive()).await.unwrap();
+        assert_eq!(reply.unwrap(), answer(&frame), "{framing:?}");
+        serial.disconnect().await.unwrap();
+        device.abort();
     }
 }

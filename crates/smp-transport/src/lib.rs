@@ -101,6 +101,19 @@ pub trait Transport: Send + Sync {
 
     /// The largest datagram payload this transport sends without splitting a frame.
     fn max_unencoded_size(&self) -> usize;
+
+    /// Tells the transport the size of the device's SMP buffer (its MCUmgr `buf_size`),
+    /// once the client has read it, and returns the largest frame to send it.
+    ///
+    /// The default is the smaller of [`max_unencoded_size`](Transport::max_unencoded_size)
+    /// and `buf_size`: the buffer holds the frame and nothing else. A transport whose
+    /// framing shares the device's buffer with the frame (serial console framing keeps
+    /// its length field and CRC there) returns less; one whose limit before this was a
+    /// guess (a serial line's size from line buffers) adopts what the device says, and
+    /// receives frames up to it.
+    fn set_device_buffer(&self, buf_size: usize) -> usize {
+        self.max_unencoded_size().min(buf_size)
+    }
 }
 
 /// A transport that is opened by connecting to a target (an address, a device path).
