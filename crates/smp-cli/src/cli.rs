@@ -73,13 +73,17 @@ pub(crate) struct GlobalOptions {
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 1500)]
     pub(crate) mtu: u16,
 
-    /// Seconds to wait for each reply before re-sending the request.
+    /// How long to wait for each reply before re-sending the request: `500ms`, `2s`,
+    /// `1.5s`, or plain seconds (`2.5`).
     #[arg(
         long,
         global = true,
-        value_name = "SECONDS",
-        default_value = "2.5",
-        value_parser = parse_seconds
+        value_name = "DURATION",
+        default_value = "2.5s",
+        value_parser = parse_duration,
+        // A negative value reaches the parser, which says what is wrong with it, instead
+        // of clap taking it for an unknown option ("unexpected argument '-1'").
+        allow_hyphen_values = true
     )]
     pub(crate) timeout: Duration,
 
@@ -467,14 +471,42 @@ fn parse_target(s: &str) -> Result<UdpTarget, String> {
         .map_err(|_| "expected HOST, HOST:PORT, an IPv6 address or [IPV6]:PORT".to_owned())
 }
 
-/// Parses `--timeout`: a positive number of seconds, fractions allowed.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let seconds: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
-        return Err("expected a number of seconds above 0 and at most 86400".to_owned());
+/// The longest `--timeout`: a day.
+const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+
+/// Parses `--timeout`: a number with a unit (`500ms`, `2s`, `1.5 s`, `1m`), or plain
+/// seconds (`2.5`), above 0 and at most a day.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    const EXPECTED: &str = "expected a duration such as 500ms, 2s or 1.5 (seconds)";
+    let text = s.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = (text[..split].trim_end(), &text[split..]);
+    let scale = match unit {
+        "" | "s" | "sec" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        _ => return Err(format!("unknown unit `{unit}`: {EXPECTED}")),
+    };
+    // Only digits and one point: no signs, exponents, `inf` or `NaN`.
+    let plain = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().filter(|&b| b == b'.').count() <= 1
+        && number != ".";
+    if number.starts_with('-') {
+        return Err(format!("`{s}` is negative: {EXPECTED}, above 0"));
+    }
+    let value: f64 = match number.parse() {
+        Ok(value) if plain => value,
+        _ => return Err(format!("`{s}` is not a duration: {EXPECTED}")),
+    };
+    let seconds = value * scale;
+    if seconds <= 0.0 {
+        return Err(format!("`{s}` is no time at all: a timeout must be above 0"));
+    }
+    if seconds > MAX_TIMEOUT_SECONDS {
+        return Err(format!("`{s}` is longer than a day, the longest timeout"));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -537,11 +569,27 @@ mod tests {
         assert!(cli.global.json);
         assert_eq!(cli.global.verbose, 2);
         assert_eq!(cli.global.timeout, Duration::from_millis(250));
-        for bad in ["0", "-1", "abc", "inf", "NaN", "1e9"] {
-            assert!(
-                parse(&["--timeout", bad, "os", "params"]).is_err(),
-                "{bad:?} should be refused"
+        for bad in [
+            "0", "-1", "-1s", "abc", "inf", "NaN", "1e9", "1e3", "2h", "", "s", ".", "1.2.3",
+            "0ms", "86401", "+1",
+        ] {
+            assert_eq!(
+                kind(&["--timeout", bad, "os", "params"]),
+                Some(ErrorKind::ValueValidation),
+                "{bad:?} should be refused by the value parser"
             );
+        }
+        for (good, millis) in [
+            ("500ms", 500),
+            ("2s", 2000),
+            ("1.5 s", 1500),
+            ("2.5", 2500),
+            ("1m", 60_000),
+            (".25", 250),
+            ("86400", 86_400_000),
+        ] {
+            let cli = parse(&["--timeout", good, "os", "params"]).expect(good);
+            assert_eq!(cli.global.timeout, Duration::from_millis(millis), "{good}");
         }
         assert_eq!(
             kind(&["--mtu", "70000", "os", "params"]),

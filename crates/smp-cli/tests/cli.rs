@@ -6,93 +6,18 @@
 
 mod support;
 
-use support::Run;
-
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use smp_mcuboot::{Image, ImageBuilder, ImageVersion, sample_body};
+use smp_mcuboot::{ImageVersion, sample_body};
 use smp_sim::{Sim, SimConfig};
+use support::sim::{
+    hex, on, on_json, path_str, smp, smp_env, start, start_with, write_image,
+};
 
-/// Runs `smp` with `args`, without the caller's `SMP_UDP` or `RUST_LOG`.
-async fn smp<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    smp_env(args, None).await
-}
-
-/// Runs `smp` with `args` and, when given, `SMP_UDP` set to `udp`.
-async fn smp_env<I, S>(args: I, udp: Option<String>) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    let args: Vec<String> = args.into_iter().map(Into::into).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_smp"));
-        command
-            .args(&args)
-            .env_remove("SMP_UDP")
-            .env_remove("RUST_LOG");
-        if let Some(udp) = udp {
-            command.env("SMP_UDP", udp);
-        }
-        let output = command.output().expect("the smp binary runs");
-        Run::from_output(output)
-    })
-    .await
-    .expect("the blocking task finishes")
-}
-
-/// `smp --udp ADDR args...`.
-async fn on(sim: &Sim, args: &[&str]) -> Run {
-    let mut all = vec!["--udp".to_owned(), sim.addr().to_string()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    smp(all).await
-}
-
-/// `smp --udp ADDR --json args...`.
-async fn on_json(sim: &Sim, args: &[&str]) -> Run {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    on(sim, &all).await
-}
-
-async fn start() -> Sim {
-    start_with(SimConfig::default()).await
-}
-
-async fn start_with(config: SimConfig) -> Sim {
-    Sim::start(config)
-        .await
-        .expect("the simulated device starts")
-}
-
-fn scratch(test: &str) -> PathBuf {
+fn scratch(test: &str) -> std::path::PathBuf {
     support::scratch("smp-cli", test)
-}
-
-fn path_str(path: &std::path::Path) -> String {
-    path.to_str().expect("UTF-8 path").to_owned()
-}
-
-/// Writes an image of `version` with a body of `len` bytes; returns its path and hash.
-fn write_image(dir: &std::path::Path, version: ImageVersion, len: usize) -> (PathBuf, String) {
-    let bytes = ImageBuilder::new(version).build(&sample_body(len, 7));
-    let image = Image::parse(&bytes).expect("a built image parses");
-    let hash = image.hash().expect("a built image has a hash");
-    let path = dir.join(format!("app-{version}.bin"));
-    std::fs::write(&path, &bytes).expect("write the image");
-    (path, hex(&hash))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

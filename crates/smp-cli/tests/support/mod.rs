@@ -1,9 +1,13 @@
 //! What the `smp` binary tests share: the result of one run, and scratch folders.
+// Each test binary uses what it needs of it (the interop tests need no simulated device).
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
+
+pub(crate) mod sim;
 
 /// What one run of `smp` did.
 #[derive(Debug)]
