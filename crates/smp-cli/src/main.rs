@@ -30,8 +30,11 @@ fn main() -> ExitCode {
     let out = Output::new(cli.global.json);
 
     if let Command::Completions { shell } = &cli.command {
-        let mut command = Cli::command();
-        clap_complete::generate(*shell, &mut command, "smp", &mut std::io::stdout());
+        // Into a buffer first: `generate` panics when it cannot write, and a reader that
+        // stops early (`smp completions bash | head -1`) is no error.
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut Cli::command(), "smp", &mut script);
+        output::write_stdout(&script);
         return ExitCode::SUCCESS;
     }
 

@@ -79,8 +79,16 @@ impl Output {
 
 /// Writes to stdout, ignoring a closed pipe (`smp ... | head`) rather than panicking.
 fn print_stdout(text: &str) {
+    write_stdout(text.as_bytes());
+}
+
+/// Writes `bytes` to stdout and flushes. A reader that went away (`smp ... | head -1`)
+/// is not an error: the rest is dropped quietly, as Unix tools do, and the command ends
+/// with its own exit status.
+pub(crate) fn write_stdout(bytes: &[u8]) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    // Any other error (a full disk behind a redirection) has nowhere better to go either.
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
 }
 
 /// Lowercase hex of `bytes`.

@@ -5,7 +5,10 @@
 
 mod support;
 
-use support::sim::smp;
+use std::process::{Command, Stdio};
+
+use support::Run;
+use support::sim::{smp, start};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timeouts_take_units_and_refuse_bad_values_clearly() {
@@ -40,4 +43,46 @@ async fn timeouts_take_units_and_refuse_bad_values_clearly() {
             .unwrap_or_else(|| panic!("{value}: {}", run.stderr));
         assert!((300..1000).contains(&waited), "{value}: {}", run.stderr);
     }
+}
+
+/// Runs `smp` with `args` and its stdout a pipe whose reader has already gone, as after
+/// `smp ... | head -1` once `head` has its line.
+async fn with_closed_stdout(args: &[&str]) -> Run {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smp"))
+            .args(&args)
+            .env_remove("SMP_UDP")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the smp binary starts");
+        // Closed before the program has even parsed its arguments.
+        drop(child.stdout.take());
+        Run::from_output(child.wait_with_output().expect("smp ends"))
+    })
+    .await
+    .expect("the blocking task finishes")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_cut_by_a_closed_pipe_ends_quietly() {
+    // `smp completions bash | head -1` panicked: "failed to write completion file".
+    for shell in ["bash", "zsh", "fish"] {
+        let run = with_closed_stdout(&["completions", shell]).await;
+        assert_eq!((run.status, run.stderr.as_str()), (0, ""), "{shell}: {run:#?}");
+    }
+    let sim = start().await;
+    let addr = sim.addr().to_string();
+    for args in [
+        &["--udp", &addr, "os", "echo", "hi"][..],
+        &["--udp", &addr, "--json", "image", "list"],
+        &["--help"],
+    ] {
+        let run = with_closed_stdout(args).await;
+        assert_eq!((run.status, run.stderr.as_str()), (0, ""), "{args:?}: {run:#?}");
+    }
+    sim.shutdown().await;
 }
