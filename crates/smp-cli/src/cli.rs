@@ -243,9 +243,12 @@ pub(crate) enum ImageCommand {
 pub(crate) struct UploadArgs {
     /// The image file.
     pub(crate) file: PathBuf,
-    /// Image number to upload to (multi-image devices); 0 by default.
-    #[arg(long, value_name = "N")]
-    pub(crate) slot: Option<u32>,
+    /// Image number to upload to (multi-image devices); 0 by default. The image goes to
+    /// that image's secondary slot.
+    // `--slot` was this option's first name, although it never chose a slot: kept as a
+    // hidden alias so that scripts written with it keep working.
+    #[arg(long = "image", alias = "slot", value_name = "N")]
+    pub(crate) image: Option<u32>,
     /// Ask the device to refuse an image that is not newer than the running one.
     #[arg(long)]
     pub(crate) upgrade: bool,
@@ -503,7 +506,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let seconds = value * scale;
     if seconds <= 0.0 {
-        return Err(format!("`{s}` is no time at all: a timeout must be above 0"));
+        return Err(format!(
+            "`{s}` is no time at all: a timeout must be above 0"
+        ));
     }
     if seconds > MAX_TIMEOUT_SECONDS {
         return Err(format!("`{s}` is longer than a day, the longest timeout"));
@@ -665,7 +670,7 @@ mod tests {
             "image",
             "upload",
             "a.bin",
-            "--slot",
+            "--image",
             "1",
             "--upgrade",
             "--window",
@@ -675,7 +680,7 @@ mod tests {
         match cli.command {
             Command::Image(ImageCommand::Upload(args)) => {
                 assert_eq!(args.file, PathBuf::from("a.bin"));
-                assert_eq!(args.slot, Some(1));
+                assert_eq!(args.image, Some(1));
                 assert!(args.upgrade && !args.raw);
                 assert_eq!(args.window.map(NonZeroUsize::get), Some(4));
             }
@@ -686,9 +691,15 @@ mod tests {
             Some(ErrorKind::ValueValidation)
         );
         assert_eq!(
-            kind(&["image", "upload", "a.bin", "--slot", "x"]),
+            kind(&["image", "upload", "a.bin", "--image", "x"]),
             Some(ErrorKind::ValueValidation)
         );
+        // The option's old name still works.
+        let cli = parse(&["image", "upload", "a.bin", "--slot", "2"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Image(ImageCommand::Upload(UploadArgs { image: Some(2), .. }))
+        ));
     }
 
     #[test]

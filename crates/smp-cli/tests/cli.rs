@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use smp_mcuboot::{ImageVersion, sample_body};
 use smp_sim::{Sim, SimConfig};
-use support::sim::{
-    hex, on, on_json, path_str, smp, smp_env, start, start_with, write_image,
-};
+use support::sim::{hex, on, on_json, path_str, smp, smp_env, start, start_with, write_image};
 
 fn scratch(test: &str) -> std::path::PathBuf {
     support::scratch("smp-cli", test)
@@ -152,7 +150,7 @@ async fn image_upload_list_test_confirm() {
     // ends in slot 1).
     let doc = on_json(
         &sim,
-        &["image", "upload", &file, "--slot", "0", "--window", "1"],
+        &["image", "upload", &file, "--image", "0", "--window", "1"],
     )
     .await
     .ok_json();

@@ -5,17 +5,28 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use serde_json::json;
+use smp_mcuboot::ImageVersion;
 use support::Run;
-use support::sim::{smp, start};
+use support::sim::{on_json, path_str, smp, start, write_image};
+
+fn scratch(test: &str) -> PathBuf {
+    support::scratch("smp-cli-usability", test)
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timeouts_take_units_and_refuse_bad_values_clearly() {
     // A negative value reaches the parser, which says what is wrong with it.
     let run = smp(["--udp", "127.0.0.1", "--timeout", "-1", "os", "params"]).await;
     assert_eq!(run.status, 2, "{run:#?}");
-    assert!(!run.stderr.contains("unexpected argument"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("unexpected argument"),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr
             .contains("invalid value '-1' for '--timeout <DURATION>': `-1` is negative"),
@@ -30,7 +41,15 @@ async fn timeouts_take_units_and_refuse_bad_values_clearly() {
     let addr = silent.local_addr().expect("addr").to_string();
     for value in ["300ms", "0.3s", "0.3"] {
         let run = smp([
-            "--udp", &addr, "--timeout", value, "--retries", "0", "os", "echo", "hi",
+            "--udp",
+            &addr,
+            "--timeout",
+            value,
+            "--retries",
+            "0",
+            "os",
+            "echo",
+            "hi",
         ])
         .await;
         assert_eq!(run.status, 3, "{run:#?}");
@@ -72,7 +91,11 @@ async fn output_cut_by_a_closed_pipe_ends_quietly() {
     // `smp completions bash | head -1` panicked: "failed to write completion file".
     for shell in ["bash", "zsh", "fish"] {
         let run = with_closed_stdout(&["completions", shell]).await;
-        assert_eq!((run.status, run.stderr.as_str()), (0, ""), "{shell}: {run:#?}");
+        assert_eq!(
+            (run.status, run.stderr.as_str()),
+            (0, ""),
+            "{shell}: {run:#?}"
+        );
     }
     let sim = start().await;
     let addr = sim.addr().to_string();
@@ -82,7 +105,34 @@ async fn output_cut_by_a_closed_pipe_ends_quietly() {
         &["--help"],
     ] {
         let run = with_closed_stdout(args).await;
-        assert_eq!((run.status, run.stderr.as_str()), (0, ""), "{args:?}: {run:#?}");
+        assert_eq!(
+            (run.status, run.stderr.as_str()),
+            (0, ""),
+            "{args:?}: {run:#?}"
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_names_the_image_number_image_and_still_takes_slot() {
+    let help = smp(["image", "upload", "--help"]).await;
+    let text = help.ok();
+    assert!(text.contains("--image <N>"), "{text}");
+    assert!(!text.contains("--slot"), "the old name is hidden: {text}");
+
+    let sim = start().await;
+    let dir = scratch("image_option");
+    let (path, hash) = write_image(&dir, ImageVersion::new(1, 2, 3, 0), 5000);
+    let file = path_str(&path);
+    for option in ["--image", "--slot"] {
+        let doc = on_json(&sim, &["image", "upload", &file, option, "0"])
+            .await
+            .ok_json();
+        assert_eq!(
+            (&doc["image"], &doc["slot"]["hash"]),
+            (&json!(0), &json!(hash))
+        );
     }
     sim.shutdown().await;
 }

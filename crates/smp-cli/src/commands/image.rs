@@ -202,7 +202,7 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
 
     let client = ctx.client().await?;
     let defaults = ImageUploadOptions::default();
-    let image_number = args.slot.unwrap_or(0);
+    let image_number = args.image.unwrap_or(0);
     let options = ImageUploadOptions::default()
         .with_image(Some(image_number))
         .with_upgrade(args.upgrade)

@@ -84,4 +84,3 @@ pub(crate) fn write_image(dir: &Path, version: ImageVersion, len: usize) -> (Pat
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
-
