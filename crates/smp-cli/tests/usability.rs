@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use serde_json::json;
 use smp_mcuboot::ImageVersion;
 use support::Run;
-use support::sim::{on_json, path_str, smp, start, write_image};
+use support::sim::{on, on_json, path_str, smp, start, write_image};
 
 fn scratch(test: &str) -> PathBuf {
     support::scratch("smp-cli-usability", test)
@@ -134,5 +134,15 @@ async fn upload_names_the_image_number_image_and_still_takes_slot() {
             (&json!(0), &json!(hash))
         );
     }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn os_params_asks_the_device_once() {
+    // The client reads the parameters when it connects: `os params` prints those.
+    let sim = start().await;
+    let run = on(&sim, &["os", "params"]).await;
+    assert_eq!(run.ok(), "buf_size: 2048\nbuf_count: 2\n");
+    assert_eq!(sim.counters().received, 1, "one request, not two");
     sim.shutdown().await;
 }

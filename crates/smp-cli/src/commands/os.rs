@@ -36,7 +36,12 @@ pub(super) async fn run(command: &OsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
             )
         }
         OsCommand::Params => {
-            let p = client.request(&McumgrParamsRequest).await?;
+            // The client read them on connect; asked again only when the device did not
+            // answer them then, which brings its error to the user.
+            let p = match client.params() {
+                Some(p) => p,
+                None => client.request(&McumgrParamsRequest).await?,
+            };
             Outcome::new(
                 json!({ "buf_size": p.buf_size, "buf_count": p.buf_count }),
                 format!("buf_size: {}\nbuf_count: {}", p.buf_size, p.buf_count),
