@@ -5,7 +5,7 @@
 //! SIGTERM.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -183,6 +183,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        // Colours on a terminal only: log files and pipes get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = match args.config() {
         Ok(config) => config,
