@@ -112,7 +112,8 @@ pub(crate) enum Command {
     /// an image file.
     #[command(subcommand)]
     Image(ImageCommand),
-    /// File system: upload, download, size and hash of files on the device.
+    /// File system: upload, download, size and hash of files on the device; the hashes
+    /// it supports; closing its open files.
     #[command(subcommand)]
     Fs(FsCommand),
     /// Statistics groups of the device.
@@ -306,6 +307,13 @@ pub(crate) enum FsCommand {
         #[arg(long = "type", value_enum, value_name = "TYPE")]
         kind: Option<HashType>,
     },
+    /// The hashes and checksums the device computes for `fs hash`, with their sizes.
+    #[command(after_long_help = reference::shape("fs supported-checksums"))]
+    SupportedChecksums,
+    /// Close the files the device keeps open between the chunks of a transfer (one that
+    /// was interrupted, say), so that other code on the device can use them.
+    #[command(after_long_help = reference::shape("fs close"))]
+    Close,
 }
 
 /// Hash types of `fs hash`.
@@ -444,6 +452,8 @@ impl Command {
                 FsCommand::Download { .. } => "fs download",
                 FsCommand::Stat { .. } => "fs stat",
                 FsCommand::Hash { .. } => "fs hash",
+                FsCommand::SupportedChecksums => "fs supported-checksums",
+                FsCommand::Close => "fs close",
             },
             Self::Stat(c) => match c {
                 StatCommand::List => "stat list",

@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn every_command_has_a_documented_shape() {
         let commands = leaf_commands();
-        assert_eq!(commands.len(), 31, "{commands:?}");
+        assert_eq!(commands.len(), 33, "{commands:?}");
         for command in commands {
             let text = shape(&command);
             assert!(

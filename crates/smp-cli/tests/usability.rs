@@ -102,6 +102,7 @@ async fn output_cut_by_a_closed_pipe_ends_quietly() {
     for args in [
         &["--udp", &addr, "os", "echo", "hi"][..],
         &["--udp", &addr, "--json", "image", "list"],
+        &["--udp", &addr, "fs", "supported-checksums"],
         &["--help"],
     ] {
         let run = with_closed_stdout(args).await;
@@ -144,5 +145,28 @@ async fn os_params_asks_the_device_once() {
     let run = on(&sim, &["os", "params"]).await;
     assert_eq!(run.ok(), "buf_size: 2048\nbuf_count: 2\n");
     assert_eq!(sim.counters().received, 1, "one request, not two");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fs_supported_checksums_and_close() {
+    let sim = start().await;
+    let run = on(&sim, &["fs", "supported-checksums"]).await;
+    assert_eq!(
+        run.ok(),
+        "NAME    SIZE  OUTPUT\ncrc32   4 B   number\nsha256  32 B  bytes\n"
+    );
+    let doc = on_json(&sim, &["fs", "supported-checksums"])
+        .await
+        .ok_json();
+    assert_eq!(
+        doc,
+        json!({"types": [{"name": "crc32", "size": 4, "format": 0, "output": "number"},
+                         {"name": "sha256", "size": 32, "format": 1, "output": "bytes"}]})
+    );
+    let run = on(&sim, &["fs", "close"]).await;
+    assert_eq!(run.ok(), "the device's open files closed\n");
+    let doc = on_json(&sim, &["fs", "close"]).await.ok_json();
+    assert_eq!(doc, json!({"ok": true}));
     sim.shutdown().await;
 }

@@ -1,7 +1,10 @@
 //! `smp fs ...`: file system management (group 8).
 
-use serde_json::json;
-use smp_client::messages::fs::{HashOutput, HashRequest, HashResponse, StatusRequest};
+use serde_json::{Value, json};
+use smp_client::messages::fs::{
+    CloseRequest, HashOutput, HashRequest, HashResponse, StatusRequest, SupportedHashTypesRequest,
+    SupportedHashTypesResponse,
+};
 use smp_client::{FileTransferOptions, FileTransferSummary, HashAlgorithm};
 
 use super::{Ctx, path_text, read_file};
@@ -78,7 +81,57 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
                 .await?;
             Ok(hash_outcome(remote, &reply))
         }
+        FsCommand::SupportedChecksums => {
+            let client = ctx.client().await?;
+            Ok(supported_outcome(
+                &client.request(&SupportedHashTypesRequest).await?,
+            ))
+        }
+        FsCommand::Close => {
+            let client = ctx.client().await?;
+            client.request(&CloseRequest).await?;
+            Ok(Outcome::new(
+                json!({ "ok": true }),
+                "the device's open files closed",
+            ))
+        }
     }
+}
+
+/// The answer of `fs supported-checksums`: one row per type, by name.
+fn supported_outcome(reply: &SupportedHashTypesResponse) -> Outcome {
+    // Format 0 is a number (a checksum such as CRC32), 1 a byte string (a hash).
+    let output = |format: u8| match format {
+        0 => Some("number"),
+        1 => Some("bytes"),
+        _ => None,
+    };
+    let types: Vec<Value> = reply
+        .types
+        .iter()
+        .map(|(name, info)| {
+            json!({ "name": name, "size": info.size, "format": info.format,
+                    "output": output(info.format) })
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = reply
+        .types
+        .iter()
+        .map(|(name, info)| {
+            vec![
+                name.clone(),
+                format!("{} B", info.size),
+                output(info.format)
+                    .map_or_else(|| format!("format {}", info.format), str::to_owned),
+            ]
+        })
+        .collect();
+    let human = if rows.is_empty() {
+        "the device computes no hash or checksum".to_owned()
+    } else {
+        output::table(&["NAME", "SIZE", "OUTPUT"], &rows)
+    };
+    Outcome::new(json!({ "types": types }), human)
 }
 
 /// The line that says how the device checked a transferred file.
@@ -135,6 +188,39 @@ fn hash_outcome(name: &str, reply: &HashResponse) -> Outcome {
 mod tests {
     use super::*;
     use smp_client::messages::build;
+
+    #[test]
+    fn supported_types_render_by_name() {
+        use smp_client::messages::fs::HashTypeInfo;
+        let info = |size, format| {
+            build(|v: &mut HashTypeInfo| {
+                v.size = size;
+                v.format = format;
+            })
+        };
+        let reply = build(|v: &mut SupportedHashTypesResponse| {
+            v.types = [
+                ("crc32".to_owned(), info(4, 0)),
+                ("sha256".to_owned(), info(32, 1)),
+                ("new".to_owned(), info(8, 7)),
+            ]
+            .into();
+        });
+        let out = supported_outcome(&reply);
+        assert_eq!(
+            out.json,
+            json!({"types": [
+                {"name": "crc32", "size": 4, "format": 0, "output": "number"},
+                {"name": "new", "size": 8, "format": 7, "output": null},
+                {"name": "sha256", "size": 32, "format": 1, "output": "bytes"}]})
+        );
+        assert_eq!(
+            out.human,
+            "NAME    SIZE  OUTPUT\ncrc32   4 B   number\nnew     8 B   format 7\nsha256  32 B  bytes\n"
+        );
+        let none = supported_outcome(&SupportedHashTypesResponse::default());
+        assert_eq!(none.human, "the device computes no hash or checksum");
+    }
 
     #[test]
     fn hashes_render_as_hex() {
