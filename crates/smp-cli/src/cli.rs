@@ -202,8 +202,9 @@ pub(crate) enum ImageCommand {
     ///
     /// The file must be an MCUboot image (unless --raw); its version is printed first.
     /// A progress bar shows on a terminal. Afterwards the image state is read back and
-    /// the slot now holding the image is reported. Uploading the same file again after
-    /// an interruption resumes where the device stopped.
+    /// the slot the image was written to is reported, and whether the same image is
+    /// already running. Uploading the same file again after an interruption resumes
+    /// where the device stopped.
     #[command(after_long_help = reference::shape("image upload"))]
     Upload(UploadArgs),
     /// Mark the image with HASH to be tested on the next boot.

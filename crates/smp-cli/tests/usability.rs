@@ -5,13 +5,14 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::json;
-use smp_mcuboot::ImageVersion;
+use smp_mcuboot::{Image, ImageVersion};
+use smp_sim::Sim;
 use support::Run;
-use support::sim::{on, on_json, path_str, smp, start, write_image};
+use support::sim::{hex, on, on_json, path_str, smp, start, write_image};
 
 fn scratch(test: &str) -> PathBuf {
     support::scratch("smp-cli-usability", test)
@@ -168,5 +169,53 @@ async fn fs_supported_checksums_and_close() {
     assert_eq!(run.ok(), "the device's open files closed\n");
     let doc = on_json(&sim, &["fs", "close"]).await.ok_json();
     assert_eq!(doc, json!({"ok": true}));
+    sim.shutdown().await;
+}
+
+/// The image running in the simulated device's slot 0, written to `dir`; its path and hash.
+fn running_image(sim: &Sim, dir: &Path) -> (PathBuf, String) {
+    let slot = sim.slot(0).expect("slot 0");
+    let image = Image::parse(&slot).expect("slot 0 holds an image");
+    let path = dir.join("running.bin");
+    std::fs::write(&path, &slot[..image.total_size()]).expect("write the image");
+    (path, hex(&image.hash().expect("a hash")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploading_the_running_image_reports_the_slot_written() {
+    let sim = start().await;
+    let dir = scratch("running_image");
+    let (path, hash) = running_image(&sim, &dir);
+    let file = path_str(&path);
+
+    let run = on(&sim, &["image", "upload", &file]).await;
+    let text = run.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1].starts_with("uploaded "), "{text}");
+    assert_eq!(
+        lines[2..],
+        [
+            "now in image 0 slot 1: version 1.0.0 [bootable]",
+            &format!("  hash {hash}"),
+            "this image is already running, from image 0 slot 0",
+        ],
+        "{text}"
+    );
+    let doc = on_json(&sim, &["image", "upload", &file]).await.ok_json();
+    assert_eq!(
+        (&doc["slot"]["slot"], &doc["slot"]["hash"]),
+        (&json!(1), &json!(hash))
+    );
+    assert_eq!(doc["already_running"], true, "{doc}");
+
+    // Another image: written to slot 1, not running.
+    let (other, _) = write_image(&dir, ImageVersion::new(2, 0, 0, 0), 3000);
+    let doc = on_json(&sim, &["image", "upload", &path_str(&other)])
+        .await
+        .ok_json();
+    assert_eq!(
+        (&doc["slot"]["slot"], &doc["already_running"]),
+        (&json!(1), &json!(false))
+    );
     sim.shutdown().await;
 }

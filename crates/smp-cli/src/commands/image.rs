@@ -217,6 +217,9 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
 
     let state = client.request(&StateRequest).await?;
     let slot = uploaded_slot(&state, image_hash.as_ref(), image_number);
+    let running = image_hash
+        .as_ref()
+        .and_then(|hash| running_slot(&state, hash, image_number));
 
     let json = json!({
         "file": path_text(&args.file),
@@ -233,6 +236,7 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
         "elapsed_s": output::seconds(elapsed),
         "bytes_per_second": output::bytes_per_second(summary.len, elapsed),
         "slot": slot.map(state_json),
+        "already_running": running.is_some(),
     });
     let mut human = String::new();
     if summary.resumed_at > 0 {
@@ -251,26 +255,47 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
         }
         None => human.push_str("the device does not list the uploaded image"),
     }
+    if let Some(running) = running {
+        let _ = write!(
+            human,
+            "\nthis image is already running, from image {} slot {}",
+            running.image.unwrap_or(0),
+            running.slot
+        );
+    }
     Ok(Outcome::new(json, human))
 }
 
-/// The slot holding the image just uploaded: the one with its hash when known, else the
-/// inactive slot of the image number it went to.
+/// The slot the upload wrote: an inactive slot of the image number it went to (the
+/// secondary slot; with direct-XIP whichever does not run), the one listing the image's
+/// hash when it is known. The running slot may list the same hash, when the image
+/// uploaded is the one running: that is not where the data went.
 fn uploaded_slot<'a>(
     state: &'a StateResponse,
     hash: Option<&[u8; 32]>,
     image: u32,
 ) -> Option<&'a ImageState> {
+    let mut written = state
+        .images
+        .iter()
+        .filter(|s| s.image.unwrap_or(0) == image && !s.active.unwrap_or(false));
     match hash {
-        Some(hash) => state
-            .images
-            .iter()
-            .find(|s| s.hash.as_deref() == Some(hash.as_slice())),
-        None => state
-            .images
-            .iter()
-            .find(|s| s.image.unwrap_or(0) == image && !s.active.unwrap_or(false)),
+        Some(hash) => written.find(|s| s.hash.as_deref() == Some(hash.as_slice())),
+        None => written.next(),
     }
+}
+
+/// The active slot of image number `image`, when it runs the image with `hash`.
+fn running_slot<'a>(
+    state: &'a StateResponse,
+    hash: &[u8; 32],
+    image: u32,
+) -> Option<&'a ImageState> {
+    state.images.iter().find(|s| {
+        s.image.unwrap_or(0) == image
+            && s.active.unwrap_or(false)
+            && s.hash.as_deref() == Some(hash.as_slice())
+    })
 }
 
 /// `image info`: everything the image file says about itself.
@@ -433,6 +458,22 @@ mod tests {
         let found = uploaded_slot(&reply, None, 0).map(|s| s.slot);
         assert_eq!(found, Some(1));
         assert!(uploaded_slot(&reply, None, 1).is_none());
+        assert!(running_slot(&reply, &[0xbb; 32], 0).is_none());
+    }
+
+    #[test]
+    fn the_running_image_uploaded_again_is_found_in_the_slot_written() {
+        // Both slots list the same hash: the data went to the inactive one.
+        let reply = build(|v: &mut StateResponse| {
+            v.images = vec![state(0, 0xaa, true), state(1, 0xaa, false)];
+            v.split_status = None;
+        });
+        let found = uploaded_slot(&reply, Some(&[0xaa; 32]), 0).map(|s| s.slot);
+        assert_eq!(found, Some(1));
+        let running = running_slot(&reply, &[0xaa; 32], 0).map(|s| s.slot);
+        assert_eq!(running, Some(0));
+        // Image 1 of a multi-image device runs something else.
+        assert!(running_slot(&reply, &[0xaa; 32], 1).is_none());
     }
 
     #[test]
