@@ -11,7 +11,6 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use smp_client::udp::UdpTarget;
 
-use crate::output;
 use crate::reference;
 
 /// The text after `smp --help`: conventions, exit codes, environment.
@@ -19,10 +18,11 @@ const AFTER_HELP: &str = "\
 Output:
   Every command prints a human-readable answer on stdout by default. With --json it
   prints exactly one JSON document on stdout instead, also when it fails:
-  {\"error\": {\"kind\", \"message\", \"command\", \"exit_code\", ...}}. Keys are snake_case,
-  hashes and byte strings are lowercase hex strings, byte counts are integers, and keys
-  are present with null when the device did not send a value. `smp COMMAND --help`
-  shows each command's JSON shape. Logs (-v) and progress bars go to stderr.
+  {\"error\": {\"kind\", \"message\", \"command\", \"exit_code\", \"hint\", ...}}.
+  Keys are snake_case, hashes and byte strings are lowercase hex strings, byte counts
+  are integers, and keys are present with null when the device did not send a value.
+  `smp COMMAND --help` shows each command's JSON shape. Logs (-v), progress bars and
+  hints (`hint: ...`, what to do about an error) go to stderr.
 
 Exit status:
   0  success
@@ -208,18 +208,24 @@ pub(crate) enum ImageCommand {
     #[command(after_long_help = reference::shape("image upload"))]
     Upload(UploadArgs),
     /// Mark the image with HASH to be tested on the next boot.
+    ///
+    /// HASH may be the first digits of the hash only (at least 4), as git takes short
+    /// commit hashes: they are looked up in the device's image list and must name one
+    /// image.
     #[command(after_long_help = reference::shape("image test"))]
     Test {
-        /// The image's hash (as `image list` shows it), in hex.
-        #[arg(value_parser = output::parse_hex)]
-        hash: Bytes,
+        /// The image's hash (as `image list` shows it), in hex, or its first digits.
+        #[arg(value_parser = parse_hash)]
+        hash: String,
     },
     /// Confirm the image with HASH, or the running image, so it stays after reboots.
+    ///
+    /// HASH may be the first digits of the hash only, as for `image test`.
     #[command(after_long_help = reference::shape("image confirm"))]
     Confirm {
-        /// The image's hash in hex; the running image when absent.
-        #[arg(value_parser = output::parse_hex)]
-        hash: Option<Bytes>,
+        /// The image's hash in hex, or its first digits; the running image when absent.
+        #[arg(value_parser = parse_hash)]
+        hash: Option<String>,
     },
     /// Erase an image slot (the device's default, the secondary slot, when absent).
     #[command(after_long_help = reference::shape("image erase"))]
@@ -422,9 +428,6 @@ pub(crate) enum ZephyrCommand {
     EraseStorage,
 }
 
-/// Bytes parsed from hex on the command line.
-pub(crate) type Bytes = Vec<u8>;
-
 impl Command {
     /// The command as typed, without arguments (`"image upload"`), to prefix messages.
     pub(crate) fn name(&self) -> &'static str {
@@ -477,6 +480,27 @@ impl Command {
             Self::Completions { .. } => "completions",
         }
     }
+}
+
+/// The fewest digits of a short hash, as git asks for.
+const MIN_HASH_DIGITS: usize = 4;
+
+/// Parses an image hash or its first digits: hex (either case, an optional `0x`), at
+/// least [`MIN_HASH_DIGITS`] digits; lower case out.
+fn parse_hash(s: &str) -> Result<String, String> {
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!("`{bad}` is not a hex digit"));
+    }
+    if digits.len() < MIN_HASH_DIGITS {
+        return Err(format!(
+            "a hash, or at least its first {MIN_HASH_DIGITS} hex digits"
+        ));
+    }
+    Ok(digits.to_ascii_lowercase())
 }
 
 /// Parses `--udp`: HOST, HOST:PORT, an IPv6 address or `[IPV6]:PORT`.
@@ -651,18 +675,20 @@ mod tests {
     }
 
     #[test]
-    fn hashes_are_hex() {
-        let cli = parse(&["image", "test", "00FFab"]).expect("parses");
-        match cli.command {
-            Command::Image(ImageCommand::Test { hash }) => assert_eq!(hash, [0, 0xff, 0xab]),
-            other => panic!("unexpected {other:?}"),
+    fn hashes_are_hex_or_their_first_digits() {
+        for (given, digits) in [("00FFab", "00ffab"), ("0xDD175", "dd175"), ("abcd", "abcd")] {
+            let cli = parse(&["image", "test", given]).expect("parses");
+            match cli.command {
+                Command::Image(ImageCommand::Test { hash }) => assert_eq!(hash, digits),
+                other => panic!("unexpected {other:?}"),
+            }
         }
         let cli = parse(&["image", "confirm"]).expect("parses");
         assert!(matches!(
             cli.command,
             Command::Image(ImageCommand::Confirm { hash: None })
         ));
-        for bad in ["abc", "xyz0", "0x"] {
+        for bad in ["abc", "xyz0", "0x", "dd17-58", ""] {
             assert_eq!(
                 kind(&["image", "test", bad]),
                 Some(ErrorKind::ValueValidation),

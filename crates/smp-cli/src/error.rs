@@ -49,6 +49,41 @@ pub(crate) enum CliError {
         /// What is wrong with it.
         message: String,
     },
+    /// The client's first request (the MCUmgr parameters, read on connect) failed: a
+    /// timeout then means nothing answered at all.
+    Connect(ClientError),
+    /// A short hash that does not name exactly one of the device's images.
+    HashPrefix {
+        /// The digits given.
+        prefix: String,
+        /// The images whose hash starts with them (none, or several different hashes).
+        matches: Vec<ListedImage>,
+        /// Every image the device lists.
+        listed: Vec<ListedImage>,
+    },
+}
+
+/// An image a device lists, as an error about short hashes names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedImage {
+    /// Image number.
+    pub(crate) image: u32,
+    /// Slot.
+    pub(crate) slot: u32,
+    /// Hash, in hex.
+    pub(crate) hash: String,
+}
+
+impl ListedImage {
+    fn json(&self) -> Value {
+        json!({ "image": self.image, "slot": self.slot, "hash": self.hash })
+    }
+}
+
+impl std::fmt::Display for ListedImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "image {} slot {} {}", self.image, self.slot, self.hash)
+    }
 }
 
 impl From<ClientError> for CliError {
@@ -91,6 +126,9 @@ pub(crate) struct ErrorReport {
     pub(crate) command: Option<String>,
     /// The kind's own fields.
     pub(crate) details: Map<String, Value>,
+    /// What to do about it, when `smp` knows: printed as `hint: ...` after the message,
+    /// and in JSON as `hint` (null otherwise).
+    pub(crate) hint: Option<String>,
 }
 
 impl ErrorReport {
@@ -106,7 +144,13 @@ impl ErrorReport {
             message,
             command: command.map(str::to_owned),
             details: Map::new(),
+            hint: None,
         }
+    }
+
+    fn with_hint(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
     }
 
     /// The report of `err`, which `command` hit talking to `target`.
@@ -134,6 +178,18 @@ impl ErrorReport {
                 Self::plain("internal", exit::PROTOCOL, message.clone(), command)
             }
             CliError::Client(err) => Self::client(err, command, target),
+            CliError::Connect(err) => {
+                let report = Self::client(err, command, target);
+                match err {
+                    ClientError::Timeout { .. } => report.with_hint(Some(no_answer_hint(target))),
+                    _ => report,
+                }
+            }
+            CliError::HashPrefix {
+                prefix,
+                matches,
+                listed,
+            } => hash_prefix(prefix, matches, listed, command),
         }
     }
 
@@ -156,7 +212,7 @@ impl ErrorReport {
                     command,
                 );
                 report.details = device_details(device);
-                report
+                report.with_hint(device_hint(device))
             }
             ClientError::Busy { last, attempts } => {
                 let mut report = Self::plain(
@@ -186,7 +242,12 @@ impl ErrorReport {
             ClientError::Transport(transport) => match transport {
                 TransportError::MtuTooSmall { .. } => Self::usage(chain(transport), command),
                 TransportError::Unreachable(io) => unreachable(format!(
-                    "device unreachable: nothing answers at {place} ({io})"
+                    "device unreachable: nothing listens on {place} ({io})"
+                ))
+                .with_hint(Some(
+                    "check the address and port; a device that is restarting refuses \
+                     requests for a moment: try again then"
+                        .to_owned(),
                 )),
                 TransportError::ConnectTimeout { timeout, .. } => unreachable(format!(
                     "device unreachable: connecting to {place} timed out after {}",
@@ -224,8 +285,104 @@ impl ErrorReport {
         for (key, value) in &self.details {
             error.insert(key.clone(), value.clone());
         }
+        error.insert("hint".into(), json!(self.hint));
         json!({ "error": error })
     }
+}
+
+/// The report of a short hash that names no image, or several.
+fn hash_prefix(
+    prefix: &str,
+    matches: &[ListedImage],
+    listed: &[ListedImage],
+    command: Option<&str>,
+) -> ErrorReport {
+    let list = |images: &[ListedImage]| {
+        images
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (message, hint, candidates) = if matches.is_empty() {
+        let hint = if listed.is_empty() {
+            "the device lists no images".to_owned()
+        } else {
+            format!("the device has {}", list(listed))
+        };
+        (
+            format!("no image on the device has a hash starting with {prefix}"),
+            hint,
+            listed,
+        )
+    } else {
+        (
+            format!(
+                "hash prefix {prefix} is ambiguous: {} images' hashes start with it",
+                matches.len()
+            ),
+            format!("give more digits of one: {}", list(matches)),
+            matches,
+        )
+    };
+    let mut report = ErrorReport::usage(message, command).with_hint(Some(hint));
+    report.details.insert(
+        "candidates".into(),
+        Value::Array(candidates.iter().map(ListedImage::json).collect()),
+    );
+    report
+}
+
+/// The hint for a first request that got no reply at all.
+fn no_answer_hint(target: Option<&UdpTarget>) -> String {
+    let port = target.map_or(smp_client::udp::DEFAULT_PORT, UdpTarget::port);
+    format!(
+        "nothing answered at all: check the address and port (--udp HOST[:PORT], port \
+         1337 unless given), that the device runs an MCUmgr UDP server, and that no \
+         firewall drops UDP port {port}"
+    )
+}
+
+/// What to do about the device errors people hit most.
+fn device_hint(err: &DeviceError) -> Option<String> {
+    let group_name = group::name(err.group);
+    let hint = match (err.scope, err.group, err.name()) {
+        (ErrorScope::Management, _, Some("ENOTSUP")) => match group_name {
+            Some(name) => format!(
+                "the device lacks this command, or the whole {name} group: \
+                 `smp enum groups` lists the groups it has"
+            ),
+            None => format!(
+                "the device lacks this command, or the whole group {}: \
+                 `smp enum groups` lists the groups it has",
+                err.group
+            ),
+        },
+        (ErrorScope::Group, group::IMAGE, Some("NO_FREE_SLOT")) => {
+            "the other slot is in use: an image there is pending for test (`smp os reset` \
+             boots it), or the running image is on test and not confirmed yet \
+             (`smp image confirm` keeps it); `smp image list` shows which"
+                .to_owned()
+        }
+        (ErrorScope::Group, group::IMAGE, Some("HASH_NOT_FOUND")) => {
+            "no slot holds an image with this hash: `smp image list` shows the hashes the \
+             device has"
+                .to_owned()
+        }
+        (ErrorScope::Group, group::FS, Some("MOUNT_POINT_NOT_FOUND")) => {
+            "no file system is mounted there: a path starts with the device's mount point \
+             (Zephyr's samples use /lfs1), and the device may have no file system at all"
+                .to_owned()
+        }
+        (ErrorScope::Group, group::FS, Some("FILE_WRITE_FAILED")) => {
+            "the device could not write the file: its file system may be full".to_owned()
+        }
+        (ErrorScope::Group, group::FS, Some("READ_ONLY_FILESYSTEM")) => {
+            "the file system there is mounted read-only".to_owned()
+        }
+        _ => return None,
+    };
+    Some(hint)
 }
 
 /// An error and every cause under it, each once: `malformed reply to os echo: unexpected
@@ -296,8 +453,113 @@ mod tests {
                 "kind": "device", "command": "image upload", "exit_code": 1,
                 "message": "device refused: IMG 30 INVALID_IMAGE_TOO_LARGE",
                 "group": "IMG", "group_id": 1, "rc": 30, "name": "INVALID_IMAGE_TOO_LARGE",
-                "scope": "group", "reason": null
+                "scope": "group", "reason": null, "hint": null
             }})
+        );
+    }
+
+    #[test]
+    fn the_errors_people_hit_most_have_hints() {
+        let hint = |group, rc, scope| {
+            let err = CliError::from(ClientError::Device(device(group, rc, scope)));
+            ErrorReport::new(&err, "x", None).hint
+        };
+        let no_free_slot = hint(group::IMAGE, 9, ErrorScope::Group).expect("a hint");
+        assert!(no_free_slot.contains("`smp os reset`"), "{no_free_slot}");
+        assert!(
+            no_free_slot.contains("`smp image confirm`"),
+            "{no_free_slot}"
+        );
+        let enotsup = hint(group::FS, 8, ErrorScope::Management).expect("a hint");
+        assert!(
+            enotsup.contains("the whole FS group: `smp enum groups`"),
+            "{enotsup}"
+        );
+        let enotsup = hint(70, 8, ErrorScope::Management).expect("a hint");
+        assert!(enotsup.contains("the whole group 70"), "{enotsup}");
+        for (group, rc) in [
+            (group::IMAGE, 8),
+            (group::FS, 10),
+            (group::FS, 14),
+            (group::FS, 15),
+        ] {
+            assert!(hint(group, rc, ErrorScope::Group).is_some(), "{group} {rc}");
+        }
+        // A code people can act on by its name alone gets none.
+        assert_eq!(hint(group::IMAGE, 30, ErrorScope::Group), None);
+        assert_eq!(hint(group::OS, 8, ErrorScope::Group), None);
+        assert_eq!(hint(group::FS, 3, ErrorScope::Group), None);
+
+        // No reply to the first request: where to look, with the port.
+        let timeout = ClientError::Timeout {
+            group: 0,
+            command: 6,
+            sequence: 1,
+            attempts: 4,
+            waited: Duration::from_secs(10),
+        };
+        let target: UdpTarget = "192.0.2.1:1400".parse().expect("valid");
+        let report = ErrorReport::new(&CliError::Connect(timeout), "os echo", Some(&target));
+        let text = report.hint.as_deref().expect("a hint");
+        assert!(text.contains("UDP port 1400"), "{text}");
+        assert_eq!(report.to_json()["error"]["hint"], text);
+        // The same timeout later on (the device answered before): no such hint.
+        let timeout = ClientError::Timeout {
+            group: 0,
+            command: 6,
+            sequence: 1,
+            attempts: 4,
+            waited: Duration::from_secs(10),
+        };
+        let report = ErrorReport::new(&CliError::Client(timeout), "os echo", Some(&target));
+        assert_eq!(report.hint, None);
+    }
+
+    #[test]
+    fn short_hashes_that_name_no_image_or_several() {
+        let image = |slot, hash: &str| ListedImage {
+            image: 0,
+            slot,
+            hash: hash.to_owned(),
+        };
+        let listed = vec![image(0, "aa11"), image(1, "aa22")];
+        let err = CliError::HashPrefix {
+            prefix: "aa".into(),
+            matches: listed.clone(),
+            listed: listed.clone(),
+        };
+        let report = ErrorReport::new(&err, "image test", None);
+        assert_eq!((report.kind, report.exit_code), ("usage", 2));
+        assert_eq!(
+            report.message,
+            "hash prefix aa is ambiguous: 2 images' hashes start with it"
+        );
+        assert_eq!(
+            report.hint.as_deref(),
+            Some("give more digits of one: image 0 slot 0 aa11, image 0 slot 1 aa22")
+        );
+        assert_eq!(
+            report.details["candidates"],
+            json!([{"image": 0, "slot": 0, "hash": "aa11"},
+                   {"image": 0, "slot": 1, "hash": "aa22"}])
+        );
+        let err = CliError::HashPrefix {
+            prefix: "bb".into(),
+            matches: vec![],
+            listed,
+        };
+        let report = ErrorReport::new(&err, "image test", None);
+        assert_eq!(
+            report.message,
+            "no image on the device has a hash starting with bb"
+        );
+        assert_eq!(
+            report.hint.as_deref(),
+            Some("the device has image 0 slot 0 aa11, image 0 slot 1 aa22")
+        );
+        assert_eq!(
+            report.details["candidates"].as_array().map(Vec::len),
+            Some(2)
         );
     }
 

@@ -67,10 +67,13 @@ impl Output {
         if self.json {
             print_stdout(&format!("{}\n", report.to_json()));
         } else {
-            let line = match &report.command {
+            let mut line = match &report.command {
                 Some(command) => format!("{command}: {}\n", report.message),
                 None => format!("{}\n", report.message),
             };
+            if let Some(hint) = &report.hint {
+                line.push_str(&format!("hint: {hint}\n"));
+            }
             // Nothing better to do if stderr is gone.
             let _ = std::io::stderr().write_all(line.as_bytes());
         }

@@ -56,9 +56,10 @@ async fn timeouts_take_units_and_refuse_bad_values_clearly() {
         assert_eq!(run.status, 3, "{run:#?}");
         let waited = run
             .stderr
-            .rsplit("over ")
+            .lines()
             .next()
-            .and_then(|ms| ms.strip_suffix(" ms\n"))
+            .and_then(|line| line.rsplit("over ").next())
+            .and_then(|ms| ms.strip_suffix(" ms"))
             .and_then(|ms| ms.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("{value}: {}", run.stderr));
         assert!((300..1000).contains(&waited), "{value}: {}", run.stderr);
@@ -216,6 +217,207 @@ async fn uploading_the_running_image_reports_the_slot_written() {
     assert_eq!(
         (&doc["slot"]["slot"], &doc["already_running"]),
         (&json!(1), &json!(false))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_errors_people_hit_most_come_with_a_hint() {
+    let sim = start().await;
+    let dir = scratch("hints");
+    let (first, hash) = write_image(&dir, ImageVersion::new(1, 1, 0, 0), 3000);
+    let (second, _) = write_image(&dir, ImageVersion::new(1, 2, 0, 0), 3000);
+    on(&sim, &["image", "upload", &path_str(&first)]).await.ok();
+    on(&sim, &["image", "test", &hash]).await.ok();
+
+    // A test image is pending in the other slot: where to go from there.
+    let run = on(&sim, &["image", "upload", &path_str(&second)]).await;
+    assert_eq!(run.status, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            "image upload: device refused: IMG 9 NO_FREE_SLOT",
+            "hint: the other slot is in use: an image there is pending for test \
+             (`smp os reset` boots it), or the running image is on test and not confirmed \
+             yet (`smp image confirm` keeps it); `smp image list` shows which",
+        ]
+    );
+    let run = on_json(&sim, &["image", "upload", &path_str(&second)]).await;
+    let error = &run.json()["error"];
+    assert_eq!(error["name"], "NO_FREE_SLOT");
+    assert!(
+        error["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("`smp os reset`")),
+        "{error}"
+    );
+
+    // A hash no slot holds.
+    let run = on(&sim, &["image", "test", &"00".repeat(32)]).await;
+    assert_eq!(
+        run.stderr,
+        "image test: device refused: IMG 8 HASH_NOT_FOUND\nhint: no slot holds an image \
+         with this hash: `smp image list` shows the hashes the device has\n"
+    );
+
+    // A path outside any file system.
+    let local = dir.join("data.txt");
+    std::fs::write(&local, "data").expect("write");
+    let run = on(&sim, &["fs", "upload", &path_str(&local), "/nofs/data.txt"]).await;
+    assert_eq!(run.status, 1, "{run:#?}");
+    assert!(
+        run.stderr.starts_with(
+            "fs upload: device refused: FS 14 MOUNT_POINT_NOT_FOUND\n\
+             hint: no file system is mounted there"
+        ),
+        "{}",
+        run.stderr
+    );
+
+    // No reply to the very first request: where to look.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let args = [
+        "--udp",
+        &addr.to_string(),
+        "--timeout",
+        "100ms",
+        "--retries",
+        "0",
+        "os",
+        "echo",
+        "hi",
+    ];
+    let run = smp(args).await;
+    assert_eq!(run.status, 3);
+    assert_eq!(
+        run.stderr.lines().nth(1),
+        Some(
+            format!(
+                "hint: nothing answered at all: check the address and port (--udp \
+                 HOST[:PORT], port 1337 unless given), that the device runs an MCUmgr UDP \
+                 server, and that no firewall drops UDP port {}",
+                addr.port()
+            )
+            .as_str()
+        ),
+        "{}",
+        run.stderr
+    );
+    let mut json_args = vec!["--json"];
+    json_args.extend(args);
+    let run = smp(json_args).await;
+    let hint = &run.json()["error"]["hint"];
+    assert!(
+        hint.as_str()
+            .is_some_and(|h| h.starts_with("nothing answered")),
+        "{hint}"
+    );
+    sim.shutdown().await;
+}
+
+/// Writes an image whose hash TLV is `hash` (the simulated device lists what the TLV
+/// says); returns its path.
+fn image_with_hash(dir: &Path, hash: &[u8; 32]) -> PathBuf {
+    let mut bytes = smp_mcuboot::ImageBuilder::new(ImageVersion::new(3, 0, 0, 0))
+        .build(&smp_mcuboot::sample_body(2000, 3));
+    let real = Image::parse(&bytes)
+        .expect("parses")
+        .hash()
+        .expect("a hash");
+    let at = bytes
+        .windows(32)
+        .position(|w| w == real)
+        .expect("the hash TLV");
+    bytes[at..at + 32].copy_from_slice(hash);
+    let path = dir.join("forged.bin");
+    std::fs::write(&path, &bytes).expect("write");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_hashes_are_resolved_against_the_device() {
+    let sim = start().await;
+    let dir = scratch("short_hashes");
+    let (path, hash) = write_image(&dir, ImageVersion::new(1, 2, 3, 0), 3000);
+    on(&sim, &["image", "upload", &path_str(&path)]).await.ok();
+
+    // The first digits name the image, as in git.
+    let run = on(&sim, &["image", "test", &hash[..6]]).await;
+    assert!(
+        run.ok()
+            .starts_with(&format!("image {hash} will be tested on the next boot\n")),
+        "{run:#?}"
+    );
+    let doc = on_json(&sim, &["image", "confirm", &hash[..8].to_uppercase()])
+        .await
+        .ok_json();
+    assert!(doc["images"].is_array(), "{doc}");
+
+    // Digits no image's hash starts with: a usage error naming what the device has.
+    let running_hash = {
+        let state = sim.image_state();
+        let slot0 = state.images.iter().find(|s| s.slot == 0).expect("slot 0");
+        slot0.hash.as_ref().expect("a hash").to_string()
+    };
+    let unknown = if hash.starts_with('f') || running_hash.starts_with('f') {
+        if hash.starts_with('e') || running_hash.starts_with('e') {
+            "dddd"
+        } else {
+            "eeee"
+        }
+    } else {
+        "ffff"
+    };
+    let run = on(&sim, &["image", "test", unknown]).await;
+    assert_eq!(run.status, 2, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "image test: no image on the device has a hash starting with {unknown}\n\
+             hint: the device has image 0 slot 0 {running_hash}, image 0 slot 1 {hash}\n"
+        )
+    );
+    let run = on_json(&sim, &["image", "test", unknown]).await;
+    assert_eq!(run.status, 2);
+    let error = &run.json()["error"];
+    assert_eq!(error["kind"], "usage");
+    assert_eq!(
+        error["candidates"],
+        json!([{"image": 0, "slot": 0, "hash": running_hash},
+               {"image": 0, "slot": 1, "hash": hash}])
+    );
+
+    sim.shutdown().await;
+
+    // Two images whose hashes share their first 62 digits: ambiguous until the last.
+    let sim = start().await;
+    let mut twin = [0u8; 32];
+    for (byte, pair) in twin.iter_mut().zip(running_hash.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).expect("hex"), 16).expect("hex");
+    }
+    twin[31] ^= 1;
+    let forged = image_with_hash(&dir, &twin);
+    on(&sim, &["image", "upload", "--raw", &path_str(&forged)])
+        .await
+        .ok();
+    let twin_hex = hex(&twin);
+    let run = on(&sim, &["image", "test", &running_hash[..8]]).await;
+    assert_eq!(run.status, 2, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "image test: hash prefix {} is ambiguous: 2 images' hashes start with it\n\
+             hint: give more digits of one: image 0 slot 0 {running_hash}, image 0 slot 1 \
+             {twin_hex}\n",
+            &running_hash[..8]
+        )
+    );
+    // The whole hash is sent as it is.
+    let run = on(&sim, &["image", "test", &twin_hex]).await;
+    assert!(
+        run.ok().starts_with(&format!("image {twin_hex} will")),
+        "{run:#?}"
     );
     sim.shutdown().await;
 }

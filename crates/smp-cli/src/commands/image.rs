@@ -10,11 +10,12 @@ use smp_client::messages::image::{
     EraseRequest, ImageState, SetStateRequest, SlotInfoRequest, SlotInfoResponse, StateRequest,
     StateResponse,
 };
+use smp_client::proto::ImageHash;
 use smp_mcuboot::Image;
 
-use super::{Ctx, path_text, read_file};
+use super::{Ctx, UdpClient, path_text, read_file};
 use crate::cli::{ImageCommand, UploadArgs};
-use crate::error::CliError;
+use crate::error::{CliError, ListedImage};
 use crate::output::{self, Outcome, hex};
 use crate::progress::Transfer;
 
@@ -29,27 +30,32 @@ pub(super) async fn run(command: &ImageCommand, ctx: &Ctx<'_>) -> Result<Outcome
         }
         ImageCommand::Test { hash } => {
             let client = ctx.client().await?;
+            let hash = resolve_hash(&client, hash).await?;
+            let note = format!("image {hash} will be tested on the next boot");
             let reply = client
                 .request(&SetStateRequest {
-                    hash: Some(hash.clone().into()),
+                    hash: Some(hash),
                     confirm: false,
                 })
                 .await?;
-            let note = format!("image {} will be tested on the next boot", hex(hash));
             Ok(states(&reply, Some(&note)))
         }
         ImageCommand::Confirm { hash } => {
             let client = ctx.client().await?;
+            let hash = match hash {
+                Some(hash) => Some(resolve_hash(&client, hash).await?),
+                None => None,
+            };
+            let note = match &hash {
+                Some(hash) => format!("image {hash} confirmed"),
+                None => "running image confirmed".to_owned(),
+            };
             let reply = client
                 .request(&SetStateRequest {
-                    hash: hash.clone().map(Into::into),
+                    hash,
                     confirm: true,
                 })
                 .await?;
-            let note = match hash {
-                Some(hash) => format!("image {} confirmed", hex(hash)),
-                None => "running image confirmed".to_owned(),
-            };
             Ok(states(&reply, Some(&note)))
         }
         ImageCommand::Erase { slot } => {
@@ -65,6 +71,58 @@ pub(super) async fn run(command: &ImageCommand, ctx: &Ctx<'_>) -> Result<Outcome
             let client = ctx.client().await?;
             Ok(slots(&client.request(&SlotInfoRequest).await?))
         }
+    }
+}
+
+/// Digits from which on a hash counts as whole (a SHA-256): sent as given, for the
+/// device to find or refuse.
+const FULL_HASH_DIGITS: usize = 64;
+
+/// The hash `digits` (lower-case hex, from the command line) names: the whole hash
+/// itself, or the one hash of the device's images that starts with those digits, as git
+/// resolves a short commit hash. No image or several different ones are a usage error
+/// that lists the candidates.
+async fn resolve_hash(client: &UdpClient, digits: &str) -> Result<ImageHash, CliError> {
+    if digits.len() >= FULL_HASH_DIGITS {
+        if let Ok(hash) = digits.parse::<ImageHash>() {
+            return Ok(hash);
+        }
+    }
+    let images = client.image_state().await?;
+    let (hash, listed) = pick_hash(&images, digits);
+    hash.cloned().ok_or_else(|| {
+        let listed_image = |s: &ImageState| ListedImage {
+            image: s.image.unwrap_or(0),
+            slot: s.slot,
+            hash: s.hash.as_ref().map(ToString::to_string).unwrap_or_default(),
+        };
+        CliError::HashPrefix {
+            prefix: digits.to_owned(),
+            matches: listed.into_iter().map(listed_image).collect(),
+            listed: images
+                .iter()
+                .filter(|s| s.hash.is_some())
+                .map(listed_image)
+                .collect(),
+        }
+    })
+}
+
+/// The one hash among `images` that starts with `digits`, or (when there is none, or
+/// several different ones) the images whose hash does. One image listed in two slots
+/// (uploaded again, say) is one hash.
+fn pick_hash<'a>(
+    images: &'a [ImageState],
+    digits: &str,
+) -> (Option<&'a ImageHash>, Vec<&'a ImageState>) {
+    let matching: Vec<&ImageState> = images
+        .iter()
+        .filter(|s| s.hash.as_ref().is_some_and(|h| h.starts_with_hex(digits)))
+        .collect();
+    let mut hashes = matching.iter().filter_map(|s| s.hash.as_ref());
+    match hashes.next() {
+        Some(first) if hashes.all(|h| h == first) => (Some(first), matching),
+        _ => (None, matching),
     }
 }
 
@@ -474,6 +532,26 @@ mod tests {
         assert_eq!(running, Some(0));
         // Image 1 of a multi-image device runs something else.
         assert!(running_slot(&reply, &[0xaa; 32], 1).is_none());
+    }
+
+    #[test]
+    fn short_hashes_pick_one_image() {
+        let mut images = vec![state(0, 0xaa, true), state(1, 0xab, false)];
+        let pick = |images: &[ImageState], digits: &str| {
+            let (hash, matching) = pick_hash(images, digits);
+            (
+                hash.map(ToString::to_string),
+                matching.iter().map(|s| s.slot).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(pick(&images, "aaaa"), (Some("aa".repeat(32)), vec![0]));
+        assert_eq!(pick(&images, "abab"), (Some("ab".repeat(32)), vec![1]));
+        // Ambiguous: both start with "a"; unknown: none with "cc".
+        assert_eq!(pick(&images, "a"), (None, vec![0, 1]));
+        assert_eq!(pick(&images, "cccc"), (None, vec![]));
+        // The same image in both slots is one hash.
+        images[1] = state(1, 0xaa, false);
+        assert_eq!(pick(&images, "aaaa"), (Some("aa".repeat(32)), vec![0, 1]));
     }
 
     #[test]

@@ -50,7 +50,9 @@ impl Ctx<'_> {
         })?;
         let target = target.with_mtu(usize::from(self.global.mtu));
         tracing::debug!(%target, "connecting");
-        Ok(Client::connect_udp(target, self.client_options()).await?)
+        Client::connect_udp(target, self.client_options())
+            .await
+            .map_err(CliError::Connect)
     }
 }
 
