@@ -421,3 +421,31 @@ async fn short_hashes_are_resolved_against_the_device() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_port_ends_the_command_at_once() {
+    // A port nobody listens on: the network refuses each attempt at once.
+    let closed = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("addr")
+    };
+    let started = std::time::Instant::now();
+    // The default timeout (2.5 s) and retries (3): 10.4 s of waiting before.
+    let run = smp(["--udp", &closed.to_string(), "os", "echo", "hi"]).await;
+    let elapsed = started.elapsed();
+    assert_eq!(run.status, 3, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "os echo: device unreachable: nothing listens on {closed} (connection refused)\n\
+             hint: check the address and port; a device that is restarting refuses requests \
+             for a moment: try again then\n"
+        )
+    );
+    assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+    let run = smp(["--json", "--udp", &closed.to_string(), "os", "echo", "hi"]).await;
+    assert_eq!(run.status, 3);
+    let error = &run.json()["error"];
+    assert_eq!(error["kind"], "unreachable");
+    assert_eq!(error["target"], closed.to_string());
+}

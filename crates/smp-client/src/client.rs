@@ -2,14 +2,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
 
 use smp_transport::header::{self, Header, Op, Version};
 use smp_transport::{Transport, TransportError};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -78,6 +78,12 @@ impl Default for ClientOptions {
 /// requests on sequence, group, command and op, and anything else that arrives is
 /// dropped with a debug log. Dropping the client stops its reader task.
 ///
+/// A request whose every attempt the network refuses (for UDP, an ICMP "port
+/// unreachable": nothing listens there) before the device has ever answered fails with
+/// [`TransportError::Unreachable`] at once, instead of waiting for each attempt to time
+/// out; re-sends are paced by the retry policy's backoff. Once the device has answered,
+/// a refusal means it is restarting (after a reset, say) and counts as a lost datagram.
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), smp_client::ClientError> {
 /// use smp_client::{Client, ClientOptions};
@@ -104,6 +110,23 @@ struct Shared<T> {
     /// The device's parameters, once read.
     params: Mutex<Option<McumgrParamsResponse>>,
     in_flight: InFlight,
+    /// Refusals: the network said nothing listens at the peer's address.
+    refusals: Refusals,
+}
+
+/// What the client knows of refusals (an ICMP "port unreachable" for UDP): whether
+/// anything ever answered, and a signal for the requests waiting when one comes.
+///
+/// A refusal before any reply at all means the address is wrong or the device's server
+/// is not running: requests then give up once every attempt was refused, instead of
+/// waiting for each to time out. Once the device has answered, a refusal means it is
+/// restarting (after a reset, say): it counts as a lost datagram, retried as usual.
+#[derive(Debug, Default)]
+struct Refusals {
+    /// Set by the first frame received from the device.
+    heard: AtomicBool,
+    /// Woken at every refusal.
+    signal: Notify,
 }
 
 /// How many requests may wait for replies at once, and the permits to do so.
@@ -212,6 +235,7 @@ impl<T: Transport + 'static> Client<T> {
             buf_count: AtomicUsize::new(0),
             params: Mutex::new(None),
             in_flight: InFlight::new(options_limit.unwrap_or(1).max(1)),
+            refusals: Refusals::default(),
         });
         let reader = tokio::spawn(read_replies(shared.clone()));
         Self { shared, reader }
@@ -545,26 +569,62 @@ impl<T: Transport + 'static> Client<T> {
 
         let policy = &shared.options.retry;
         let started = Instant::now();
+        let mut refused = 0;
         for attempt in 0..=retries {
-            self.send_attempt(frame).await?;
+            // Armed before sending, so that a refusal reported at once is not missed.
+            let refusal = shared.refusals.signal.notified();
+            tokio::pin!(refusal);
+            refusal.as_mut().enable();
+            let refused_at_send = self.send_attempt(frame).await?;
             let wait = if attempt < retries {
                 policy.attempt_wait(timeout, attempt)
             } else {
                 timeout
             };
-            match tokio::time::timeout(wait, &mut reply).await {
-                Ok(reply) => return reply.map_err(|Closed| ClientError::Closed),
-                Err(_) => {
-                    tracing::debug!(
-                        sequence = request.sequence,
-                        group = request.group,
-                        command = request.command,
-                        attempt,
-                        "no reply; re-sending"
-                    );
-                    on_timeout();
+            let answer = tokio::time::timeout(wait, &mut reply);
+            // Once the device has answered, a refusal is a restart: the attempt waits for
+            // its reply as for a lost datagram.
+            let listen = !shared.refusals.heard.load(Ordering::Relaxed);
+            let was_refused = if listen && refused_at_send {
+                true
+            } else {
+                tokio::select! {
+                    answer = answer => match answer {
+                        Ok(reply) => return reply.map_err(|Closed| ClientError::Closed),
+                        Err(_) => false,
+                    },
+                    () = &mut refusal, if listen => true,
                 }
+            };
+            if was_refused {
+                refused += 1;
+                tracing::debug!(
+                    sequence = request.sequence,
+                    group = request.group,
+                    command = request.command,
+                    attempt,
+                    "refused: nothing listens"
+                );
+                if refused > retries {
+                    return Err(ClientError::Transport(TransportError::Unreachable(
+                        std::io::ErrorKind::ConnectionRefused.into(),
+                    )));
+                }
+                // Paced as after a timeout, still taking a late reply meanwhile.
+                let pause = policy.backoff_after(attempt);
+                if let Ok(reply) = tokio::time::timeout(pause, &mut reply).await {
+                    return reply.map_err(|Closed| ClientError::Closed);
+                }
+            } else {
+                tracing::debug!(
+                    sequence = request.sequence,
+                    group = request.group,
+                    command = request.command,
+                    attempt,
+                    "no reply; re-sending"
+                );
             }
+            on_timeout();
         }
         Err(ClientError::Timeout {
             group: request.group,
@@ -588,14 +648,17 @@ impl<T: Transport + 'static> Client<T> {
         Ok(Registration { shared, ticket })
     }
 
-    /// Sends one attempt of a request. Nothing listening (the device restarting) counts
-    /// as a lost datagram, which the next attempt retries.
-    async fn send_attempt(&self, frame: &[u8]) -> Result<(), ClientError> {
+    /// Sends one attempt of a request; true when the transport reported a refusal
+    /// (nothing listening, the device restarting) instead, which [`exchange`] handles as
+    /// the reader's refusals.
+    ///
+    /// [`exchange`]: Self::exchange
+    async fn send_attempt(&self, frame: &[u8]) -> Result<bool, ClientError> {
         match self.shared.transport.send(frame).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(false),
             Err(TransportError::Unreachable(err)) => {
-                tracing::debug!(%err, "send refused; will retry");
-                Ok(())
+                tracing::debug!(%err, "send refused");
+                Ok(true)
             }
             Err(err) => Err(err.into()),
         }
@@ -619,11 +682,15 @@ impl<T: Transport + 'static> Drop for Client<T> {
 async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
     loop {
         match shared.transport.receive().await {
-            Ok(frame) => dispatch(&shared, frame),
+            Ok(frame) => {
+                shared.refusals.heard.store(true, Ordering::Relaxed);
+                dispatch(&shared, frame);
+            }
             Err(TransportError::Closed) => break,
-            // The device is down for now: requests in flight time out and retry.
+            // Nothing listens: requests waiting hear of it (see `Refusals`).
             Err(TransportError::Unreachable(err)) => {
                 tracing::debug!(%err, "device unreachable while waiting for replies");
+                shared.refusals.signal.notify_waiters();
             }
             Err(TransportError::Io(err)) => {
                 // An error the socket may keep returning: pause so the loop does not spin.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smp_transport::header::{Header, Op, group};
-use smp_transport::{MemoryTransport, Transport};
+use smp_transport::{MemoryTransport, Transport, TransportError};
 use tokio::sync::Mutex;
 
 use crate::{Client, ClientError, ClientOptions, ErrorScope, RetryPolicy};
@@ -616,4 +616,158 @@ async fn a_damaged_echo_is_sent_again_and_never_returned() {
         other => panic!("expected a Decode error, got {other:?}"),
     }
     device_task.await.unwrap();
+}
+
+/// A link whose far end the test scripts: what the client sends comes out of `sent`,
+/// and what the test pushes into `incoming` (frames, or the network's refusals) is what
+/// the client receives.
+struct Scripted {
+    sent: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    incoming: Mutex<tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u8>, TransportError>>>,
+}
+
+/// The test's end of a [`Scripted`] link.
+struct Far {
+    sent: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    incoming: tokio::sync::mpsc::UnboundedSender<Result<Vec<u8>, TransportError>>,
+}
+
+impl Far {
+    async fn next_request(&mut self) -> Header {
+        let frame = self.sent.recv().await.expect("a request");
+        Header::decode(&frame).unwrap()
+    }
+
+    fn refuse(&self) {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let _ = self
+            .incoming
+            .send(Err(TransportError::Unreachable(refused)));
+    }
+
+    fn answer(&self, request: &Header, payload: &[u8]) {
+        let _ = self.incoming.send(Ok(reply_to(request, payload)));
+    }
+}
+
+fn scripted() -> (Scripted, Far) {
+    let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        Scripted {
+            sent: sent_tx,
+            incoming: Mutex::new(in_rx),
+        },
+        Far {
+            sent: sent_rx,
+            incoming: in_tx,
+        },
+    )
+}
+
+impl Transport for Scripted {
+    async fn send(&self, frame: &[u8]) -> Result<(), TransportError> {
+        self.sent
+            .send(frame.to_vec())
+            .map_err(|_| TransportError::Closed)
+    }
+
+    async fn receive(&self) -> Result<Vec<u8>, TransportError> {
+        self.incoming
+            .lock()
+            .await
+            .recv()
+            .await
+            .unwrap_or(Err(TransportError::Closed))
+    }
+
+    async fn disconnect(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    fn mtu(&self) -> usize {
+        1500
+    }
+
+    fn max_unencoded_size(&self) -> usize {
+        1472
+    }
+}
+
+async fn scripted_echo(client: &Client<Scripted>) -> Result<Vec<u8>, ClientError> {
+    let (op, group, command) = ECHO;
+    client
+        .request_raw(
+            op,
+            group,
+            command,
+            &echo_request("hi"),
+            client.options().retry.timeout,
+        )
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_port_nobody_listens_on_fails_at_once() {
+    let (link, mut far) = scripted();
+    let client = Client::new(link, options(2500, 3)).await.unwrap();
+    let refusing = tokio::spawn(async move {
+        for _ in 0..4 {
+            far.next_request().await;
+            far.refuse();
+        }
+        far
+    });
+    let started = tokio::time::Instant::now();
+    match scripted_echo(&client).await {
+        Err(ClientError::Transport(TransportError::Unreachable(io))) => {
+            assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Four attempts, paced by the backoff (50, 100, 200 ms), not four timeouts of 2.5 s.
+    assert_eq!(started.elapsed(), Duration::from_millis(350));
+    let mut far = refusing.await.unwrap();
+    assert!(far.sent.try_recv().is_err(), "no fifth attempt");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_comes_up_between_refusals_is_reached() {
+    // Refused once (the device's server is not up yet), answered the next time.
+    let (link, mut far) = scripted();
+    let client = Client::new(link, options(2500, 3)).await.unwrap();
+    let device = tokio::spawn(async move {
+        far.next_request().await;
+        far.refuse();
+        let request = far.next_request().await;
+        far.answer(&request, &echo_reply("hi"));
+    });
+    let started = tokio::time::Instant::now();
+    assert_eq!(scripted_echo(&client).await.unwrap(), echo_reply("hi"));
+    assert_eq!(started.elapsed(), Duration::from_millis(50));
+    device.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_that_answered_before_is_waited_for_through_refusals() {
+    // After a reset, a device refuses for a while: it exists, so every attempt waits its
+    // whole timeout, as for lost datagrams, and the request gets through once it is back.
+    let (link, mut far) = scripted();
+    let client = Client::new(link, options(1000, 3)).await.unwrap();
+    let device = tokio::spawn(async move {
+        let request = far.next_request().await;
+        far.answer(&request, &echo_reply("hi"));
+        for _ in 0..3 {
+            far.next_request().await;
+            far.refuse();
+        }
+        let request = far.next_request().await;
+        far.answer(&request, &echo_reply("hi"));
+    });
+    scripted_echo(&client).await.unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(scripted_echo(&client).await.unwrap(), echo_reply("hi"));
+    // Three timeouts of 1 s and their backoffs.
+    assert_eq!(started.elapsed(), Duration::from_millis(3350));
+    device.await.unwrap();
 }
