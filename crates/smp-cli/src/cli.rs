@@ -36,6 +36,8 @@ Exit status:
      image (kind \"image\")
   5  the device's replies make no sense (kind \"protocol\"), a transfer failed its
      check (kind \"transfer\"), or smp itself failed (kind \"internal\")
+  130  interrupted by Ctrl-C (kind \"interrupted\"): an image upload says where it
+     stopped, and the same command resumes it
 
 Environment:
   SMP_UDP   the device's address when --udp is not given";

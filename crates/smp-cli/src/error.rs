@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use smp_client::header::group;
 use smp_client::transport::HumanDuration;
 use smp_client::udp::UdpTarget;
-use smp_client::{ClientError, DeviceError, ErrorScope, TransportError};
+use smp_client::{ClientError, DeviceError, ErrorScope, Progress, TransportError};
 
 /// Exit statuses (documented in `reference.md` and `smp --help`).
 pub(crate) mod exit {
@@ -22,6 +22,8 @@ pub(crate) mod exit {
     pub(crate) const LOCAL: u8 = 4;
     /// Replies that make no sense, a transfer that failed its check, or `smp` itself.
     pub(crate) const PROTOCOL: u8 = 5;
+    /// Interrupted (Ctrl-C, SIGINT): 128 + 2, as shells report a process SIGINT ended.
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 /// Why a command failed.
@@ -52,6 +54,13 @@ pub(crate) enum CliError {
     /// The client's first request (the MCUmgr parameters, read on connect) failed: a
     /// timeout then means nothing answered at all.
     Connect(ClientError),
+    /// Ctrl-C (SIGINT) ended the command.
+    Interrupted {
+        /// How far its transfer had come, if it had one under way.
+        progress: Option<Progress>,
+        /// Whether running the same command again continues the transfer.
+        resumable: bool,
+    },
     /// A short hash that does not name exactly one of the device's images.
     HashPrefix {
         /// The digits given.
@@ -116,7 +125,7 @@ impl CliError {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ErrorReport {
     /// The JSON `kind`: `device`, `busy`, `usage`, `too_large`, `unreachable`, `file`,
-    /// `image`, `protocol` or `transfer`.
+    /// `image`, `protocol`, `transfer`, `internal` or `interrupted`.
     pub(crate) kind: &'static str,
     /// The process's exit status.
     pub(crate) exit_code: u8,
@@ -190,6 +199,10 @@ impl ErrorReport {
                 matches,
                 listed,
             } => hash_prefix(prefix, matches, listed, command),
+            CliError::Interrupted {
+                progress,
+                resumable,
+            } => interrupted(*progress, *resumable, command),
         }
     }
 
@@ -288,6 +301,27 @@ impl ErrorReport {
         error.insert("hint".into(), json!(self.hint));
         json!({ "error": error })
     }
+}
+
+/// The report of an interruption: where a transfer stopped, and whether running the
+/// command again continues it.
+fn interrupted(progress: Option<Progress>, resumable: bool, command: Option<&str>) -> ErrorReport {
+    let message = match progress {
+        Some(p) if resumable => format!(
+            "interrupted at offset {} of {}; run the same command to resume",
+            p.done, p.total
+        ),
+        Some(p) => format!("interrupted at offset {} of {}", p.done, p.total),
+        None => "interrupted".to_owned(),
+    };
+    let mut report = ErrorReport::plain("interrupted", exit::INTERRUPTED, message, command);
+    report
+        .details
+        .insert("offset".into(), json!(progress.map(|p| p.done)));
+    report
+        .details
+        .insert("size".into(), json!(progress.map(|p| p.total)));
+    report
 }
 
 /// The report of a short hash that names no image, or several.

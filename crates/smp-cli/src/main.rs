@@ -8,6 +8,7 @@ mod output;
 mod progress;
 mod reference;
 
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -47,8 +48,25 @@ fn main() -> ExitCode {
             let ctx = Ctx {
                 global: &cli.global,
                 out,
+                progress: Cell::new(None),
             };
-            runtime.block_on(commands::run(&cli.command, &ctx))
+            runtime.block_on(async {
+                tokio::select! {
+                    // First, so that the handler is in place before any request goes out.
+                    biased;
+                    Ok(()) = tokio::signal::ctrl_c() => {
+                        // The command's future is dropped here: its progress bar is
+                        // cleared before the message is printed.
+                        Err(error::CliError::Interrupted {
+                            progress: ctx.progress.get(),
+                            // The device keeps an interrupted image upload; a file
+                            // transfer starts over.
+                            resumable: name == "image upload",
+                        })
+                    }
+                    result = commands::run(&cli.command, &ctx) => result,
+                }
+            })
         }
         Err(err) => Err(error::CliError::Internal(format!(
             "cannot start the async runtime: {err}"

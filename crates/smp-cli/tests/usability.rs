@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 use smp_mcuboot::{Image, ImageVersion};
-use smp_sim::Sim;
+use smp_sim::{Delays, Sim, SimConfig};
 use support::Run;
-use support::sim::{hex, on, on_json, path_str, smp, start, write_image};
+use support::sim::{hex, on, on_json, path_str, smp, start, start_with, write_image};
 
 fn scratch(test: &str) -> PathBuf {
     support::scratch("smp-cli-usability", test)
@@ -448,4 +448,85 @@ async fn a_closed_port_ends_the_command_at_once() {
     let error = &run.json()["error"];
     assert_eq!(error["kind"], "unreachable");
     assert_eq!(error["target"], closed.to_string());
+}
+
+/// Starts `smp args...` with piped stdout and stderr, SIGINTs it (as Ctrl-C does) once
+/// the simulated device holds more than `past` bytes of an image upload, and returns
+/// what it did.
+async fn interrupt_upload(sim: &Sim, args: &[&str], past: u64) -> Run {
+    let mut all = vec!["--udp".to_owned(), sim.addr().to_string()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let child = Command::new(env!("CARGO_BIN_EXE_smp"))
+        .args(&all)
+        .env_remove("SMP_UDP")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the smp binary starts");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sim.upload_progress().is_none_or(|(off, _)| off <= past) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    tokio::task::spawn_blocking(move || Run::from_output(child.wait_with_output().expect("ends")))
+        .await
+        .expect("the blocking task finishes")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_an_upload_says_where_it_stopped() {
+    // Slow flash: a 200 KB image takes seconds to upload.
+    let sim = start_with(SimConfig {
+        delays: Delays {
+            per_kib_written: std::time::Duration::from_millis(10),
+            ..Delays::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = scratch("interrupted");
+    let (path, _) = write_image(&dir, ImageVersion::new(1, 5, 0, 0), 200_000);
+    let file = path_str(&path);
+    let size = std::fs::metadata(&path).expect("metadata").len();
+
+    // Far enough for the client to have heard of some of it.
+    let run = interrupt_upload(&sim, &["image", "upload", &file], 30_000).await;
+    assert_eq!(run.status, 130, "{run:#?}");
+    let message = run.stderr.trim_end();
+    let offset: u64 = message
+        .strip_prefix("image upload: interrupted at offset ")
+        .and_then(|rest| rest.strip_suffix(&format!(" of {size}; run the same command to resume")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{run:#?}"));
+    assert!(offset > 0 && offset < size, "{offset}");
+
+    // With --json, the error document, still.
+    let (held, _) = sim.upload_progress().expect("the device keeps the upload");
+    let run = interrupt_upload(&sim, &["--json", "image", "upload", &file], held + 30_000).await;
+    assert_eq!(run.status, 130, "{run:#?}");
+    assert_eq!(run.stderr, "");
+    let error = &run.json()["error"];
+    assert_eq!(error["kind"], "interrupted");
+    assert_eq!(error["exit_code"], 130);
+    assert_eq!(error["size"], size);
+    let offset = error["offset"].as_u64().expect("an offset");
+    assert_eq!(
+        error["message"],
+        format!("interrupted at offset {offset} of {size}; run the same command to resume")
+    );
+
+    // As it says: the same command resumes.
+    let doc = on_json(&sim, &["image", "upload", &file]).await.ok_json();
+    assert!(doc["resumed_at"].as_u64().is_some_and(|at| at > 0), "{doc}");
+    sim.shutdown().await;
 }

@@ -23,7 +23,7 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
         } => {
             let data = read_file(local)?;
             let client = ctx.client().await?;
-            let transfer = Transfer::start("upload", Some(data.len() as u64));
+            let transfer = Transfer::start("upload", Some(data.len() as u64), &ctx.progress);
             let options = FileTransferOptions::default().with_window(*window);
             let summary = client
                 .upload_file(remote, &data, &options, |p| {
@@ -41,7 +41,7 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
             window,
         } => {
             let client = ctx.client().await?;
-            let transfer = Transfer::start("download", None);
+            let transfer = Transfer::start("download", None, &ctx.progress);
             let options = FileTransferOptions::default().with_window(*window);
             let (data, summary) = client
                 .download_file(remote, &options, |p| {

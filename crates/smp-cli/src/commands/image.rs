@@ -267,7 +267,7 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
         .with_first_timeout(defaults.first_timeout.max(ctx.global.timeout))
         .with_last_timeout(defaults.last_timeout.max(ctx.global.timeout))
         .with_window(args.window);
-    let transfer = Transfer::start("upload", Some(len));
+    let transfer = Transfer::start("upload", Some(len), &ctx.progress);
     let summary = client
         .upload_image(&data, &options, |p| transfer.update(p))
         .await?;

@@ -10,10 +10,11 @@ mod shell;
 mod stat;
 mod zephyr;
 
+use std::cell::Cell;
 use std::path::Path;
 
 use smp_client::udp::UdpTransport;
-use smp_client::{Client, ClientOptions, RetryPolicy};
+use smp_client::{Client, ClientOptions, Progress, RetryPolicy};
 
 use crate::cli::{Command, GlobalOptions};
 use crate::error::CliError;
@@ -29,6 +30,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) global: &'a GlobalOptions,
     /// Where answers and notes go.
     pub(crate) out: Output,
+    /// How far the command's transfer has come, for the message of an interruption.
+    pub(crate) progress: Cell<Option<Progress>>,
 }
 
 impl Ctx<'_> {
