@@ -530,3 +530,74 @@ async fn ctrl_c_during_an_upload_says_where_it_stopped() {
     assert!(doc["resumed_at"].as_u64().is_some_and(|at| at > 0), "{doc}");
     sim.shutdown().await;
 }
+
+/// The longest "ETA ..." a progress bar drew in `terminal` output, and how many it drew.
+fn etas(terminal: &str) -> (usize, std::time::Duration) {
+    let mut longest = std::time::Duration::ZERO;
+    let mut count = 0;
+    for frame in terminal.split(['\r', '\n']) {
+        let Some(eta) = frame.split("ETA ").nth(1) else {
+            continue;
+        };
+        let eta = eta.split_whitespace().next().unwrap_or_default();
+        let (number, unit) = eta.split_at(eta.find(|c: char| c.is_alphabetic()).unwrap_or(0));
+        let number: u64 = number.parse().unwrap_or_else(|_| panic!("{frame:?}"));
+        let seconds = match unit {
+            "s" => number,
+            "m" => number * 60,
+            "h" => number * 3600,
+            other => panic!("unit {other:?} in {frame:?}"),
+        };
+        longest = longest.max(std::time::Duration::from_secs(seconds));
+        count += 1;
+    }
+    (count, longest)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_eta_from_the_slot_erase() {
+    // The progress bar is drawn on a terminal only: `script` gives smp one.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no `script` (util-linux) here to run smp on a terminal; skipping");
+        return;
+    }
+    // The first chunk waits 1.5 s for the erase, the rest takes about a second.
+    let sim = start_with(SimConfig {
+        delays: Delays {
+            erase: std::time::Duration::from_millis(1500),
+            per_kib_written: std::time::Duration::from_millis(5),
+            ..Delays::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = scratch("eta");
+    let (path, _) = write_image(&dir, ImageVersion::new(1, 6, 0, 0), 200_000);
+    let command = format!(
+        "'{}' --udp {} image upload '{}'",
+        env!("CARGO_BIN_EXE_smp"),
+        sim.addr(),
+        path_str(&path)
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env_remove("SMP_UDP")
+            .stdin(Stdio::null())
+            .output()
+            .expect("script runs")
+    })
+    .await
+    .expect("the blocking task finishes");
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    assert!(terminal.contains("upload ["), "no progress bar: {terminal}");
+    // The erase made a 2.5 s upload show "ETA 2m"; the estimate now waits for the rate.
+    let (count, longest) = etas(&terminal);
+    assert!(count > 0, "no ETA at all: {terminal}");
+    assert!(
+        longest <= std::time::Duration::from_secs(3),
+        "ETA {longest:?}: {terminal}"
+    );
+    sim.shutdown().await;
+}
