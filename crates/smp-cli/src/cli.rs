@@ -133,6 +133,16 @@ pub(crate) enum Command {
     /// Zephyr-specific commands.
     #[command(subcommand)]
     Zephyr(ZephyrCommand),
+    /// Send any request, and show the reply as JSON: an application's own group, a
+    /// command `smp` has no name for, debugging.
+    ///
+    /// The body is JSON, turned into the request's CBOR map: objects with text keys,
+    /// arrays, strings, numbers, true, false, null; a byte string is written
+    /// {"$bytes": "HEX"}. The reply prints the same way (byte strings as {"$bytes":
+    /// "HEX"}), so that it can be sent back as a body. A device error is reported as for
+    /// every command.
+    #[command(after_long_help = reference::shape("raw"))]
+    Raw(RawArgs),
     /// Print a shell completion script for `smp` on stdout (never JSON).
     Completions {
         /// The shell.
@@ -269,6 +279,23 @@ pub(crate) struct UploadArgs {
     /// (its `buf_count` - 1); a number only lowers that; 1 sends one chunk at a time.
     #[arg(long, value_name = "N")]
     pub(crate) window: Option<NonZeroUsize>,
+}
+
+/// Arguments of `raw`.
+#[derive(Debug, Args)]
+pub(crate) struct RawArgs {
+    /// The group: its number (64 and up for an application's own groups) or its name
+    /// (os, img or image, stat, settings, log, crash, split, run, fs, shell, enum, zephyr).
+    #[arg(value_parser = parse_group)]
+    pub(crate) group: u16,
+    /// The command's number in the group.
+    pub(crate) command: u8,
+    /// Send a write request; a read request otherwise.
+    #[arg(long)]
+    pub(crate) write: bool,
+    /// The request's body: a JSON object (`{}` when absent), e.g. '{"d": "hello"}'.
+    #[arg(value_name = "JSON-BODY")]
+    pub(crate) body: Option<String>,
 }
 
 /// File system management (group 8).
@@ -479,9 +506,32 @@ impl Command {
                 EnumCommand::Details => "enum details",
             },
             Self::Zephyr(ZephyrCommand::EraseStorage) => "zephyr erase-storage",
+            Self::Raw(_) => "raw",
             Self::Completions { .. } => "completions",
         }
     }
+}
+
+/// Parses the group of `raw`: a number, or a well-known group's name in any case
+/// (`image` too, for `IMG`).
+fn parse_group(s: &str) -> Result<u16, String> {
+    if let Ok(id) = s.parse::<u16>() {
+        return Ok(id);
+    }
+    let wanted = if s.eq_ignore_ascii_case("image") {
+        "IMG"
+    } else {
+        s
+    };
+    (0..smp_client::header::group::USER_BASE)
+        .find(|&id| {
+            smp_client::header::group::name(id).is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+        })
+        .ok_or_else(|| {
+            "a group number (0-65535) or a name: os, img, image, stat, settings, log, crash, \
+             split, run, fs, shell, enum, zephyr"
+                .to_owned()
+        })
 }
 
 /// The fewest digits of a short hash, as git asks for.
@@ -780,6 +830,31 @@ mod tests {
         assert_eq!(
             kind(&["os"]),
             Some(ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+        );
+    }
+
+    #[test]
+    fn raw_groups_by_number_or_name() {
+        let group = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Raw(raw)) => Some((raw.group, raw.command, raw.write, raw.body)),
+            _ => None,
+        };
+        assert_eq!(group(&["raw", "64", "3"]), Some((64, 3, false, None)));
+        assert_eq!(
+            group(&["raw", "OS", "0", "--write", "{\"d\": \"x\"}"]),
+            Some((0, 0, true, Some("{\"d\": \"x\"}".to_owned())))
+        );
+        assert_eq!(group(&["raw", "image", "0"]).map(|g| g.0), Some(1));
+        assert_eq!(group(&["raw", "img", "0"]).map(|g| g.0), Some(1));
+        assert_eq!(group(&["raw", "zephyr", "0"]).map(|g| g.0), Some(63));
+        assert_eq!(
+            kind(&["raw", "nosuch", "0"]),
+            Some(ErrorKind::ValueValidation)
+        );
+        assert_eq!(kind(&["raw", "0", "256"]), Some(ErrorKind::ValueValidation));
+        assert_eq!(
+            kind(&["raw", "70000", "0"]),
+            Some(ErrorKind::ValueValidation)
         );
     }
 

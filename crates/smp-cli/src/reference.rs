@@ -95,6 +95,11 @@ mod tests {
                 "{command}: {text:?}"
             );
         }
+        let raw = shape("raw");
+        assert!(
+            raw.starts_with("JSON output (--json):\n  {\"group\""),
+            "{raw}"
+        );
         assert_eq!(shape("completions"), "");
         assert_eq!(shape("no such"), "");
     }

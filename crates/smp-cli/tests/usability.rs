@@ -601,3 +601,67 @@ async fn no_eta_from_the_slot_erase() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_sends_any_request_and_shows_the_reply_as_json() {
+    let sim = start().await;
+    // Echo, by group name and command number: the reply alone, indented.
+    let run = on(&sim, &["raw", "os", "0", "--write", r#"{"d": "hello"}"#]).await;
+    assert_eq!(run.ok(), "{\n  \"r\": \"hello\"\n}\n");
+    let doc = on_json(&sim, &["raw", "0", "0", "--write", r#"{"d": "hi"}"#])
+        .await
+        .ok_json();
+    assert_eq!(
+        doc,
+        json!({"group": 0, "command": 0, "op": "write", "request": {"d": "hi"},
+               "reply": {"r": "hi"}})
+    );
+
+    // Byte strings both ways: the image state's hash, and a setting written as bytes.
+    let doc = on_json(&sim, &["raw", "image", "0"]).await.ok_json();
+    let hash = sim.image_state().images[0]
+        .hash
+        .as_ref()
+        .expect("a hash")
+        .to_string();
+    assert_eq!(doc["op"], "read");
+    assert_eq!(doc["reply"]["images"][0]["hash"], json!({"$bytes": hash}));
+    let body = r#"{"name": "sim/raw", "val": {"$bytes": "00ff"}}"#;
+    on(&sim, &["raw", "settings", "0", "--write", body])
+        .await
+        .ok();
+    assert_eq!(
+        on(&sim, &["settings", "get", "sim/raw"]).await.ok(),
+        "0x00ff\n"
+    );
+    let doc = on_json(&sim, &["raw", "settings", "0", r#"{"name": "sim/raw"}"#])
+        .await
+        .ok_json();
+    assert_eq!(doc["reply"]["val"], json!({"$bytes": "00ff"}));
+
+    // A group the device lacks: its error, and the hint for a missing group.
+    let run = on(&sim, &["raw", "64", "0"]).await;
+    assert_eq!(run.status, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        "raw: device refused: MGMT 8 ENOTSUP for group 64\n\
+         hint: the device lacks this command, or the whole group 64: `smp enum groups` \
+         lists the groups it has\n"
+    );
+    let run = on(&sim, &["raw", "log", "0"]).await;
+    assert!(
+        run.stderr
+            .contains("hint: the device lacks this command, or the whole LOG group"),
+        "{run:#?}"
+    );
+
+    // A body that is not a JSON object: a usage error before anything is sent.
+    let received = sim.counters().received;
+    for bad in ["[1]", "{", r#"{"d": {"$bytes": "0g"}}"#] {
+        let run = on_json(&sim, &["raw", "0", "0", "--write", bad]).await;
+        assert_eq!(run.status, 2, "{bad}: {run:#?}");
+        assert_eq!(run.json()["error"]["kind"], "usage");
+    }
+    assert_eq!(sim.counters().received, received, "nothing sent");
+    sim.shutdown().await;
+}

@@ -5,6 +5,7 @@ mod enumeration;
 mod fs;
 mod image;
 mod os;
+mod raw;
 mod settings;
 mod shell;
 mod stat;
@@ -70,6 +71,7 @@ pub(crate) async fn run(command: &Command, ctx: &Ctx<'_>) -> Result<Outcome, Cli
         Command::Shell(c) => shell::run(c, ctx).await,
         Command::Enum(c) => enumeration::run(c, ctx).await,
         Command::Zephyr(c) => zephyr::run(c, ctx).await,
+        Command::Raw(args) => raw::run(args, ctx).await,
         Command::Completions { .. } => Err(CliError::Usage(
             "completions are printed without a device".to_owned(),
         )),
