@@ -304,10 +304,10 @@ pub(crate) enum FsCommand {
     /// Upload the local file LOCAL to REMOTE on the device, replacing it.
     ///
     /// The device's SHA-256 (or CRC32) of the file is compared with LOCAL afterwards,
-    /// when it can compute one.
+    /// when it can compute one. LOCAL `-` is standard input, read to its end first.
     #[command(after_long_help = reference::shape("fs upload"))]
     Upload {
-        /// The local file.
+        /// The local file; `-` for standard input.
         local: PathBuf,
         /// The absolute path on the device.
         remote: String,
@@ -317,11 +317,15 @@ pub(crate) enum FsCommand {
         window: Option<NonZeroUsize>,
     },
     /// Download REMOTE from the device into the local file LOCAL.
+    ///
+    /// LOCAL `-` is standard output, which then carries the file's bytes only: the
+    /// answer goes to standard error instead, the summary as text or, with --json, the
+    /// JSON document (errors included).
     #[command(after_long_help = reference::shape("fs download"))]
     Download {
         /// The absolute path on the device.
         remote: String,
-        /// The local file to write.
+        /// The local file to write; `-` for standard output.
         local: PathBuf,
         /// Most requests in flight at once. By default as many as the device's buffers
         /// hold (its `buf_count` - 1); a number only lowers that.
@@ -458,6 +462,12 @@ pub(crate) enum ZephyrCommand {
 }
 
 impl Command {
+    /// True when the command writes data to stdout (`fs download REMOTE -`): its answer
+    /// then goes to stderr.
+    pub(crate) fn stdout_carries_data(&self) -> bool {
+        matches!(self, Self::Fs(FsCommand::Download { local, .. }) if is_std_stream(local))
+    }
+
     /// The command as typed, without arguments (`"image upload"`), to prefix messages.
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -553,6 +563,11 @@ fn parse_hash(s: &str) -> Result<String, String> {
         ));
     }
     Ok(digits.to_ascii_lowercase())
+}
+
+/// True for the path `-`: standard input or output instead of a file.
+pub(crate) fn is_std_stream(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 /// Parses `--udp`: HOST, HOST:PORT, an IPv6 address or `[IPV6]:PORT`.

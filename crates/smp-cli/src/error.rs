@@ -171,12 +171,19 @@ impl ErrorReport {
                 path,
                 action,
                 source,
-            } => Self::plain(
-                "file",
-                exit::LOCAL,
-                format!("cannot {action} {}: {source}", path.display()),
-                command,
-            ),
+            } => {
+                let name = match (path.as_os_str() == "-", *action) {
+                    (true, "read") => "standard input".to_owned(),
+                    (true, _) => "standard output".to_owned(),
+                    (false, _) => path.display().to_string(),
+                };
+                Self::plain(
+                    "file",
+                    exit::LOCAL,
+                    format!("cannot {action} {name}: {source}"),
+                    command,
+                )
+            }
             CliError::Image { path, message } => Self::plain(
                 "image",
                 exit::LOCAL,

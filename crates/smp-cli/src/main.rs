@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Err(err) => return parse_failed(&err, wants_json(&args)),
     };
     init_tracing(cli.global.verbose);
-    let out = Output::new(cli.global.json);
+    let out = Output::new(cli.global.json).answers_to_stderr(cli.command.stdout_carries_data());
 
     if let Command::Completions { shell } = &cli.command {
         // Into a buffer first: `generate` panics when it cannot write, and a reader that

@@ -33,39 +33,61 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Output {
     json: bool,
+    /// Stdout carries data (`fs download REMOTE -`): answers go to stderr.
+    to_stderr: bool,
 }
 
 impl Output {
     /// Prints JSON when `json` is set, text otherwise.
     pub(crate) fn new(json: bool) -> Self {
-        Self { json }
+        Self {
+            json,
+            to_stderr: false,
+        }
+    }
+
+    /// Prints answers, notes and JSON documents on stderr instead of stdout, which
+    /// carries the command's data.
+    pub(crate) fn answers_to_stderr(mut self, to_stderr: bool) -> Self {
+        self.to_stderr = to_stderr;
+        self
+    }
+
+    /// Prints `text` where answers go.
+    fn print(&self, text: &str) {
+        if self.to_stderr {
+            // Nothing better to do if stderr is gone.
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        } else {
+            print_stdout(text);
+        }
     }
 
     /// Prints a line of text right away, before the command's answer; nothing in JSON
     /// mode, where stdout holds the one document only.
     pub(crate) fn note(&self, line: &str) {
         if !self.json {
-            print_stdout(&format!("{line}\n"));
+            self.print(&format!("{line}\n"));
         }
     }
 
     /// Prints a command's answer on stdout.
     pub(crate) fn answer(&self, outcome: &Outcome) {
         if self.json {
-            print_stdout(&format!("{}\n", outcome.json));
+            self.print(&format!("{}\n", outcome.json));
         } else if !outcome.human.is_empty() {
             let mut text = outcome.human.clone();
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            print_stdout(&text);
+            self.print(&text);
         }
     }
 
     /// Prints an error: a JSON document on stdout in JSON mode, a line on stderr otherwise.
     pub(crate) fn error(&self, report: &ErrorReport) {
         if self.json {
-            print_stdout(&format!("{}\n", report.to_json()));
+            self.print(&format!("{}\n", report.to_json()));
         } else {
             let mut line = match &report.command {
                 Some(command) => format!("{command}: {}\n", report.message),
@@ -92,6 +114,16 @@ pub(crate) fn write_stdout(bytes: &[u8]) {
     let mut out = std::io::stdout().lock();
     // Any other error (a full disk behind a redirection) has nowhere better to go either.
     let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
+
+/// Writes a command's data (`fs download REMOTE -`) to stdout. A reader that went away
+/// is not an error, as for answers; any other failure is.
+pub(crate) fn write_data(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// Lowercase hex of `bytes`.

@@ -665,3 +665,110 @@ async fn raw_sends_any_request_and_shows_the_reply_as_json() {
     assert_eq!(sim.counters().received, received, "nothing sent");
     sim.shutdown().await;
 }
+
+/// What one run of `smp` with `stdin` as its input did, stdout as bytes.
+async fn smp_with_input(args: &[&str], stdin: Vec<u8>) -> (i32, Vec<u8>, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smp"))
+            .args(&args)
+            .env_remove("SMP_UDP")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the smp binary starts");
+        let mut input = child.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = input.write_all(&stdin);
+        });
+        let output = child.wait_with_output().expect("smp ends");
+        writer.join().expect("the writer ends");
+        (
+            output.status.code().expect("smp exits"),
+            output.stdout,
+            String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+        )
+    })
+    .await
+    .expect("the blocking task finishes")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fs_transfers_from_stdin_and_to_stdout() {
+    let sim = start().await;
+    let addr = sim.addr().to_string();
+    // Binary data, not text.
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+
+    // Standard input to the device.
+    let (status, stdout, stderr) = smp_with_input(
+        &["--udp", &addr, "fs", "upload", "-", "/lfs1/in.bin"],
+        data.clone(),
+    )
+    .await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(String::from_utf8_lossy(&stdout).starts_with("uploaded 19.53 KiB (20000 B) in "));
+    assert_eq!(sim.file("/lfs1/in.bin").as_deref(), Some(&data[..]));
+    let (status, stdout, _) = smp_with_input(
+        &["--json", "--udp", &addr, "fs", "upload", "-", "/lfs1/j.bin"],
+        b"small".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&stdout).expect("JSON on stdout");
+    assert_eq!((&doc["local"], &doc["size"]), (&json!("-"), &json!(5)));
+
+    // The device's file to standard output: the bytes alone there, the summary on stderr.
+    let (status, stdout, stderr) = smp_with_input(
+        &["--udp", &addr, "fs", "download", "/lfs1/in.bin", "-"],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout == data, "stdout holds the file's bytes only");
+    assert!(
+        stderr.starts_with("downloaded 19.53 KiB (20000 B) in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("verified: the device's sha256 matches\n"),
+        "{stderr}"
+    );
+    // With --json, the document goes to stderr too; errors included.
+    let args = [
+        "--json",
+        "--udp",
+        &addr,
+        "fs",
+        "download",
+        "/lfs1/in.bin",
+        "-",
+    ];
+    let (status, stdout, stderr) = smp_with_input(&args, vec![]).await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout == data);
+    let doc: serde_json::Value = serde_json::from_str(&stderr).expect("JSON on stderr");
+    assert_eq!((&doc["local"], &doc["size"]), (&json!("-"), &json!(20_000)));
+    let args = [
+        "--json",
+        "--udp",
+        &addr,
+        "fs",
+        "download",
+        "/lfs1/none",
+        "-",
+    ];
+    let (status, stdout, stderr) = smp_with_input(&args, vec![]).await;
+    assert_eq!(status, 1);
+    assert!(stdout.is_empty());
+    let doc: serde_json::Value = serde_json::from_str(&stderr).expect("JSON on stderr");
+    assert_eq!(doc["error"]["name"], "FILE_NOT_FOUND");
+
+    // `smp fs download REMOTE - | head -c 10`: a reader that leaves early is no error.
+    let run = with_closed_stdout(&["--udp", &addr, "fs", "download", "/lfs1/in.bin", "-"]).await;
+    assert_eq!((run.status, run.stderr.lines().count()), (0, 2), "{run:#?}");
+    sim.shutdown().await;
+}

@@ -1,5 +1,7 @@
 //! `smp fs ...`: file system management (group 8).
 
+use std::io::Read as _;
+
 use serde_json::{Value, json};
 use smp_client::messages::fs::{
     CloseRequest, HashOutput, HashRequest, HashResponse, StatusRequest, SupportedHashTypesRequest,
@@ -8,7 +10,7 @@ use smp_client::messages::fs::{
 use smp_client::{FileTransferOptions, FileTransferSummary, HashAlgorithm};
 
 use super::{Ctx, path_text, read_file};
-use crate::cli::FsCommand;
+use crate::cli::{FsCommand, is_std_stream};
 use crate::error::CliError;
 use crate::output::{self, Outcome, hex};
 use crate::progress::Transfer;
@@ -21,7 +23,11 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
             remote,
             window,
         } => {
-            let data = read_file(local)?;
+            let data = if is_std_stream(local) {
+                read_stdin()?
+            } else {
+                read_file(local)?
+            };
             let client = ctx.client().await?;
             let transfer = Transfer::start("upload", Some(data.len() as u64), &ctx.progress);
             let options = FileTransferOptions::default().with_window(*window);
@@ -49,7 +55,11 @@ pub(super) async fn run(command: &FsCommand, ctx: &Ctx<'_>) -> Result<Outcome, C
                 })
                 .await?;
             let elapsed = transfer.finish();
-            std::fs::write(local, &data).map_err(|e| CliError::write(local, e))?;
+            if is_std_stream(local) {
+                output::write_data(&data).map_err(|e| CliError::write(local, e))?;
+            } else {
+                std::fs::write(local, &data).map_err(|e| CliError::write(local, e))?;
+            }
             Ok(transfer_outcome(
                 "downloaded",
                 local,
@@ -132,6 +142,16 @@ fn supported_outcome(reply: &SupportedHashTypesResponse) -> Outcome {
         output::table(&["NAME", "SIZE", "OUTPUT"], &rows)
     };
     Outcome::new(json!({ "types": types }), human)
+}
+
+/// Reads standard input to its end (`fs upload - REMOTE`).
+fn read_stdin() -> Result<Vec<u8>, CliError> {
+    let mut data = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut data)
+        .map_err(|e| CliError::read(std::path::Path::new("-"), e))?;
+    Ok(data)
 }
 
 /// The line that says how the device checked a transferred file.
