@@ -97,8 +97,9 @@ pub(crate) struct GlobalOptions {
     #[arg(long, global = true)]
     pub(crate) json: bool,
 
-    /// Log to stderr: -v for progress of the protocol, -vv for every request, -vvv for
-    /// everything.
+    /// Log to stderr: -v one line per command (result and time), -vv also one line per
+    /// request and reply (command, sequence, length, round-trip time), -vvv also their
+    /// CBOR in diagnostic notation and the frames in hex.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub(crate) verbose: u8,
 }

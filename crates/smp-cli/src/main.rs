@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     }
 
     let name = cli.command.name();
+    let started = Instant::now();
     let result = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,16 +74,34 @@ fn main() -> ExitCode {
             "cannot start the async runtime: {err}"
         ))),
     };
+    let elapsed = Millis(started.elapsed());
     match result {
         Ok(outcome) => {
+            // `-v`: one line per command.
+            tracing::info!(target: COMMAND_TARGET, "{name}: ok in {elapsed}");
             out.answer(&outcome);
             ExitCode::SUCCESS
         }
         Err(err) => {
             let report = ErrorReport::new(&err, name, cli.global.udp.as_ref());
+            tracing::info!(
+                target: COMMAND_TARGET,
+                "{name}: failed in {elapsed} ({}, exit status {})",
+                report.kind,
+                report.exit_code
+            );
             out.error(&report);
             ExitCode::from(report.exit_code)
         }
+    }
+}
+
+/// A duration in milliseconds, to a hundredth: `3.21 ms`.
+struct Millis(Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} ms", self.0.as_secs_f64() * 1000.0)
     }
 }
 
@@ -115,21 +135,39 @@ fn parse_failed(err: &clap::Error, json: bool) -> ExitCode {
     }
 }
 
+/// The target of the one line `-v` prints per command.
+const COMMAND_TARGET: &str = "smp::command";
+
+/// What each `-v` logs, as an `EnvFilter` (whose targets match as prefixes: `smp` covers
+/// `smp_client`, `smp_udp` and the rest): `-v` one line per command (its name, result and
+/// time), `-vv` one line per request and reply (the client's debug events: command name,
+/// sequence, length, round-trip time; connecting, retries and dropped datagrams too),
+/// `-vvv` the same lines with the CBOR in diagnostic notation and the frame in hex (the
+/// client's trace events).
+fn verbosity_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "off",
+        1 => "smp::command=info",
+        2 => "smp=debug",
+        _ => "smp=debug,smp_client=trace",
+    }
+}
+
 /// Logs to stderr: nothing by default (unless `RUST_LOG` says otherwise), more with each
-/// `-v`.
+/// `-v` ([`verbosity_filter`]). Lines start with the time since `smp` started.
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
 
     let filter = match verbose {
         0 => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off")),
-        1 => EnvFilter::new("info"),
-        2 => EnvFilter::new("debug"),
-        _ => EnvFilter::new("trace"),
+        _ => EnvFilter::new(verbosity_filter(verbose)),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_target(false)
         .try_init();
 }
 

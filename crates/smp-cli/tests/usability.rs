@@ -772,3 +772,79 @@ async fn fs_transfers_from_stdin_and_to_stdout() {
     assert_eq!((run.status, run.stderr.lines().count()), (0, 2), "{run:#?}");
     sim.shutdown().await;
 }
+
+/// The log lines of `stderr` without the time each starts with.
+fn log_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .map(|line| {
+            let line = line.trim_start();
+            let (time, rest) = line.split_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+            assert!(time.ends_with('s'), "no time in {line:?}");
+            rest.trim_start().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_levels_do_what_their_help_says() {
+    let sim = start().await;
+    // -v: one line per command.
+    let run = on(&sim, &["-v", "os", "echo", "hi"]).await;
+    assert_eq!(run.ok(), "hi\n");
+    let lines = log_lines(&run.stderr);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("INFO os echo: ok in ") && lines[0].ends_with(" ms"),
+        "{lines:#?}"
+    );
+    assert!(!run.stderr.contains('\u{1b}'), "no colour on a pipe");
+
+    // -vv: one line per request and reply: name, sequence, length, round-trip time.
+    let run = on(&sim, &["-vv", "os", "echo", "hi"]).await;
+    let lines = log_lines(&run.stderr);
+    let find = |lines: &[String], start: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(start))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {start:?} in {lines:#?}"))
+    };
+    let request = find(&lines, "DEBUG request os echo seq=");
+    assert!(request.ends_with(" len=14 attempt=0"), "{request}");
+    let seq = request
+        .split("seq=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("a sequence number");
+    let reply = find(
+        &lines,
+        &format!("DEBUG reply os echo seq={seq} len=15 rtt="),
+    );
+    assert!(reply.ends_with(" ms"), "{reply}");
+    find(&lines, "DEBUG request os params seq=");
+    find(&lines, "DEBUG reply os params seq=");
+    find(&lines, "INFO os echo: ok in ");
+    assert!(!run.stderr.contains("cbor="), "{lines:#?}");
+
+    // -vvv: the same lines with the CBOR in diagnostic notation and the frame in hex.
+    let run = on(&sim, &["-vvv", "os", "echo", "hi"]).await;
+    let lines = log_lines(&run.stderr);
+    let request = find(&lines, "TRACE request os echo seq=");
+    assert!(
+        request.contains(r#" cbor={"d": "hi"} frame=0a000006"#)
+            && request.ends_with("a16164626869"),
+        "{request}"
+    );
+    let reply = find(&lines, "TRACE reply os echo seq=");
+    assert!(
+        reply.contains(r#" cbor={"r": "hi"} frame=0b000007"#),
+        "{reply}"
+    );
+    let params = find(&lines, "TRACE reply os params seq=");
+    assert!(
+        params.contains(r#"cbor={"buf_size": 2048, "buf_count": 2}"#),
+        "{params}"
+    );
+    sim.shutdown().await;
+}

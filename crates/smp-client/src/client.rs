@@ -575,7 +575,9 @@ impl<T: Transport + 'static> Client<T> {
             let refusal = shared.refusals.signal.notified();
             tokio::pin!(refusal);
             refusal.as_mut().enable();
+            let sent_at = Instant::now();
             let refused_at_send = self.send_attempt(frame).await?;
+            crate::wire::sent(&request, frame, attempt);
             let wait = if attempt < retries {
                 policy.attempt_wait(timeout, attempt)
             } else {
@@ -590,7 +592,7 @@ impl<T: Transport + 'static> Client<T> {
             } else {
                 tokio::select! {
                     answer = answer => match answer {
-                        Ok(reply) => return reply.map_err(|Closed| ClientError::Closed),
+                        Ok(reply) => return received(&request, reply, sent_at),
                         Err(_) => false,
                     },
                     () = &mut refusal, if listen => true,
@@ -613,7 +615,7 @@ impl<T: Transport + 'static> Client<T> {
                 // Paced as after a timeout, still taking a late reply meanwhile.
                 let pause = policy.backoff_after(attempt);
                 if let Ok(reply) = tokio::time::timeout(pause, &mut reply).await {
-                    return reply.map_err(|Closed| ClientError::Closed);
+                    return received(&request, reply, sent_at);
                 }
             } else {
                 tracing::debug!(
@@ -676,6 +678,18 @@ impl<T: Transport + 'static> Drop for Client<T> {
     fn drop(&mut self) {
         self.reader.abort();
     }
+}
+
+/// The reply frame `Client::exchange` waited for, logged (`smp -vv`), or the table's
+/// closing as an error.
+fn received(
+    request: &Header,
+    reply: Result<Vec<u8>, Closed>,
+    sent_at: Instant,
+) -> Result<Vec<u8>, ClientError> {
+    let frame = reply.map_err(|Closed| ClientError::Closed)?;
+    crate::wire::received(request, &frame, sent_at.elapsed());
+    Ok(frame)
 }
 
 /// Hands every received frame to the request it answers; drops the rest.

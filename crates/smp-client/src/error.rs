@@ -285,7 +285,7 @@ impl fmt::Display for ErrorChain<'_> {
 
 /// Names a request in a message: its command's name (`os params`), or its ids for a
 /// group the client does not know.
-struct CommandName(u16, u8);
+pub(crate) struct CommandName(pub(crate) u16, pub(crate) u8);
 
 impl fmt::Display for CommandName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

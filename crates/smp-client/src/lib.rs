@@ -75,6 +75,7 @@ mod engine;
 mod error;
 mod transfer;
 pub mod upgrade;
+mod wire;
 
 #[cfg(any(feature = "udp", feature = "serial"))]
 pub use any::AnyTransport;
