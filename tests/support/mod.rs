@@ -88,3 +88,30 @@ pub fn test_image(len: usize, seed: u64, version: &str) -> Vec<u8> {
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     smp_client::ErrorChain(err).to_string()
 }
+
+/// A simulated device shaped like native_sim's `serial` fixture (4 SMP buffers of
+/// 384 B), with `slot_size` slots, serving serial as `serial` says.
+pub async fn serial_sim(serial: smp_sim::SerialConfig, slot_size: usize) -> smp_sim::Sim {
+    smp_sim::Sim::start_serial(
+        smp_sim::SimConfig {
+            buf_count: 4,
+            buf_size: 384,
+            slot_size,
+            ..smp_sim::SimConfig::default()
+        },
+        serial,
+    )
+    .await
+    .expect("the simulated device serves serial")
+}
+
+/// A client of the serial port of `sim`, with the port's settings and `pacing`.
+pub async fn serial_client(
+    sim: &smp_sim::Sim,
+    pacing: smp_client::serial::Pacing,
+    options: smp_client::ClientOptions,
+) -> Result<smp_client::Client<smp_client::serial::SerialTransport>, smp_client::ClientError> {
+    let target = sim.serial_target().expect("the device serves serial");
+    let serial_options = target.options().clone().pacing(pacing);
+    smp_client::Client::connect_serial(target.with_options(serial_options), options).await
+}
