@@ -127,6 +127,8 @@ pub struct SimCounters {
     pub replies_sent: u64,
     /// Replies lost to an injected fault or a send error.
     pub replies_dropped: u64,
+    /// Serial lines the UART received (console framing), lost ones included.
+    pub lines_received: u64,
     /// Serial lines lost because every UART line buffer was taken (a burst overrun).
     pub lines_overrun: u64,
     /// Serial lines lost because they were longer than a UART line buffer.
@@ -299,6 +301,7 @@ impl Sim {
             processed: get(&c.processed),
             replies_sent: get(&c.replies_sent),
             replies_dropped: get(&c.replies_dropped),
+            lines_received: get(&c.lines_received),
             lines_overrun: get(&c.lines_overrun),
             lines_too_long: get(&c.lines_too_long),
             lines_dropped_by_fault: get(&c.lines_dropped_by_fault),

@@ -221,6 +221,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
         }
         if settings.framing == Framing::Console {
             for rx in uart.push(bytes, now) {
+                bump(&shared.counters.lines_received);
                 match rx {
                     Rx::Line(mut line) => {
                         if line_faults(shared, &mut line, "request") {

@@ -153,6 +153,7 @@ pub(crate) struct Counters {
     pub(crate) processed: AtomicU64,
     pub(crate) replies_sent: AtomicU64,
     pub(crate) replies_dropped: AtomicU64,
+    pub(crate) lines_received: AtomicU64,
     pub(crate) lines_overrun: AtomicU64,
     pub(crate) lines_too_long: AtomicU64,
     pub(crate) lines_dropped_by_fault: AtomicU64,
