@@ -673,3 +673,473 @@ async fn file_path_the_device_rejects() {
         .unwrap_err();
     assert!(mount_point_not_found(&err), "{err:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Over a serial line
+//
+// The fake device is a TCP socket on 127.0.0.1, as an emulator's serial chardev, that
+// speaks console framing byte by byte; the client connects to `socket://127.0.0.1:PORT`.
+// Rows about the device's own limits run against the simulated device over a real
+// pseudo-terminal.
+
+mod serial {
+    use std::time::Duration;
+
+    use smp_client::header::{Header, Op, group};
+    use smp_client::messages::os::{EchoRequest, EchoResponse};
+    use smp_client::serial::console::{self, LineLength};
+    use smp_client::serial::{
+        Deframer, FrameError, Framing, Pacing, SerialOptions, SerialTarget, SerialTransport, crc16,
+    };
+    use smp_client::{Client, ClientError, ClientOptions, FileTransferOptions, Transport};
+    use smp_client::{RetryPolicy, TransportError};
+    use smp_integration_tests::{
+        console_lines, console_packet, error_chain, frame, init_tracing, serial_client, serial_sim,
+    };
+    use smp_sim::{SerialConfig, SimConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::{Instant, timeout};
+
+    use super::{GENUINE, PATIENCE, echo_payload, reply_to, single_attempt};
+
+    /// Base64 characters per line of 128 bytes.
+    const CHARS: usize = 124;
+
+    fn options() -> SerialOptions {
+        SerialOptions::default().pacing(Pacing::none())
+    }
+
+    /// A fake device's socket and the target that reaches it.
+    async fn listen() -> (TcpListener, SerialTarget) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = SerialTarget::tcp("127.0.0.1", port).with_options(options());
+        (listener, target)
+    }
+
+    /// Reads one request frame off the line.
+    async fn read_request(device: &mut TcpStream) -> Header {
+        let mut deframer = Deframer::new(Framing::Console, 1024);
+        let mut buf = [0; 1024];
+        loop {
+            if let Some(frame) = deframer.next_frame() {
+                return Header::decode(&frame.unwrap()).unwrap();
+            }
+            let len = timeout(PATIENCE, device.read(&mut buf))
+                .await
+                .expect("the client sends a request")
+                .unwrap();
+            assert!(len > 0, "the client closed the line");
+            deframer.push(&buf[..len]);
+        }
+    }
+
+    /// The genuine reply to `request`, on the line.
+    fn genuine(request: &Header) -> Vec<u8> {
+        console::encode(
+            &reply_to(request, &echo_payload(GENUINE)),
+            LineLength::default(),
+        )
+        .unwrap()
+    }
+
+    /// Sends an echo request from a client of a fake serial device that answers with
+    /// the bytes `bad` makes from the request's header, then with the genuine reply if
+    /// `genuine` (one attempt, so that only a dropped bad reply lets it complete).
+    async fn echo_against(
+        bad: impl FnOnce(&Header) -> Vec<u8> + Send + 'static,
+        answer: bool,
+    ) -> Result<EchoResponse, ClientError> {
+        init_tracing();
+        let (listener, target) = listen().await;
+        let device = tokio::spawn(async move {
+            let (mut device, _) = listener.accept().await.unwrap();
+            let request = read_request(&mut device).await;
+            device.write_all(&bad(&request)).await.unwrap();
+            if answer {
+                device.write_all(&genuine(&request)).await.unwrap();
+            }
+            device
+        });
+        let client_options = ClientOptions::default()
+            .with_retry(single_attempt())
+            .with_read_params(false);
+        let client = Client::connect_serial(target, client_options)
+            .await
+            .unwrap();
+        let result = timeout(PATIENCE, client.request(&EchoRequest { d: GENUINE.into() }))
+            .await
+            .expect("the request ends");
+        let device = device.await.unwrap();
+        let mut buf = [0; 64];
+        assert!(
+            device.try_read(&mut buf).is_err(),
+            "the client re-sent its request"
+        );
+        result
+    }
+
+    /// The request completed with the genuine reply: the bad bytes were dropped.
+    fn assert_dropped(result: Result<EchoResponse, ClientError>) {
+        match result {
+            Ok(reply) => assert_eq!(reply.r, GENUINE, "bad bytes were taken as the reply"),
+            Err(err) => panic!("the bad bytes were not dropped: the request failed with {err}"),
+        }
+    }
+
+    /// What a serial transport makes of `bytes` from the device: the first frame or error.
+    async fn receive(bytes: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let (listener, target) = listen().await;
+        let (serial, accepted) = tokio::join!(
+            SerialTransport::connect(target, PATIENCE),
+            listener.accept()
+        );
+        let (serial, (mut device, _)) = (serial.unwrap(), accepted.unwrap());
+        device.write_all(bytes).await.unwrap();
+        timeout(PATIENCE, serial.receive())
+            .await
+            .expect("the transport hands over a frame or an error")
+    }
+
+    /// The [`FrameError`] inside a transport's framing error.
+    fn frame_error(err: &TransportError) -> &FrameError {
+        match err {
+            TransportError::Framing(inner) => inner
+                .downcast_ref::<FrameError>()
+                .expect("a serial framing error"),
+            other => panic!("expected a framing error, got {other:?}"),
+        }
+    }
+
+    /// A reply frame of `len` bytes (an echo reply the client did not ask for).
+    fn stray_reply(len: usize) -> Vec<u8> {
+        frame(Op::ReadRsp, group::OS, 0, 200, &vec![0x61; len - 8])
+    }
+
+    #[test]
+    fn hand_made_lines_match_the_encoder() {
+        let reply = stray_reply(200);
+        let packet = console_packet(&reply, 202, crc16(&reply));
+        assert_eq!(
+            console_lines(&packet, CHARS),
+            console::encode(&reply, LineLength::default()).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_base64() {
+        // `*` is not in the base64 alphabet.
+        let mut line = console::encode(&stray_reply(20), LineLength::default()).unwrap();
+        line[10] = b'*';
+        let err = receive(&line).await.unwrap_err();
+        assert_eq!(frame_error(&err), &FrameError::BadBase64 { line: 1 });
+        assert_eq!(
+            error_chain(&err),
+            "framing error: line 1 of a console frame is not valid base64 (noise on the line, \
+             or a wrong baud rate?); the frame was dropped"
+        );
+        assert_dropped(
+            echo_against(
+                |request| {
+                    let mut bad = console::encode(
+                        &reply_to(request, &echo_payload("forged")),
+                        LineLength::default(),
+                    )
+                    .unwrap();
+                    bad[6] = b'!';
+                    bad
+                },
+                true,
+            )
+            .await,
+        );
+    }
+
+    #[tokio::test]
+    async fn crc_mismatch() {
+        let reply = stray_reply(20);
+        let crc = crc16(&reply);
+        let err = receive(&console_lines(
+            &console_packet(&reply, 22, crc ^ 0x0101),
+            CHARS,
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(
+            frame_error(&err),
+            &FrameError::CrcMismatch {
+                expected: crc ^ 0x0101,
+                computed: crc
+            }
+        );
+        assert_eq!(
+            error_chain(&err),
+            format!(
+                "framing error: frame checksum mismatch: the frame carries CRC {:#06x}, its \
+                 data give {crc:#06x}; the frame was dropped",
+                crc ^ 0x0101
+            )
+        );
+        assert_dropped(
+            echo_against(
+                |request| {
+                    let forged = reply_to(request, &echo_payload("forged"));
+                    let len = forged.len() as u16 + 2;
+                    console_lines(&console_packet(&forged, len, !crc16(&forged)), CHARS)
+                },
+                true,
+            )
+            .await,
+        );
+    }
+
+    #[tokio::test]
+    async fn length_longer_than_the_data() {
+        // The length field announces 10 bytes more than come: the frame waits for them,
+        // and the next frame's first line ends it.
+        let reply = stray_reply(20);
+        let mut bytes = console_lines(&console_packet(&reply, 32, crc16(&reply)), CHARS);
+        let next = stray_reply(12);
+        bytes.extend(console::encode(&next, LineLength::default()).unwrap());
+        let err = receive(&bytes).await.unwrap_err();
+        assert_eq!(
+            frame_error(&err),
+            &FrameError::LengthMismatch {
+                announced: 32,
+                received: 22
+            }
+        );
+        assert_eq!(
+            error_chain(&err),
+            "framing error: console frame length mismatch: its length field announces 32 B \
+             (SMP frame and CRC), 22 B arrived; the frame was dropped"
+        );
+        // The genuine reply whose first line ended the lying frame completes the request.
+        assert_dropped(
+            echo_against(
+                |request| {
+                    let forged = reply_to(request, &echo_payload("forged"));
+                    let len = forged.len() as u16 + 2 + 10;
+                    console_lines(&console_packet(&forged, len, crc16(&forged)), CHARS)
+                },
+                true,
+            )
+            .await,
+        );
+    }
+
+    #[tokio::test]
+    async fn length_shorter_than_the_data() {
+        let reply = stray_reply(20);
+        let err = receive(&console_lines(
+            &console_packet(&reply, 17, crc16(&reply)),
+            CHARS,
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(
+            frame_error(&err),
+            &FrameError::LengthMismatch {
+                announced: 17,
+                received: 22
+            }
+        );
+        assert_dropped(
+            echo_against(
+                |request| {
+                    let forged = reply_to(request, &echo_payload("forged"));
+                    let len = forged.len() as u16 + 2 - 5;
+                    console_lines(&console_packet(&forged, len, crc16(&forged)), CHARS)
+                },
+                true,
+            )
+            .await,
+        );
+    }
+
+    #[tokio::test]
+    async fn frame_line_cut_in_the_middle() {
+        // The device resets while it writes the first of two lines: the line stops in
+        // the middle and the next frame's first line follows at once.
+        let long = console::encode(&stray_reply(150), LineLength::default()).unwrap();
+        assert_eq!(console::lines(&long).count(), 2);
+        let mut bytes = long[..60].to_vec();
+        let next = stray_reply(12);
+        bytes.extend(console::encode(&next, LineLength::default()).unwrap());
+        let err = receive(&bytes).await.unwrap_err();
+        assert_eq!(frame_error(&err), &FrameError::BadBase64 { line: 1 });
+        // Cut after a whole base64 group, with its newline: the frame is short, and the
+        // next frame's first line ends it.
+        let mut bytes = long[..2 + 60].to_vec();
+        bytes.push(b'\n');
+        bytes.extend(console::encode(&next, LineLength::default()).unwrap());
+        let err = receive(&bytes).await.unwrap_err();
+        assert_eq!(
+            frame_error(&err),
+            &FrameError::LengthMismatch {
+                announced: 152,
+                received: 43
+            }
+        );
+        // Either way the frame after it arrives whole: the request completes.
+        assert_dropped(
+            echo_against(
+                |request| {
+                    let forged = reply_to(request, &echo_payload(&"forged".repeat(3)));
+                    let mut lines = console::encode(&forged, LineLength::default()).unwrap();
+                    lines.truncate(lines.len() / 2);
+                    lines
+                },
+                true,
+            )
+            .await,
+        );
+    }
+
+    #[tokio::test]
+    async fn log_text_between_lines() {
+        // Log lines and a shell prompt before, between and after the lines of a reply
+        // of three lines: skipped, the reply is whole.
+        let reply = stray_reply(250);
+        let lines = console::encode(&reply, LineLength::default()).unwrap();
+        let mut bytes = b"*** Booting Zephyr OS ***\r\n<inf> app: tick\r\n".to_vec();
+        for line in console::lines(&lines) {
+            bytes.extend_from_slice(line);
+            bytes.extend_from_slice(b"[00:00:01.000,000] <wrn> os: log between lines\r\nuart:~$ ");
+        }
+        assert_eq!(console::lines(&lines).count(), 3);
+        assert_eq!(receive(&bytes).await.unwrap(), reply);
+        let result = echo_against(
+            |request| {
+                let mut bytes = b"<dbg> smp: got a request\r\n".to_vec();
+                for line in console::lines(&genuine(request)) {
+                    bytes.extend_from_slice(b"uart:~$ <inf> log\r\n");
+                    bytes.extend_from_slice(line);
+                }
+                bytes
+            },
+            false,
+        )
+        .await;
+        assert_dropped(result);
+    }
+
+    #[tokio::test]
+    async fn frame_larger_than_the_devices_buffer() {
+        init_tracing();
+        // native_sim's `serial_buf96`: 96-byte buffers take frames of 92 bytes at most
+        // (the console packet's length and CRC share the buffer).
+        let sim = smp_sim::Sim::start_serial(
+            SimConfig {
+                buf_size: 96,
+                buf_count: 4,
+                slot_size: 64 * 1024,
+                ..SimConfig::default()
+            },
+            SerialConfig::pty(),
+        )
+        .await
+        .unwrap();
+        // An echo request of exactly `len` bytes: header, `{"d": text}` with a
+        // one-byte map head, the key, and a two-byte text head.
+        let echo = |len: usize| "e".repeat(len - 8 - 5);
+        // With the device's parameters read, the client refuses a request too large,
+        // before sending anything, and sizes upload chunks to fit.
+        let client = serial_client(&sim, Pacing::default(), ClientOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(client.frame_limit(), 92);
+        let err = client.echo(&echo(93)).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::FrameTooLarge { len: 93, max: 92 }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "request of 93 B does not fit the 92 B frame limit (transport MTU and device buffer)"
+        );
+        assert_eq!(client.echo(&echo(92)).await.unwrap(), echo(92));
+        let data = smp_mcuboot::sample_body(3000, 9);
+        let options = FileTransferOptions::default();
+        client
+            .upload_file("/lfs1/small.bin", &data, &options, |_| {})
+            .await
+            .unwrap();
+        let (got, _) = client
+            .download_file("/lfs1/small.bin", &options, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(got, data);
+        client.close().await.unwrap();
+        assert_eq!(sim.counters().frames_too_large, 0);
+        // Without them (guessing 169 B from two 128-byte lines), the 93-byte request
+        // goes out, and the device drops it without a word: a timeout.
+        let options = ClientOptions::default()
+            .with_retry(
+                RetryPolicy::default()
+                    .with_timeout(Duration::from_millis(500))
+                    .with_retries(0),
+            )
+            .with_read_params(false);
+        let client = serial_client(&sim, Pacing::default(), options)
+            .await
+            .unwrap();
+        assert_eq!(client.frame_limit(), 169);
+        let err = client.echo(&echo(93)).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Timeout { attempts: 1, .. }),
+            "{err:?}"
+        );
+        assert_eq!(sim.counters().frames_too_large, 1);
+        assert_eq!(client.echo(&echo(92)).await.unwrap(), echo(92));
+    }
+
+    #[tokio::test]
+    async fn port_that_vanishes() {
+        init_tracing();
+        // native_sim exits (its pseudo-terminal closes) while a request waits for a
+        // reply that will never come: the request ends at once, long before its timeout.
+        let sim = serial_sim(SerialConfig::pty(), 64 * 1024).await;
+        let patient = ClientOptions::default().with_retry(
+            RetryPolicy::default()
+                .with_timeout(Duration::from_secs(30))
+                .with_retries(0),
+        );
+        let client = serial_client(&sim, Pacing::default(), patient.clone())
+            .await
+            .unwrap();
+        sim.go_silent(Duration::from_secs(60));
+        let waiting = tokio::spawn(async move {
+            let result = client.echo("anyone there?").await;
+            (result, client)
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let vanished = Instant::now();
+        sim.shutdown().await;
+        let (result, client) = timeout(PATIENCE, waiting).await.unwrap().unwrap();
+        let ended = vanished.elapsed();
+        let err = result.unwrap_err();
+        assert!(matches!(err, ClientError::Closed), "{err:?}");
+        assert!(ended < Duration::from_secs(5), "ended after {ended:?}");
+        assert_eq!(err.to_string(), "client is closed");
+        // Every later request fails at once too.
+        let err = client.echo("still there?").await.unwrap_err();
+        assert!(matches!(err, ClientError::Closed), "{err:?}");
+        // An emulator's TCP serial port closing does the same.
+        let (listener, target) = listen().await;
+        let device = tokio::spawn(async move {
+            let (mut device, _) = listener.accept().await.unwrap();
+            read_request(&mut device).await;
+            drop(device); // the emulator is killed
+        });
+        let client = Client::connect_serial(target, patient.with_read_params(false))
+            .await
+            .unwrap();
+        let asked = Instant::now();
+        let err = client.echo("anyone there?").await.unwrap_err();
+        assert!(matches!(err, ClientError::Closed), "{err:?}");
+        assert!(asked.elapsed() < Duration::from_secs(5));
+        device.await.unwrap();
+    }
+}

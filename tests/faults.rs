@@ -9,6 +9,11 @@
 //!
 //! The matrix is printed as a Markdown table (`cargo test --test faults -- --nocapture`
 //! shows it on success; a failure always shows it).
+//!
+//! The serial column (`serial_fault_matrix`) runs the same rows, and rows of serial
+//! faults (lost lines, corrupted bytes), over a pseudo-terminal against a device shaped
+//! like native_sim's `serial` fixture, whose UART loses bursts of more than two lines:
+//! the client runs with its default pacing throughout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
@@ -17,13 +22,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use smp_client::messages::os::EchoRequest;
-use smp_client::udp::{UdpTarget, UdpTransport};
+use smp_client::udp::UdpTarget;
 use smp_client::{
     Client, ClientError, ClientOptions, FileTransferOptions, ImageUploadOptions, RetryPolicy,
+    Transport,
 };
 use smp_integration_tests::{init_tracing, quick_upload_options};
 use smp_mcuboot::{ImageBuilder, ImageVersion, sample_body};
-use smp_sim::{Delays, Faults, Silence, Sim, SimConfig};
+use smp_sim::{Delays, Faults, SerialConfig, Silence, Sim, SimConfig};
 use tokio::time::{Instant, sleep, timeout};
 
 /// Body of the uploaded image (the image adds its header and TLVs).
@@ -279,6 +285,26 @@ impl Data {
     }
 }
 
+impl Data {
+    /// What the serial cells move: less, as a paced line carries about 9 KB/s, and
+    /// echoes that fit the 380-byte frames of the serial device.
+    fn serial() -> Self {
+        let version: ImageVersion = "1.2.3".parse().unwrap();
+        Self {
+            image: ImageBuilder::new(version).build(&sample_body(SERIAL_DATA, 0xfa17)),
+            file: sample_body(SERIAL_DATA, 0xf11e),
+            echoes: (0..ECHOES)
+                .map(|i| {
+                    let filler: String = (0..(i * 97) % 350)
+                        .map(|j| char::from(b'a' + ((i + j) % 26) as u8))
+                        .collect();
+                    format!("echo {i} {filler}")
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The longest a request may take when every attempt times out.
 fn timeout_budget(policy: &RetryPolicy, cell: Cell) -> Duration {
     let first = match cell {
@@ -323,9 +349,9 @@ fn reboot_when(
     })
 }
 
-async fn run_cell(
+async fn run_cell<T: Transport + 'static>(
     sim: &Arc<Sim>,
-    client: &Client<UdpTransport>,
+    client: &Client<T>,
     data: &Data,
     row: &Row,
     index: usize,
@@ -387,9 +413,9 @@ async fn run_cell(
 }
 
 /// Runs one operation and checks its data against the device's.
-async fn operate(
+async fn operate<T: Transport + 'static>(
     sim: &Arc<Sim>,
-    client: &Client<UdpTransport>,
+    client: &Client<T>,
     data: &Data,
     cell: Cell,
 ) -> Outcome {
@@ -570,6 +596,134 @@ async fn fault_matrix() {
     assert!(
         failures.is_empty(),
         "fault matrix failures:\n{}\n{table}",
+        failures.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The serial column: the same cells over a pseudo-terminal.
+
+/// Size of the serial cells' image body and file.
+const SERIAL_DATA: usize = 16 * 1024;
+
+/// The rows of the matrix, then the faults only a serial line has. Every row runs
+/// against a UART that loses a line arriving while its two line buffers are taken.
+fn serial_rows() -> Vec<Row> {
+    let mut rows = rows();
+    let base = rows[0].clone();
+    assert_eq!(base.faults, Faults::none(), "the first row has no fault");
+    let f = Faults::none;
+    rows.extend([
+        Row {
+            name: "serial: lost lines 2% (either way)",
+            faults: Faults {
+                drop_lines: 0.02,
+                ..f()
+            },
+            ..base.clone()
+        },
+        Row {
+            // CRC16 catches every changed byte: the frame is dropped, never taken
+            // for another, so the data must be identical.
+            name: "serial: a byte corrupted in 5% of lines (either way)",
+            faults: Faults {
+                corrupt_lines: 0.05,
+                ..f()
+            },
+            ..base.clone()
+        },
+        Row {
+            name: "serial: lost lines 1%, corrupted 1%, requests lost 5%",
+            faults: Faults {
+                drop_lines: 0.01,
+                corrupt_lines: 0.01,
+                drop_requests: 0.05,
+                ..f()
+            },
+            ..base
+        },
+    ]);
+    rows
+}
+
+/// Runs a whole row on a serial device of its own, over a pseudo-terminal.
+async fn run_serial_row(index: usize, row: Row, data: Arc<Data>) -> Vec<CellResult> {
+    // native_sim's `serial` fixture: 4 buffers of 384 B, 128-byte lines, 2 line buffers.
+    let config = SimConfig {
+        buf_count: 4,
+        buf_size: 384,
+        delays: row.delays,
+        ..SimConfig::default()
+    };
+    let sim = Arc::new(
+        Sim::start_serial(config, SerialConfig::pty())
+            .await
+            .unwrap(),
+    );
+    let options = ClientOptions::default().with_retry(row.policy.clone());
+    let target = sim.serial_target().unwrap();
+    let client = Client::connect_serial(target, options)
+        .await
+        .expect("connects to the simulated device's pty");
+    client
+        .upload_file(
+            FILE_NAME,
+            &data.file,
+            &FileTransferOptions::default(),
+            |_| {},
+        )
+        .await
+        .expect("the file is uploaded without faults");
+    assert_eq!(sim.file(FILE_NAME).as_deref(), Some(&data.file[..]));
+    let mut results = Vec::new();
+    for cell in Cell::ALL {
+        // Seeds of their own, apart from the UDP column's.
+        results.push(run_cell(&sim, &client, &data, &row, index + 0x100, cell).await);
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_fault_matrix() {
+    init_tracing();
+    let data = Arc::new(Data::serial());
+    let rows = serial_rows();
+    // Serial rows mostly wait for the pacing of their lines: more of them at once.
+    let limit = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for (index, row) in rows.iter().cloned().enumerate() {
+        let (data, limit) = (data.clone(), limit.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await.unwrap();
+            run_serial_row(index, row, data).await
+        }));
+    }
+    let kib = SERIAL_DATA / 1024;
+    let mut table = format!(
+        "\n| fault (serial, pty) | image upload ({kib} KiB) | file download ({kib} KiB) | 30 echoes |\n|---|---|---|---|\n",
+    );
+    let mut failures = Vec::new();
+    for (row, task) in rows.iter().zip(tasks) {
+        let results = match task.await {
+            Ok(results) => results,
+            Err(err) => {
+                failures.push(format!("{}: the row panicked: {err}", row.name));
+                let _ = writeln!(table, "| {} | PANIC | PANIC | PANIC |", row.name);
+                continue;
+            }
+        };
+        let cells: Vec<String> = results.iter().map(show).collect();
+        let _ = writeln!(table, "| {} | {} |", row.name, cells.join(" | "));
+        for (cell, result) in Cell::ALL.iter().zip(&results) {
+            if let Some(why) = verdict(row, result) {
+                failures.push(format!("{} / {cell:?}: {why}", row.name));
+            }
+        }
+    }
+    println!("{table}");
+    assert!(
+        failures.is_empty(),
+        "serial fault matrix failures:\n{}\n{table}",
         failures.join("\n")
     );
 }

@@ -88,3 +88,72 @@ pub fn test_image(len: usize, seed: u64, version: &str) -> Vec<u8> {
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     smp_client::ErrorChain(err).to_string()
 }
+
+/// A simulated device shaped like native_sim's `serial` fixture (4 SMP buffers of
+/// 384 B), with `slot_size` slots, serving serial as `serial` says.
+pub async fn serial_sim(serial: smp_sim::SerialConfig, slot_size: usize) -> smp_sim::Sim {
+    smp_sim::Sim::start_serial(
+        smp_sim::SimConfig {
+            buf_count: 4,
+            buf_size: 384,
+            slot_size,
+            ..smp_sim::SimConfig::default()
+        },
+        serial,
+    )
+    .await
+    .expect("the simulated device serves serial")
+}
+
+/// A client of the serial port of `sim`, with the port's settings and `pacing`.
+pub async fn serial_client(
+    sim: &smp_sim::Sim,
+    pacing: smp_client::serial::Pacing,
+    options: smp_client::ClientOptions,
+) -> Result<smp_client::Client<smp_client::serial::SerialTransport>, smp_client::ClientError> {
+    let target = sim.serial_target().expect("the device serves serial");
+    let serial_options = target.options().clone().pacing(pacing);
+    smp_client::Client::connect_serial(target.with_options(serial_options), options).await
+}
+
+/// Standard base64 with padding, for hand-made console lines.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A console packet as a device would send it, with any length field and CRC, even
+/// wrong ones: `length (u16 BE) | frame | crc (u16 BE)`.
+pub fn console_packet(frame: &[u8], length: u16, crc: u16) -> Vec<u8> {
+    let mut packet = length.to_be_bytes().to_vec();
+    packet.extend_from_slice(frame);
+    packet.extend_from_slice(&crc.to_be_bytes());
+    packet
+}
+
+/// `packet` in base64 as console lines of `chars` characters (a multiple of 4): the
+/// first starting `06 09`, the others `04 14`, each ending with a newline.
+pub fn console_lines(packet: &[u8], chars: usize) -> Vec<u8> {
+    let text = base64(packet);
+    let mut out = Vec::new();
+    for (i, line) in text.as_bytes().chunks(chars).enumerate() {
+        out.extend_from_slice(if i == 0 { b"\x06\x09" } else { b"\x04\x14" });
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out
+}

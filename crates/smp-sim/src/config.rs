@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use smp_mcuboot::ImageVersion;
+use smp_serial::Framing;
 
 /// Zephyr's default number of SMP buffers on UDP (`CONFIG_MCUMGR_TRANSPORT_NETBUF_COUNT`).
 pub const DEFAULT_BUF_COUNT: usize = 2;
@@ -65,6 +66,82 @@ impl Default for SimConfig {
             legacy_rc: false,
             delays: Delays::default(),
             faults: Faults::default(),
+        }
+    }
+}
+
+/// Where a simulated device's serial port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SerialListen {
+    /// A new pseudo-terminal (Unix only), as native_sim's UART: the device holds the
+    /// controlling end, a client opens the terminal by its path
+    /// ([`Sim::serial_target`](crate::Sim::serial_target)), again after closing it if it
+    /// likes.
+    Pty,
+    /// A TCP server socket, as an emulator's serial chardev (`-chardev
+    /// socket,server=on`): each connection is a serial line to the same device, and
+    /// replies go to the connection that sent the request. Port 0 picks a free port.
+    Tcp(SocketAddr),
+}
+
+/// The serial side of a simulated device: its port, its framing, and the UART receive
+/// path of Zephyr's MCUmgr serial transport (`uart_mcumgr.c`), with its limits.
+///
+/// `Default` is native_sim's `serial` fixture on a pseudo-terminal: console framing,
+/// 128-byte lines, two line buffers that a burst of more than two lines overruns. Its
+/// SMP buffers are the [`SimConfig`]'s (that fixture has `buf_count` 4 of `buf_size`
+/// 384).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialConfig {
+    /// Where the port is.
+    pub listen: SerialListen,
+    /// How frames are put on the line, both ways.
+    pub framing: Framing,
+    /// The longest line the device takes, newline included
+    /// (`CONFIG_UART_MCUMGR_RX_BUF_SIZE`; a longer line is dropped), and the line length
+    /// its replies are cut to. Console framing only.
+    pub line_length: usize,
+    /// The UART's line buffers (`CONFIG_UART_MCUMGR_RX_BUF_COUNT`, 2 by default): each
+    /// received line takes one until the work queue has taken the line in, and a line
+    /// that starts while all are taken is lost (a burst overrun). `None`: as many as it
+    /// takes (native_sim's `bigrx` variant). Console framing only.
+    pub rx_line_buffers: Option<usize>,
+    /// How long a received line holds its buffer. native_sim's UART takes input about
+    /// every 10 ms and hands the lines to the work queue then, so a line written less
+    /// than that after two others finds no buffer.
+    pub rx_hold: Duration,
+}
+
+impl SerialConfig {
+    /// The line buffers of Zephyr's UART transport by default, and of native_sim's
+    /// `serial` fixture.
+    pub const DEFAULT_RX_LINE_BUFFERS: usize = 2;
+    /// How long a line holds its buffer by default: native_sim's UART polling period.
+    pub const DEFAULT_RX_HOLD: Duration = Duration::from_millis(10);
+
+    /// The defaults on a new pseudo-terminal.
+    pub fn pty() -> Self {
+        Self::default()
+    }
+
+    /// The defaults on a TCP server socket at `addr`.
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self {
+            listen: SerialListen::Tcp(addr),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for SerialConfig {
+    fn default() -> Self {
+        Self {
+            listen: SerialListen::Pty,
+            framing: Framing::Console,
+            line_length: smp_serial::console::DEFAULT_LINE_LENGTH,
+            rx_line_buffers: Some(Self::DEFAULT_RX_LINE_BUFFERS),
+            rx_hold: Self::DEFAULT_RX_HOLD,
         }
     }
 }
@@ -132,6 +209,12 @@ pub struct Faults {
     pub ebusy: f64,
     /// Stop answering for a while.
     pub silence: Option<Silence>,
+    /// Lose a serial line, either way (console framing only): the frame it belonged to
+    /// is lost with it, as the receiver finds it incomplete.
+    pub drop_lines: f64,
+    /// Replace one byte of a serial line by another, either way (console framing only):
+    /// the CRC16, or the base64 or line structure, gives the frame away and it is dropped.
+    pub corrupt_lines: f64,
 }
 
 /// The device goes deaf and mute: every datagram received in the window is lost.
@@ -158,6 +241,8 @@ impl Default for Faults {
             enomem: 0.0,
             ebusy: 0.0,
             silence: None,
+            drop_lines: 0.0,
+            corrupt_lines: 0.0,
         }
     }
 }
@@ -168,7 +253,8 @@ impl Faults {
         Self::default()
     }
 
-    /// Whether any fault acts on replies.
+    /// Whether any fault acts on reply frames (serial line faults act after framing and
+    /// do not count here).
     pub fn touches_replies(&self) -> bool {
         [
             self.drop_replies,

@@ -1,8 +1,10 @@
-//! `smp-sim`: run a simulated Zephyr SMP device on a UDP port until interrupted.
+//! `smp-sim`: run a simulated Zephyr SMP device on a UDP port, and a serial port if
+//! asked, until interrupted.
 //!
 //! Prints `smp-sim listening on ADDRESS` on stdout once ready (the port chosen when
-//! `--addr` asks for port 0), logs every request to stderr, and stops on Ctrl-C or
-//! SIGTERM.
+//! `--addr` asks for port 0), then, with `--serial`, `smp-sim serial on PORT` (a
+//! pseudo-terminal's path, or `socket://HOST:PORT`); logs every request to stderr, and
+//! stops on Ctrl-C or SIGTERM.
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
@@ -13,16 +15,44 @@ use std::time::Duration;
 
 use clap::Parser;
 use smp_sim::mcuboot::ImageVersion;
-use smp_sim::{Delays, Faults, Silence, Sim, SimConfig};
+use smp_sim::serial::Framing;
+use smp_sim::{Delays, Faults, SerialConfig, SerialListen, Silence, Sim, SimConfig};
 
-/// A simulated Zephyr SMP (MCUmgr) device over UDP, with Zephyr's limits and faults on
-/// demand.
+/// The UDP address without `--addr` and without `--serial`.
+const DEFAULT_ADDR: &str = "127.0.0.1:1337";
+
+/// A simulated Zephyr SMP (MCUmgr) device over UDP, and over a serial port if asked,
+/// with Zephyr's limits and faults on demand.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Args {
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:1337")]
-    addr: SocketAddr,
+    /// UDP address to listen on; port 0 picks a free port. [default: 127.0.0.1:1337,
+    /// or 127.0.0.1:0 with --serial]
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Also serve a serial port: `pty` (a new pseudo-terminal, as native_sim's UART) or
+    /// `tcp:HOST:PORT` (a TCP server, as an emulator's serial chardev; port 0 picks a
+    /// free one). Prints `smp-sim serial on PATH` or `... on socket://HOST:PORT`.
+    #[arg(long, value_name = "pty|tcp:ADDR", value_parser = parse_serial)]
+    serial: Option<SerialListen>,
+    /// Serial framing.
+    #[arg(long, value_enum, default_value_t = FramingArg::Console, requires = "serial")]
+    framing: FramingArg,
+    /// Longest serial line the device takes, newline included, and the length of the
+    /// lines of its replies (console framing).
+    #[arg(long, default_value_t = smp_sim::serial::console::DEFAULT_LINE_LENGTH, requires = "serial")]
+    line_length: usize,
+    /// UART line buffers: a line that starts while all hold unprocessed lines is lost
+    /// (a burst overrun, as on native_sim without bigrx).
+    #[arg(long, default_value_t = SerialConfig::DEFAULT_RX_LINE_BUFFERS, requires = "serial")]
+    rx_line_buffers: usize,
+    /// As many UART line buffers as it takes: no burst overrun (native_sim's bigrx).
+    #[arg(long, conflicts_with = "rx_line_buffers", requires = "serial")]
+    bigrx: bool,
+    /// How long a received line holds its UART line buffer, in milliseconds
+    /// (native_sim's UART polling period).
+    #[arg(long, default_value_t = 10.0, value_name = "MS", requires = "serial")]
+    rx_hold_ms: f64,
     /// SMP buffers shared by requests and replies (Zephyr's UDP default: 2).
     #[arg(long, default_value_t = smp_sim::DEFAULT_BUF_COUNT)]
     buf_count: usize,
@@ -103,10 +133,48 @@ struct Args {
     /// How long the silence lasts, in milliseconds.
     #[arg(long, value_name = "MS", requires = "silent_after")]
     silent_ms: Option<f64>,
+    /// Fraction of serial lines lost, either way (console framing).
+    #[arg(long, default_value_t = 0.0, value_name = "P", requires = "serial")]
+    drop_lines: f64,
+    /// Fraction of serial lines with one byte corrupted, either way (console framing).
+    #[arg(long, default_value_t = 0.0, value_name = "P", requires = "serial")]
+    corrupt_lines: f64,
 
     /// More logs (-v: every request; -vv: protocol details).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// The serial framings, as `--framing` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FramingArg {
+    /// Base64 lines with a length and CRC16 (Zephyr's SMP over console/UART).
+    Console,
+    /// The bare frame (Zephyr's raw UART transport).
+    Raw,
+    /// The frame and its CRC16, COBS-encoded (MCUboot's raw COBS serial recovery).
+    Cobs,
+}
+
+impl From<FramingArg> for Framing {
+    fn from(framing: FramingArg) -> Self {
+        match framing {
+            FramingArg::Console => Framing::Console,
+            FramingArg::Raw => Framing::Raw,
+            FramingArg::Cobs => Framing::RawCobs,
+        }
+    }
+}
+
+fn parse_serial(value: &str) -> Result<SerialListen, String> {
+    match value.split_once(':') {
+        None if value == "pty" => Ok(SerialListen::Pty),
+        Some(("tcp", addr)) => addr
+            .parse()
+            .map(SerialListen::Tcp)
+            .map_err(|e| format!("{addr:?} is not an address and port: {e}")),
+        _ => Err("expected `pty` or `tcp:HOST:PORT` (e.g. tcp:127.0.0.1:0)".to_owned()),
+    }
 }
 
 fn ms(value: f64) -> Duration {
@@ -125,12 +193,19 @@ impl Args {
             ("--corrupt-replies", self.corrupt_replies),
             ("--enomem", self.enomem),
             ("--ebusy", self.ebusy),
+            ("--drop-lines", self.drop_lines),
+            ("--corrupt-lines", self.corrupt_lines),
         ];
         if let Some((name, p)) = probabilities.iter().find(|(_, p)| !(0.0..=1.0).contains(p)) {
             return Err(format!("{name} is a probability between 0 and 1, not {p}"));
         }
+        let addr = match (self.addr, self.serial) {
+            (Some(addr), _) => addr,
+            (None, Some(_)) => SocketAddr::from(([127, 0, 0, 1], 0)),
+            (None, None) => DEFAULT_ADDR.parse().map_err(|e| format!("{e}"))?,
+        };
         Ok(SimConfig {
-            addr: self.addr,
+            addr,
             buf_count: self.buf_count,
             buf_size: self.buf_size,
             mtu: self.mtu,
@@ -165,7 +240,19 @@ impl Args {
                         after_requests: after,
                         duration: ms(duration),
                     }),
+                drop_lines: self.drop_lines,
+                corrupt_lines: self.corrupt_lines,
             },
+        })
+    }
+
+    fn serial_config(&self) -> Option<SerialConfig> {
+        self.serial.map(|listen| SerialConfig {
+            listen,
+            framing: self.framing.into(),
+            line_length: self.line_length,
+            rx_line_buffers: (!self.bigrx).then_some(self.rx_line_buffers),
+            rx_hold: ms(self.rx_hold_ms),
         })
     }
 }
@@ -206,7 +293,11 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let sim = match Sim::start(config).await {
+        let started = match args.serial_config() {
+            Some(serial) => Sim::start_serial(config, serial).await,
+            None => Sim::start(config).await,
+        };
+        let sim = match started {
             Ok(sim) => sim,
             Err(e) => {
                 let mut message = e.to_string();
@@ -220,6 +311,9 @@ fn main() -> ExitCode {
             }
         };
         println!("smp-sim listening on {}", sim.addr());
+        if let Some(target) = sim.serial_target() {
+            println!("smp-sim serial on {target}");
+        }
         let _ = std::io::stdout().flush();
         wait_for_stop().await;
         sim.shutdown().await;

@@ -1,9 +1,11 @@
-//! The network side: a UDP socket, Zephyr's buffer pool, one work queue, and the
-//! faults between them and the client.
+//! The network side: Zephyr's buffer pool, one work queue, the faults between them and
+//! the client, and the UDP socket. The serial port (`serial_port`) feeds the same work queue
+//! through [`arrived`].
 //!
 //! ```text
 //! socket ─recv─▶ [request faults, latency] ─▶ buffer pool ─▶ work queue (Device)
-//!    ▲                                       (full: drop)         │
+//!  (or serial)                               (full: drop)         │
+//!    ▲                                                            │
 //!    └──────send── [reply faults, latency] ◀── replies ◀──────────┘
 //! ```
 
@@ -41,6 +43,8 @@ pub(crate) struct Shared {
     latency: Duration,
     /// Boot time after a reset.
     boot: Duration,
+    /// Reboots so far: a serial port forgets the lines it was receiving at each.
+    pub(crate) boots: AtomicU64,
 }
 
 impl Shared {
@@ -53,6 +57,7 @@ impl Shared {
             mtu: config.mtu,
             latency: config.delays.one_way_latency,
             boot: config.delays.boot,
+            boots: AtomicU64::new(0),
             device: Mutex::new(device),
         }
     }
@@ -78,6 +83,16 @@ pub(crate) struct FaultState {
 }
 
 impl FaultState {
+    /// True with probability `p`, from the fault generator.
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
+        self.rng.chance(p)
+    }
+
+    /// A uniform index below `n`, from the fault generator.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        self.rng.below(n)
+    }
+
     fn new(faults: Faults) -> Self {
         Self {
             rng: Rng::new(faults.seed),
@@ -138,67 +153,92 @@ pub(crate) struct Counters {
     pub(crate) processed: AtomicU64,
     pub(crate) replies_sent: AtomicU64,
     pub(crate) replies_dropped: AtomicU64,
+    pub(crate) lines_received: AtomicU64,
+    pub(crate) lines_overrun: AtomicU64,
+    pub(crate) lines_too_long: AtomicU64,
+    pub(crate) lines_dropped_by_fault: AtomicU64,
+    pub(crate) lines_corrupted: AtomicU64,
+    pub(crate) frames_damaged: AtomicU64,
+    pub(crate) frames_too_large: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64) {
+pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A datagram waiting in a buffer for the work queue.
+/// Where a request came from, and so where its replies go.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyTo {
+    /// A UDP peer.
+    Udp {
+        socket: Arc<UdpSocket>,
+        peer: SocketAddr,
+    },
+    /// A serial line: reply frames go to its writer, which frames them.
+    Serial(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+/// A request (a datagram, or a serial frame) waiting in a buffer for the work queue.
 struct Job {
     datagram: Vec<u8>,
-    peer: SocketAddr,
+    reply_to: ReplyTo,
     _buffer: Buffer,
 }
 
-/// Starts the device's tasks on the current runtime.
-pub(crate) fn spawn(socket: UdpSocket, shared: Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
-    let socket = Arc::new(socket);
+type Datagram = (Vec<u8>, ReplyTo);
+
+/// The way into the work queue, past the request faults and latency.
+#[derive(Debug, Clone)]
+pub(crate) struct Inlet {
+    jobs: mpsc::UnboundedSender<Job>,
+    delayed: mpsc::UnboundedSender<(Instant, Datagram)>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("len", &self.datagram.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the device's work queue and reply stages on the current runtime; requests
+/// come in through the returned [`Inlet`].
+pub(crate) fn spawn_device(shared: &Arc<Shared>) -> (Vec<tokio::task::JoinHandle<()>>, Inlet) {
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let (replies_tx, replies_rx) = mpsc::unbounded_channel();
     let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
-    vec![
-        tokio::spawn(receive(
-            Arc::clone(&socket),
-            Arc::clone(&shared),
-            inbound_tx,
-            jobs_tx.clone(),
-        )),
+    let inlet = Inlet {
+        jobs: jobs_tx.clone(),
+        delayed: inbound_tx,
+    };
+    let tasks = vec![
         tokio::spawn(delay_line(inbound_rx, {
-            let shared = Arc::clone(&shared);
-            move |(datagram, peer)| admit(&shared, &jobs_tx, datagram, peer)
+            let shared = Arc::clone(shared);
+            move |(datagram, reply_to)| admit(&shared, &jobs_tx, datagram, reply_to)
         })),
-        tokio::spawn(work(
-            Arc::clone(&shared),
-            Arc::clone(&socket),
-            jobs_rx,
-            replies_tx,
-        )),
-        tokio::spawn(reply_faults(
-            Arc::clone(&shared),
-            Arc::clone(&socket),
-            replies_rx,
-            outbound_tx,
-        )),
-        tokio::spawn(delay_line(
-            outbound_rx,
-            move |(reply, peer): (Vec<u8>, SocketAddr)| {
-                send_now(&socket, &shared, &reply, peer);
-            },
-        )),
-    ]
+        tokio::spawn(work(Arc::clone(shared), jobs_rx, replies_tx)),
+        tokio::spawn(reply_faults(Arc::clone(shared), replies_rx, outbound_tx)),
+        tokio::spawn(delay_line(outbound_rx, {
+            let shared = Arc::clone(shared);
+            move |(reply, to): Datagram| send_now(&shared, reply, &to)
+        })),
+    ];
+    (tasks, inlet)
 }
 
-type Datagram = (Vec<u8>, SocketAddr);
-
-/// Reads datagrams, applies request faults and latency, and hands them on.
-async fn receive(
-    socket: Arc<UdpSocket>,
+/// Starts serving UDP on `socket`.
+pub(crate) fn spawn_udp(
+    socket: UdpSocket,
     shared: Arc<Shared>,
-    delayed: mpsc::UnboundedSender<(Instant, Datagram)>,
-    jobs: mpsc::UnboundedSender<Job>,
-) {
+    inlet: Inlet,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(receive(Arc::new(socket), shared, inlet))
+}
+
+/// Reads datagrams and hands them on.
+async fn receive(socket: Arc<UdpSocket>, shared: Arc<Shared>, inlet: Inlet) {
     let mut buf = vec![0u8; RECEIVE_BUFFER];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf).await {
@@ -209,45 +249,58 @@ async fn receive(
                 continue;
             }
         };
-        bump(&shared.counters.received);
         if len > shared.mtu {
             debug!(len, mtu = shared.mtu, "datagram longer than the MTU: cut");
         }
         let datagram = buf[..len.min(shared.mtu)].to_vec();
-        let copies = {
-            let mut f = shared.faults();
-            f.received += 1;
-            let now = Instant::now();
-            if let Some(silence) = f.faults.silence {
-                if f.received == silence.after_requests + 1 {
-                    debug!(duration = ?silence.duration, "fault: device goes silent");
-                    f.silent_until = Some(now + silence.duration);
-                }
-            }
-            if f.silent_until.is_some_and(|until| now < until) {
-                0
-            } else {
-                let (drop, dup) = (f.faults.drop_requests, f.faults.duplicate_requests);
-                if f.rng.chance(drop) {
-                    0
-                } else if f.rng.chance(dup) {
-                    2
-                } else {
-                    1
-                }
-            }
+        let reply_to = ReplyTo::Udp {
+            socket: Arc::clone(&socket),
+            peer,
         };
-        if copies == 0 {
-            trace!(len, %peer, "fault: request dropped");
-            bump(&shared.counters.dropped_by_fault);
-            continue;
-        }
-        for _ in 0..copies {
-            if shared.latency.is_zero() {
-                admit(&shared, &jobs, datagram.clone(), peer);
-            } else {
-                let _ = delayed.send((Instant::now() + shared.latency, (datagram.clone(), peer)));
+        arrived(&shared, &inlet, datagram, reply_to);
+    }
+}
+
+/// A request arrived (a datagram, or a frame off the serial line): applies request
+/// faults and latency, and hands it to the work queue.
+pub(crate) fn arrived(shared: &Arc<Shared>, inlet: &Inlet, datagram: Vec<u8>, reply_to: ReplyTo) {
+    bump(&shared.counters.received);
+    let copies = {
+        let mut f = shared.faults();
+        f.received += 1;
+        let now = Instant::now();
+        if let Some(silence) = f.faults.silence {
+            if f.received == silence.after_requests + 1 {
+                debug!(duration = ?silence.duration, "fault: device goes silent");
+                f.silent_until = Some(now + silence.duration);
             }
+        }
+        if f.silent_until.is_some_and(|until| now < until) {
+            0
+        } else {
+            let (drop, dup) = (f.faults.drop_requests, f.faults.duplicate_requests);
+            if f.rng.chance(drop) {
+                0
+            } else if f.rng.chance(dup) {
+                2
+            } else {
+                1
+            }
+        }
+    };
+    if copies == 0 {
+        trace!(len = datagram.len(), "fault: request dropped");
+        bump(&shared.counters.dropped_by_fault);
+        return;
+    }
+    for _ in 0..copies {
+        if shared.latency.is_zero() {
+            admit(shared, &inlet.jobs, datagram.clone(), reply_to.clone());
+        } else {
+            let _ = inlet.delayed.send((
+                Instant::now() + shared.latency,
+                (datagram.clone(), reply_to.clone()),
+            ));
         }
     }
 }
@@ -258,18 +311,18 @@ fn admit(
     shared: &Arc<Shared>,
     jobs: &mpsc::UnboundedSender<Job>,
     datagram: Vec<u8>,
-    peer: SocketAddr,
+    reply_to: ReplyTo,
 ) {
     match Pool::take(shared) {
         Some(buffer) => {
             let _ = jobs.send(Job {
                 datagram,
-                peer,
+                reply_to,
                 _buffer: buffer,
             });
         }
         None => {
-            debug!(len = datagram.len(), %peer, "no free buffer: datagram dropped");
+            debug!(len = datagram.len(), "no free buffer: request dropped");
             bump(&shared.counters.dropped_no_buffer);
         }
     }
@@ -278,7 +331,6 @@ fn admit(
 /// The single work queue: one datagram at a time, in arrival order.
 async fn work(
     shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     replies: mpsc::UnboundedSender<Datagram>,
 ) {
@@ -309,9 +361,9 @@ async fn work(
         let direct = shared.latency.is_zero() && !shared.faults().faults.touches_replies();
         for answer in answers {
             if direct {
-                send_now(&socket, &shared, &answer, job.peer);
+                send_now(&shared, answer, &job.reply_to);
             } else {
-                let _ = replies.send((answer, job.peer));
+                let _ = replies.send((answer, job.reply_to.clone()));
             }
         }
         drop(reply_buffer);
@@ -326,13 +378,12 @@ async fn work(
 /// them at once without latency).
 async fn reply_faults(
     shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
     mut replies: mpsc::UnboundedReceiver<Datagram>,
     outbound: mpsc::UnboundedSender<(Instant, Datagram)>,
 ) {
     let out = |reply: Datagram| {
         if shared.latency.is_zero() {
-            send_now(&socket, &shared, &reply.0, reply.1);
+            send_now(&shared, reply.0, &reply.1);
         } else {
             let _ = outbound.send((Instant::now() + shared.latency, reply));
         }
@@ -352,7 +403,7 @@ async fn reply_faults(
         } else {
             replies.recv().await
         };
-        let Some((mut reply, peer)) = next else {
+        let Some((mut reply, to)) = next else {
             return;
         };
         let (drop, duplicate, reorder, delay) = {
@@ -378,22 +429,22 @@ async fn reply_faults(
         let copies = if duplicate { 2 } else { 1 };
         if let Some(delay) = delay {
             trace!(?delay, "fault: reply delayed");
-            let (shared, socket) = (Arc::clone(&shared), Arc::clone(&socket));
+            let shared = Arc::clone(&shared);
             tokio::spawn(async move {
                 tokio::time::sleep(delay + shared.latency).await;
                 for _ in 0..copies {
-                    send_now(&socket, &shared, &reply, peer);
+                    send_now(&shared, reply.clone(), &to);
                 }
             });
             continue;
         }
         if reorder && held.is_none() {
             trace!("fault: reply held back");
-            held = Some((reply, peer));
+            held = Some((reply, to));
             continue;
         }
         for _ in 0..copies {
-            out((reply.clone(), peer));
+            out((reply.clone(), to.clone()));
         }
         if let Some(late) = held.take() {
             out(late);
@@ -429,13 +480,23 @@ async fn sleep_until_some(due: Option<Instant>) {
     }
 }
 
-fn send_now(socket: &UdpSocket, shared: &Shared, reply: &[u8], peer: SocketAddr) {
-    match socket.try_send_to(reply, peer) {
-        Ok(_) => bump(&shared.counters.replies_sent),
-        Err(e) => {
-            warn!(%e, %peer, len = reply.len(), "reply not sent");
-            bump(&shared.counters.replies_dropped);
-        }
+fn send_now(shared: &Shared, reply: Vec<u8>, to: &ReplyTo) {
+    match to {
+        ReplyTo::Udp { socket, peer } => match socket.try_send_to(&reply, *peer) {
+            Ok(_) => bump(&shared.counters.replies_sent),
+            Err(e) => {
+                warn!(%e, %peer, len = reply.len(), "reply not sent");
+                bump(&shared.counters.replies_dropped);
+            }
+        },
+        // Counted as sent once on its way to the line; the line's faults act later.
+        ReplyTo::Serial(line) => match line.send(reply) {
+            Ok(()) => bump(&shared.counters.replies_sent),
+            Err(_) => {
+                debug!("reply not sent: the serial connection is gone");
+                bump(&shared.counters.replies_dropped);
+            }
+        },
     }
 }
 
@@ -443,6 +504,7 @@ fn send_now(socket: &UdpSocket, shared: &Shared, reply: &[u8], peer: SocketAddr)
 /// its boot time.
 pub(crate) fn reboot(shared: &Shared) {
     shared.device().reboot();
+    shared.boots.fetch_add(1, Ordering::AcqRel);
     let boot = shared.boot;
     if !boot.is_zero() {
         shared.faults().silent_until = Some(tokio::time::Instant::now() + boot);
