@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use smp_client::serial::{Framing, SerialTarget};
 use smp_client::udp::UdpTarget;
 
 use crate::reference;
@@ -40,11 +41,14 @@ Exit status:
      stopped, and the same command resumes it
 
 Environment:
-  SMP_UDP   the device's address when --udp is not given";
+  SMP_UDP     the device's address when --udp is not given
+  SMP_SERIAL  the device's serial port when --serial is not given (a device named on the
+              command line wins over the other variable)";
 
-/// Manage Zephyr/MCUboot devices over SMP (MCUmgr) on UDP.
+/// Manage Zephyr/MCUboot devices over SMP (MCUmgr) on UDP or a serial line.
 ///
-/// Every command sends its request to the device given by --udp (or SMP_UDP) and prints
+/// Every command sends its request to the device given by --udp or --serial (or SMP_UDP,
+/// SMP_SERIAL) and prints
 /// the answer; `image info` and `completions` need no device.
 #[derive(Debug, Parser)]
 #[command(name = "smp", version, after_long_help = AFTER_HELP)]
@@ -70,6 +74,28 @@ pub(crate) struct GlobalOptions {
         value_parser = parse_target
     )]
     pub(crate) udp: Option<UdpTarget>,
+
+    /// The device on a serial line: a port (`/dev/ttyACM0`, `/dev/ttyUSB0`, a
+    /// pseudo-terminal such as `/dev/pts/3`) or `socket://HOST:PORT` (an emulator's
+    /// serial chardev, ser2net). Instead of --udp.
+    #[arg(long, global = true, env = "SMP_SERIAL", value_name = "DEVICE")]
+    pub(crate) serial: Option<String>,
+
+    /// Baud rate of the serial port (meaningless for pseudo-terminals, TCP and USB CDC
+    /// ACM, which run at the speed of the host).
+    #[arg(long, global = true, value_name = "RATE", default_value_t = 115_200)]
+    pub(crate) baud: u32,
+
+    /// Serial console framing: the most bytes in one line, as the device's
+    /// `CONFIG_UART_MCUMGR_RX_BUF_SIZE` takes them.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 128)]
+    pub(crate) line_length: usize,
+
+    /// How frames travel on the serial line: console (base64 lines, Zephyr's default and
+    /// MCUboot serial recovery's), raw (Zephyr's raw UART transport) or cobs (MCUboot's
+    /// raw COBS serial recovery).
+    #[arg(long, global = true, value_enum, default_value_t = FramingArg::Console)]
+    pub(crate) framing: FramingArg,
 
     /// Link MTU in bytes: every request is sized to fit one datagram.
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 1500)]
@@ -102,6 +128,81 @@ pub(crate) struct GlobalOptions {
     /// CBOR in diagnostic notation and the frames in hex.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub(crate) verbose: u8,
+
+    /// The device, from --udp or --serial, once `main` has checked them.
+    #[arg(skip)]
+    pub(crate) resolved: Option<Target>,
+}
+
+/// How frames travel on a serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FramingArg {
+    /// Base64 lines with a length and a CRC16 (SMP over console/UART).
+    Console,
+    /// The bare frame.
+    Raw,
+    /// The frame and a CRC16, COBS-encoded.
+    Cobs,
+}
+
+/// The device a command talks to: over UDP or a serial line.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// `--udp`.
+    Udp(UdpTarget),
+    /// `--serial`, with its baud rate and framing.
+    Serial(SerialTarget),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Udp(target) => target.fmt(f),
+            Self::Serial(target) => target.fmt(f),
+        }
+    }
+}
+
+impl GlobalOptions {
+    /// The device the options name: --udp or --serial (each also from its environment
+    /// variable); `None` when neither is given. Both on the command line is a usage
+    /// error; one on the command line wins over the other's environment variable.
+    pub(crate) fn target(&self) -> Result<Option<Target>, String> {
+        let serial = match &self.serial {
+            Some(device) => {
+                let target: SerialTarget = device.parse().map_err(|err| {
+                    format!("--serial {device}: {}", smp_client::ErrorChain(&err))
+                })?;
+                let framing = match self.framing {
+                    FramingArg::Console => Framing::Console,
+                    FramingArg::Raw => Framing::Raw,
+                    FramingArg::Cobs => Framing::RawCobs,
+                };
+                let options = target
+                    .options()
+                    .clone()
+                    .framing(framing)
+                    .line_length(self.line_length);
+                Some(target.with_baud_rate(self.baud).with_options(options))
+            }
+            None => None,
+        };
+        let udp = self
+            .udp
+            .clone()
+            .map(|target| target.with_mtu(usize::from(self.mtu)));
+        Ok(match (udp, serial) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "--udp and --serial both name a device: give one (unset SMP_UDP or SMP_SERIAL)"
+                        .to_owned(),
+                );
+            }
+            (Some(udp), None) => Some(Target::Udp(udp)),
+            (None, Some(serial)) => Some(Target::Serial(serial)),
+            (None, None) => None,
+        })
+    }
 }
 
 /// The command groups.

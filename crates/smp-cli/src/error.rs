@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 use smp_client::header::group;
 use smp_client::transport::HumanDuration;
-use smp_client::udp::UdpTarget;
 use smp_client::{ClientError, DeviceError, ErrorScope, Progress, TransportError};
+
+use crate::cli::Target;
 
 /// Exit statuses (documented in `reference.md` and `smp --help`).
 pub(crate) mod exit {
@@ -163,7 +164,7 @@ impl ErrorReport {
     }
 
     /// The report of `err`, which `command` hit talking to `target`.
-    pub(crate) fn new(err: &CliError, command: &str, target: Option<&UdpTarget>) -> Self {
+    pub(crate) fn new(err: &CliError, command: &str, target: Option<&Target>) -> Self {
         let command = Some(command);
         match err {
             CliError::Usage(message) => Self::usage(message.clone(), command),
@@ -213,7 +214,7 @@ impl ErrorReport {
         }
     }
 
-    fn client(err: &ClientError, command: Option<&str>, target: Option<&UdpTarget>) -> Self {
+    fn client(err: &ClientError, command: Option<&str>, target: Option<&Target>) -> Self {
         let place = target.map_or_else(|| "the device".to_owned(), ToString::to_string);
         let unreachable = |message: String| {
             let mut report = Self::plain("unreachable", exit::UNREACHABLE, message, command);
@@ -290,6 +291,12 @@ impl ErrorReport {
             }
             ClientError::Transfer(_) => {
                 Self::plain("transfer", exit::PROTOCOL, chain(err), command)
+            }
+            ClientError::Closed if matches!(target, Some(Target::Serial(_))) => {
+                unreachable(format!(
+                    "device unreachable: the serial port {place} went away (unplugged, or the \
+                 program behind it stopped)"
+                ))
             }
             other => Self::plain("protocol", exit::PROTOCOL, chain(other), command),
         }
@@ -375,8 +382,19 @@ fn hash_prefix(
 }
 
 /// The hint for a first request that got no reply at all.
-fn no_answer_hint(target: Option<&UdpTarget>) -> String {
-    let port = target.map_or(smp_client::udp::DEFAULT_PORT, UdpTarget::port);
+fn no_answer_hint(target: Option<&Target>) -> String {
+    match target {
+        Some(Target::Serial(_)) => "nothing answered at all: check the port, that the \
+             device runs an MCUmgr serial transport on it, the framing (--framing console, \
+             raw or cobs) and line length (--line-length) it expects, the baud rate \
+             (--baud), and that no other program holds the port"
+            .to_owned(),
+        Some(Target::Udp(udp)) => udp_hint(udp.port()),
+        None => udp_hint(smp_client::udp::DEFAULT_PORT),
+    }
+}
+
+fn udp_hint(port: u16) -> String {
     format!(
         "nothing answered at all: check the address and port (--udp HOST[:PORT], port \
          1337 unless given), that the device runs an MCUmgr UDP server, and that no \
@@ -539,7 +557,7 @@ mod tests {
             attempts: 4,
             waited: Duration::from_secs(10),
         };
-        let target: UdpTarget = "192.0.2.1:1400".parse().expect("valid");
+        let target = Target::Udp("192.0.2.1:1400".parse().expect("valid"));
         let report = ErrorReport::new(&CliError::Connect(timeout), "os echo", Some(&target));
         let text = report.hint.as_deref().expect("a hint");
         assert!(text.contains("UDP port 1400"), "{text}");
@@ -631,7 +649,7 @@ mod tests {
             attempts: 1,
             waited: Duration::from_millis(512),
         };
-        let target: UdpTarget = "127.0.0.1:9".parse().expect("valid");
+        let target = Target::Udp("127.0.0.1:9".parse().expect("valid"));
         let report = ErrorReport::new(&err.into(), "os echo", Some(&target));
         assert_eq!(report.exit_code, 3);
         assert_eq!(report.kind, "unreachable");

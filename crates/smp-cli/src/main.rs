@@ -15,7 +15,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 use crate::commands::Ctx;
@@ -24,10 +25,25 @@ use crate::output::Output;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    let mut cli = match Cli::command()
+        .try_get_matches_from(&args)
+        .and_then(|matches| {
+            let mut cli = Cli::from_arg_matches(&matches)?;
+            prefer_the_command_line(&mut cli, &matches);
+            Ok(cli)
+        }) {
         Ok(cli) => cli,
         Err(err) => return parse_failed(&err, wants_json(&args)),
     };
+    let target = match cli.global.target() {
+        Ok(target) => target,
+        Err(message) => {
+            let report = ErrorReport::usage(message, Some(cli.command.name()));
+            Output::new(cli.global.json).error(&report);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    cli.global.resolved = target;
     init_tracing(cli.global.verbose);
     let out = Output::new(cli.global.json).answers_to_stderr(cli.command.stdout_carries_data());
 
@@ -83,7 +99,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            let report = ErrorReport::new(&err, name, cli.global.udp.as_ref());
+            let report = ErrorReport::new(&err, name, cli.global.resolved.as_ref());
             tracing::info!(
                 target: COMMAND_TARGET,
                 "{name}: failed in {elapsed} ({}, exit status {})",
@@ -93,6 +109,33 @@ fn main() -> ExitCode {
             out.error(&report);
             ExitCode::from(report.exit_code)
         }
+    }
+}
+
+/// When one of --udp and --serial is on the command line and the other comes from its
+/// environment variable, the command line wins: `SMP_UDP` in a shell's environment does
+/// not stop `smp --serial /dev/ttyACM0`.
+fn prefer_the_command_line(cli: &mut Cli, matches: &ArgMatches) {
+    let (udp, serial) = (source(matches, "udp"), source(matches, "serial"));
+    match (udp, serial) {
+        (Some(ValueSource::CommandLine), Some(ValueSource::EnvVariable)) => {
+            cli.global.serial = None
+        }
+        (Some(ValueSource::EnvVariable), Some(ValueSource::CommandLine)) => cli.global.udp = None,
+        _ => {}
+    }
+}
+
+/// Where the global argument `id` got its value, in the matches of whichever
+/// subcommand holds it.
+fn source(matches: &ArgMatches, id: &str) -> Option<ValueSource> {
+    let here = matches.value_source(id);
+    let below = matches.subcommand().and_then(|(_, sub)| source(sub, id));
+    match (here, below) {
+        (Some(ValueSource::CommandLine), _) | (_, Some(ValueSource::CommandLine)) => {
+            Some(ValueSource::CommandLine)
+        }
+        (here, below) => here.or(below),
     }
 }
 

@@ -383,7 +383,7 @@ async fn usage_errors_exit_2() {
     assert_eq!(run.status, 2);
     assert_eq!(
         run.stderr,
-        "os echo: no device given: use --udp HOST[:PORT] or set SMP_UDP\n"
+        "os echo: no device given: use --udp HOST[:PORT] or --serial DEVICE, or set SMP_UDP or SMP_SERIAL\n"
     );
 
     // A bad hash, a bad address, a bad option value; in JSON too.

@@ -13,7 +13,7 @@ use smp_client::messages::image::{
 use smp_client::proto::ImageHash;
 use smp_mcuboot::Image;
 
-use super::{Ctx, UdpClient, path_text, read_file};
+use super::{Ctx, DeviceClient, path_text, read_file};
 use crate::cli::{ImageCommand, UploadArgs};
 use crate::error::{CliError, ListedImage};
 use crate::output::{self, Outcome, hex};
@@ -82,7 +82,7 @@ const FULL_HASH_DIGITS: usize = 64;
 /// itself, or the one hash of the device's images that starts with those digits, as git
 /// resolves a short commit hash. No image or several different ones are a usage error
 /// that lists the candidates.
-async fn resolve_hash(client: &UdpClient, digits: &str) -> Result<ImageHash, CliError> {
+async fn resolve_hash(client: &DeviceClient, digits: &str) -> Result<ImageHash, CliError> {
     if digits.len() >= FULL_HASH_DIGITS {
         if let Ok(hash) = digits.parse::<ImageHash>() {
             return Ok(hash);

@@ -14,15 +14,14 @@ mod zephyr;
 use std::cell::Cell;
 use std::path::Path;
 
-use smp_client::udp::UdpTransport;
-use smp_client::{Client, ClientOptions, Progress, RetryPolicy};
+use smp_client::{AnyTransport, Client, ClientOptions, Progress, RetryPolicy};
 
-use crate::cli::{Command, GlobalOptions};
+use crate::cli::{Command, GlobalOptions, Target};
 use crate::error::CliError;
 use crate::output::{Outcome, Output};
 
-/// The client type every command uses.
-pub(crate) type UdpClient = Client<UdpTransport>;
+/// The client type every command uses, over UDP or serial.
+pub(crate) type DeviceClient = Client<AnyTransport>;
 
 /// What every command has at hand: the global options and the output.
 #[derive(Debug)]
@@ -45,16 +44,25 @@ impl Ctx<'_> {
         )
     }
 
-    /// Connects to the device given by `--udp` (or `SMP_UDP`) and reads its MCUmgr
-    /// parameters, which size every request to its buffers (and bound how many may be
-    /// in flight: an upload's `--window` only lowers that).
-    pub(crate) async fn client(&self) -> Result<UdpClient, CliError> {
-        let target = self.global.udp.clone().ok_or_else(|| {
-            CliError::Usage("no device given: use --udp HOST[:PORT] or set SMP_UDP".to_owned())
+    /// Connects to the device given by `--udp` or `--serial` (or their variables) and
+    /// reads its MCUmgr parameters, which size every request to its buffers (and bound
+    /// how many may be in flight: an upload's `--window` only lowers that).
+    pub(crate) async fn client(&self) -> Result<DeviceClient, CliError> {
+        let target = self.global.resolved.clone().ok_or_else(|| {
+            CliError::Usage(
+                "no device given: use --udp HOST[:PORT] or --serial DEVICE, or set SMP_UDP or SMP_SERIAL"
+                    .to_owned(),
+            )
         })?;
-        let target = target.with_mtu(usize::from(self.global.mtu));
         tracing::debug!(%target, "connecting");
-        Client::connect_udp(target, self.client_options())
+        let options = self.client_options();
+        let timeout = options.retry.timeout;
+        let transport = match target {
+            Target::Udp(target) => AnyTransport::connect_udp(target, timeout).await,
+            Target::Serial(target) => AnyTransport::connect_serial(target, timeout).await,
+        }
+        .map_err(|err| CliError::Connect(err.into()))?;
+        Client::new(transport, options)
             .await
             .map_err(CliError::Connect)
     }

@@ -32,6 +32,7 @@ where
         command
             .args(&args)
             .env_remove("SMP_UDP")
+            .env_remove("SMP_SERIAL")
             .env_remove("RUST_LOG");
         if let Some(udp) = udp {
             command.env("SMP_UDP", udp);
