@@ -37,6 +37,8 @@ Exit status:
      image (kind \"image\")
   5  the device's replies make no sense (kind \"protocol\"), a transfer failed its
      check (kind \"transfer\"), or smp itself failed (kind \"internal\")
+  6  upgrade: a device came back running its old image (it rolled back); with several
+     devices, every one that did not succeed rolled back
   130  interrupted by Ctrl-C (kind \"interrupted\"): an image upload says where it
      stopped, and the same command resumes it
 
@@ -71,15 +73,22 @@ pub(crate) struct GlobalOptions {
         global = true,
         env = "SMP_UDP",
         value_name = "HOST[:PORT]",
-        value_parser = parse_target
+        value_parser = parse_target,
+        action = ArgAction::Append
     )]
-    pub(crate) udp: Option<UdpTarget>,
+    pub(crate) udp: Vec<UdpTarget>,
 
     /// The device on a serial line: a port (`/dev/ttyACM0`, `/dev/ttyUSB0`, a
     /// pseudo-terminal such as `/dev/pts/3`) or `socket://HOST:PORT` (an emulator's
     /// serial chardev, ser2net). Instead of --udp.
-    #[arg(long, global = true, env = "SMP_SERIAL", value_name = "DEVICE")]
-    pub(crate) serial: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "SMP_SERIAL",
+        value_name = "DEVICE",
+        action = ArgAction::Append
+    )]
+    pub(crate) serial: Vec<String>,
 
     /// Baud rate of the serial port (meaningless for pseudo-terminals, TCP and USB CDC
     /// ACM, which run at the speed of the host).
@@ -129,9 +138,10 @@ pub(crate) struct GlobalOptions {
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub(crate) verbose: u8,
 
-    /// The device, from --udp or --serial, once `main` has checked them.
+    /// The devices, from --udp and --serial, once `main` has checked them: one for every
+    /// command but `upgrade`, which also takes a fleet.
     #[arg(skip)]
-    pub(crate) resolved: Option<Target>,
+    pub(crate) resolved: Vec<Target>,
 }
 
 /// How frames travel on a serial line.
@@ -164,44 +174,41 @@ impl std::fmt::Display for Target {
 }
 
 impl GlobalOptions {
-    /// The device the options name: --udp or --serial (each also from its environment
-    /// variable); `None` when neither is given. Both on the command line is a usage
-    /// error; one on the command line wins over the other's environment variable.
-    pub(crate) fn target(&self) -> Result<Option<Target>, String> {
-        let serial = match &self.serial {
-            Some(device) => {
-                let target: SerialTarget = device.parse().map_err(|err| {
-                    format!("--serial {device}: {}", smp_client::ErrorChain(&err))
-                })?;
-                let framing = match self.framing {
-                    FramingArg::Console => Framing::Console,
-                    FramingArg::Raw => Framing::Raw,
-                    FramingArg::Cobs => Framing::RawCobs,
-                };
-                let options = target
-                    .options()
-                    .clone()
-                    .framing(framing)
-                    .line_length(self.line_length);
-                Some(target.with_baud_rate(self.baud).with_options(options))
-            }
-            None => None,
-        };
-        let udp = self
+    /// The devices the options name: every --udp and --serial (each also from its
+    /// environment variable), in that order.
+    pub(crate) fn targets(&self) -> Result<Vec<Target>, String> {
+        let mut targets: Vec<Target> = self
             .udp
+            .iter()
+            .map(|target| Target::Udp(target.clone().with_mtu(usize::from(self.mtu))))
+            .collect();
+        for device in &self.serial {
+            targets.push(Target::Serial(self.serial_target(device)?));
+        }
+        Ok(targets)
+    }
+
+    /// The serial port `device` with the options' baud rate, framing and line length.
+    pub(crate) fn serial_target(&self, device: &str) -> Result<SerialTarget, String> {
+        let target: SerialTarget = device
+            .parse()
+            .map_err(|err| format!("--serial {device}: {}", smp_client::ErrorChain(&err)))?;
+        let framing = match self.framing {
+            FramingArg::Console => Framing::Console,
+            FramingArg::Raw => Framing::Raw,
+            FramingArg::Cobs => Framing::RawCobs,
+        };
+        let options = target
+            .options()
             .clone()
-            .map(|target| target.with_mtu(usize::from(self.mtu)));
-        Ok(match (udp, serial) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "--udp and --serial both name a device: give one (unset SMP_UDP or SMP_SERIAL)"
-                        .to_owned(),
-                );
-            }
-            (Some(udp), None) => Some(Target::Udp(udp)),
-            (None, Some(serial)) => Some(Target::Serial(serial)),
-            (None, None) => None,
-        })
+            .framing(framing)
+            .line_length(self.line_length);
+        Ok(target.with_baud_rate(self.baud).with_options(options))
+    }
+
+    /// The one device of a command that talks to one (`None` when none is given).
+    pub(crate) fn single_target(&self) -> Option<&Target> {
+        self.resolved.first()
     }
 }
 
@@ -245,6 +252,18 @@ pub(crate) enum Command {
     /// every command.
     #[command(after_long_help = reference::shape("raw"))]
     Raw(RawArgs),
+    /// Update the firmware safely, on one device or a fleet: upload, test, reset, wait,
+    /// check, confirm.
+    ///
+    /// Each step is decided from the device's image state, so an upgrade interrupted at
+    /// any point (Ctrl-C, a lost link, a device reset) is continued by running the same
+    /// command again; an image already running and confirmed is left alone. A device
+    /// that comes back running its old image rolled back (MCUboot refused the image, or
+    /// it was reverted before it was confirmed): exit status 6. Several devices
+    /// (--udp and --serial more than once, or --devices LIST) are upgraded at once, up to
+    /// --parallel; one failing or rolling back never stops the others.
+    #[command(after_long_help = reference::shape("upgrade"))]
+    Upgrade(UpgradeArgs),
     /// Print a shell completion script for `smp` on stdout (never JSON).
     Completions {
         /// The shell.
@@ -381,6 +400,39 @@ pub(crate) struct UploadArgs {
     /// (its `buf_count` - 1); a number only lowers that; 1 sends one chunk at a time.
     #[arg(long, value_name = "N")]
     pub(crate) window: Option<NonZeroUsize>,
+}
+
+/// Arguments of `upgrade`.
+#[derive(Debug, Args)]
+pub(crate) struct UpgradeArgs {
+    /// The MCUboot image file.
+    pub(crate) file: PathBuf,
+    /// Leave the new image running on test: the next reset reverts it unless something
+    /// confirms it.
+    #[arg(long)]
+    pub(crate) no_confirm: bool,
+    /// Mark the image for good instead of for test: MCUboot will not revert it.
+    #[arg(long, conflicts_with = "no_confirm")]
+    pub(crate) permanent: bool,
+    /// Upgrade even when another image is pending or the running one is not confirmed.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// How long a device may take to come back after its reset.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_duration,
+        allow_hyphen_values = true
+    )]
+    pub(crate) reset_timeout: Duration,
+    /// A file listing devices, one a line: an address (as --udp takes it) or a serial
+    /// port (a path or socket://HOST:PORT), then optionally a name; `#` starts a comment.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) devices: Option<PathBuf>,
+    /// Devices upgraded at once.
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN))]
+    pub(crate) parallel: NonZeroUsize,
 }
 
 /// Arguments of `raw`.
@@ -564,8 +616,13 @@ pub(crate) enum ZephyrCommand {
 }
 
 impl Command {
-    /// True when the command writes data to stdout (`fs download REMOTE -`): its answer
-    /// then goes to stderr.
+    /// True for the one command that may talk to several devices (`upgrade`).
+    pub(crate) fn takes_a_fleet(&self) -> bool {
+        matches!(self, Self::Upgrade(_))
+    }
+
+    /// True when stdout carries the command's data (`fs download REMOTE -`): answers and
+    /// notes go to stderr then.
     pub(crate) fn stdout_carries_data(&self) -> bool {
         matches!(self, Self::Fs(FsCommand::Download { local, .. }) if is_std_stream(local))
     }
@@ -619,6 +676,7 @@ impl Command {
             },
             Self::Zephyr(ZephyrCommand::EraseStorage) => "zephyr erase-storage",
             Self::Raw(_) => "raw",
+            Self::Upgrade(_) => "upgrade",
             Self::Completions { .. } => "completions",
         }
     }
@@ -742,15 +800,15 @@ mod tests {
     #[test]
     fn udp_forms() {
         let cli = parse(&["--udp", "192.0.2.1", "os", "params"]).expect("parses");
-        let t = cli.global.udp.expect("target");
+        let t = cli.global.udp.first().cloned().expect("target");
         assert_eq!((t.host(), t.port()), ("192.0.2.1", 1337));
         let cli = parse(&["os", "params", "--udp", "[::1]:1400"]).expect("parses");
-        let t = cli.global.udp.expect("target");
+        let t = cli.global.udp.first().cloned().expect("target");
         assert_eq!((t.host(), t.port()), ("::1", 1400));
         let cli = parse(&["--udp", "::1", "os", "params"]).expect("parses");
-        assert_eq!(cli.global.udp.expect("target").port(), 1337);
+        assert_eq!(cli.global.udp.first().expect("target").port(), 1337);
         let cli = parse(&["--udp=device.local:9", "os", "params"]).expect("parses");
-        let t = cli.global.udp.expect("target");
+        let t = cli.global.udp.first().cloned().expect("target");
         assert_eq!((t.host(), t.port()), ("device.local", 9));
         for bad in ["[::1", "host:port", "host:70000", ":1337", ""] {
             assert_eq!(

@@ -25,6 +25,8 @@ pub(crate) mod exit {
     pub(crate) const PROTOCOL: u8 = 5;
     /// Interrupted (Ctrl-C, SIGINT): 128 + 2, as shells report a process SIGINT ended.
     pub(crate) const INTERRUPTED: u8 = 130;
+    /// `upgrade`: a device came back running its old image (and nothing worse happened).
+    pub(crate) const ROLLED_BACK: u8 = 6;
 }
 
 /// Why a command failed.

@@ -35,15 +35,24 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return parse_failed(&err, wants_json(&args)),
     };
-    let target = match cli.global.target() {
-        Ok(target) => target,
+    let targets = cli.global.targets().and_then(|targets| {
+        if targets.len() > 1 && !cli.command.takes_a_fleet() {
+            return Err(format!(
+                "{} devices given (--udp, --serial, SMP_UDP, SMP_SERIAL): this command talks \
+                 to one; `smp upgrade` takes several",
+                targets.len()
+            ));
+        }
+        Ok(targets)
+    });
+    match targets {
+        Ok(targets) => cli.global.resolved = targets,
         Err(message) => {
             let report = ErrorReport::usage(message, Some(cli.command.name()));
             Output::new(cli.global.json).error(&report);
             return ExitCode::from(exit::USAGE);
         }
-    };
-    cli.global.resolved = target;
+    }
     init_tracing(cli.global.verbose);
     let out = Output::new(cli.global.json).answers_to_stderr(cli.command.stdout_carries_data());
 
@@ -96,10 +105,10 @@ fn main() -> ExitCode {
             // `-v`: one line per command.
             tracing::info!(target: COMMAND_TARGET, "{name}: ok in {elapsed}");
             out.answer(&outcome);
-            ExitCode::SUCCESS
+            ExitCode::from(outcome.exit_code)
         }
         Err(err) => {
-            let report = ErrorReport::new(&err, name, cli.global.resolved.as_ref());
+            let report = ErrorReport::new(&err, name, cli.global.single_target());
             tracing::info!(
                 target: COMMAND_TARGET,
                 "{name}: failed in {elapsed} ({}, exit status {})",
@@ -119,9 +128,9 @@ fn prefer_the_command_line(cli: &mut Cli, matches: &ArgMatches) {
     let (udp, serial) = (source(matches, "udp"), source(matches, "serial"));
     match (udp, serial) {
         (Some(ValueSource::CommandLine), Some(ValueSource::EnvVariable)) => {
-            cli.global.serial = None
+            cli.global.serial.clear();
         }
-        (Some(ValueSource::EnvVariable), Some(ValueSource::CommandLine)) => cli.global.udp = None,
+        (Some(ValueSource::EnvVariable), Some(ValueSource::CommandLine)) => cli.global.udp.clear(),
         _ => {}
     }
 }

@@ -17,6 +17,9 @@ pub(crate) struct Outcome {
     pub(crate) json: Value,
     /// The text printed otherwise (a trailing newline is added when missing).
     pub(crate) human: String,
+    /// The exit status: 0, or what a command that answers in full but did not wholly
+    /// succeed exits with (an upgrade of a fleet in which a device failed).
+    pub(crate) exit_code: u8,
 }
 
 impl Outcome {
@@ -25,7 +28,14 @@ impl Outcome {
         Self {
             json,
             human: human.into(),
+            exit_code: 0,
         }
+    }
+
+    /// The same answer, exiting with `exit_code`.
+    pub(crate) fn with_exit_code(mut self, exit_code: u8) -> Self {
+        self.exit_code = exit_code;
+        self
     }
 }
 
@@ -68,6 +78,13 @@ impl Output {
     pub(crate) fn note(&self, line: &str) {
         if !self.json {
             self.print(&format!("{line}\n"));
+        }
+    }
+
+    /// Prints a line of progress on stderr, in text mode only.
+    pub(crate) fn note_stderr(&self, line: &str) {
+        if !self.json {
+            let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
         }
     }
 

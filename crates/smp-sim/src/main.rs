@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Parser;
 use smp_sim::mcuboot::ImageVersion;
 use smp_sim::serial::Framing;
-use smp_sim::{Delays, Faults, SerialConfig, SerialListen, Silence, Sim, SimConfig};
+use smp_sim::{Delays, Faults, ImageBoot, SerialConfig, SerialListen, Silence, Sim, SimConfig};
 
 /// The UDP address without `--addr` and without `--serial`.
 const DEFAULT_ADDR: &str = "127.0.0.1:1337";
@@ -93,6 +93,10 @@ struct Args {
     /// Boot time after a reset, in milliseconds: the device receives nothing meanwhile.
     #[arg(long, default_value_t = 0.0, value_name = "MS")]
     boot_ms: f64,
+    /// What the bootloader does with an image marked for test or for good at the next
+    /// boot: runs it, refuses it, or runs it until it crashes unconfirmed and reverts.
+    #[arg(long, value_enum, default_value_t = ImageBootArg::Runs)]
+    image_boot: ImageBootArg,
 
     /// Seed of the fault generator.
     #[arg(long, default_value_t = 0)]
@@ -143,6 +147,27 @@ struct Args {
     /// More logs (-v: every request; -vv: protocol details).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// What the bootloader does with the next image, as `--image-boot` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ImageBootArg {
+    /// Swap it in and run it.
+    Runs,
+    /// Refuse it: the old image keeps running.
+    Refused,
+    /// Run it, then revert it when it crashes before it is confirmed.
+    Crashes,
+}
+
+impl From<ImageBootArg> for ImageBoot {
+    fn from(boot: ImageBootArg) -> Self {
+        match boot {
+            ImageBootArg::Runs => Self::Runs,
+            ImageBootArg::Refused => Self::Refused,
+            ImageBootArg::Crashes => Self::Crashes,
+        }
+    }
 }
 
 /// The serial framings, as `--framing` spells them.
@@ -298,7 +323,10 @@ fn main() -> ExitCode {
             None => Sim::start(config).await,
         };
         let sim = match started {
-            Ok(sim) => sim,
+            Ok(sim) => {
+                sim.set_image_boot(args.image_boot.into());
+                sim
+            }
             Err(e) => {
                 let mut message = e.to_string();
                 let mut cause = std::error::Error::source(&e);

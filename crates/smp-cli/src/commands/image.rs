@@ -227,7 +227,7 @@ fn slots(reply: &SlotInfoResponse) -> Outcome {
 }
 
 /// Parses `data` as an MCUboot image and checks its hash TLV.
-fn checked_image(path: &Path, data: &[u8]) -> Result<Image, CliError> {
+pub(super) fn checked_image(path: &Path, data: &[u8]) -> Result<Image, CliError> {
     let invalid = |e: smp_mcuboot::ImageError| CliError::Image {
         path: path.to_owned(),
         message: e.to_string(),

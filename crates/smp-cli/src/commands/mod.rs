@@ -9,6 +9,7 @@ mod raw;
 mod settings;
 mod shell;
 mod stat;
+mod upgrade;
 mod zephyr;
 
 use std::cell::Cell;
@@ -48,24 +49,31 @@ impl Ctx<'_> {
     /// reads its MCUmgr parameters, which size every request to its buffers (and bound
     /// how many may be in flight: an upload's `--window` only lowers that).
     pub(crate) async fn client(&self) -> Result<DeviceClient, CliError> {
-        let target = self.global.resolved.clone().ok_or_else(|| {
+        let target = self.global.single_target().cloned().ok_or_else(|| {
             CliError::Usage(
                 "no device given: use --udp HOST[:PORT] or --serial DEVICE, or set SMP_UDP or SMP_SERIAL"
                     .to_owned(),
             )
         })?;
-        tracing::debug!(%target, "connecting");
-        let options = self.client_options();
-        let timeout = options.retry.timeout;
-        let transport = match target {
-            Target::Udp(target) => AnyTransport::connect_udp(target, timeout).await,
-            Target::Serial(target) => AnyTransport::connect_serial(target, timeout).await,
-        }
-        .map_err(|err| CliError::Connect(err.into()))?;
-        Client::new(transport, options)
-            .await
-            .map_err(CliError::Connect)
+        connect(target, self.client_options()).await
     }
+}
+
+/// Connects to `target` and reads the device's MCUmgr parameters.
+pub(crate) async fn connect(
+    target: Target,
+    options: ClientOptions,
+) -> Result<DeviceClient, CliError> {
+    tracing::debug!(%target, "connecting");
+    let timeout = options.retry.timeout;
+    let transport = match target {
+        Target::Udp(target) => AnyTransport::connect_udp(target, timeout).await,
+        Target::Serial(target) => AnyTransport::connect_serial(target, timeout).await,
+    }
+    .map_err(|err| CliError::Connect(err.into()))?;
+    Client::new(transport, options)
+        .await
+        .map_err(CliError::Connect)
 }
 
 /// Runs `command` (anything but `completions`, which `main` handles).
@@ -80,6 +88,7 @@ pub(crate) async fn run(command: &Command, ctx: &Ctx<'_>) -> Result<Outcome, Cli
         Command::Enum(c) => enumeration::run(c, ctx).await,
         Command::Zephyr(c) => zephyr::run(c, ctx).await,
         Command::Raw(args) => raw::run(args, ctx).await,
+        Command::Upgrade(args) => upgrade::run(args, ctx).await,
         Command::Completions { .. } => Err(CliError::Usage(
             "completions are printed without a device".to_owned(),
         )),
