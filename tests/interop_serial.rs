@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use smp_client::header::group;
 use smp_client::messages::{enumeration, fs, os, settings, shell, stat, zephyr};
-use smp_client::serial::SerialTransport;
+use smp_client::serial::{Framing, SerialTransport};
 use smp_client::{Client, ClientError, ClientOptions, FileTransferOptions, ImageUploadOptions};
 use smp_integration_tests::init_tracing;
 use smp_integration_tests::serial::{
@@ -535,12 +535,28 @@ async fn enter_recovery(
     bootloader(fixture, recovery).await
 }
 
+/// How long a request to MCUboot's raw serial recovery may wait for its reply before it
+/// is sent again: the reference's own figure for recovery uploads
+/// (`RECOVERY_UPLOAD_TIMEOUT_S`, 15 s). Under emulation MCUboot's raw modes now and then
+/// lose bytes of a request (measured: several requests of every upload) and the
+/// bootloader waits for the rest. COBS frames end in a delimiter and carry a CRC, so the
+/// bootloader drops the damaged one and the default timeout's retry goes through; raw
+/// framing has no way to resynchronise, so a request sent again before the bootloader
+/// drops the partial one (after its input timeout) is read as its missing tail, and both
+/// are lost (measured with the 2.5 s default: EINVAL to the mangled request, and the
+/// upload fails; with 5 s it goes through, 15 s leaves room on a loaded machine).
+const RAW_RECOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A client of MCUboot's serial recovery once it answers; checks its parameters (or the
 /// fallback when it has none) and the frame size they give.
 async fn bootloader(fixture: &SerialFixture, recovery: Recovery) -> Client<SerialTransport> {
     let boot = answering_client(
         fixture.target_with(fixture.options(recovery.framing)),
-        ClientOptions::default(),
+        match recovery.framing {
+            Framing::Raw => ClientOptions::default()
+                .with_retry(smp_client::RetryPolicy::default().with_timeout(RAW_RECOVERY_TIMEOUT)),
+            _ => ClientOptions::default(),
+        },
         Probe::Bootloader,
     )
     .await;
