@@ -3,7 +3,7 @@
 //! `qemu-system-arm`) on a TCP socket. Run by `cargo xtask interop`, which starts one
 //! fixture at a time and runs the tests its manifest entry calls for: a test's name says
 //! what it needs (`serial_os_*` every fixture, `serial_fs_*` the `fs` group, ...; the
-//! table is `xtask/src/interop/fixtures.rs`). Ignored by a plain `cargo test`; run alone
+//! table is `xtask/src/fixtures.rs`). Ignored by a plain `cargo test`; run alone
 //! with `--ignored` and no fixture, every test fails loudly instead of passing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
