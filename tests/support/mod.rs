@@ -2,6 +2,8 @@
 //! loopback sockets, and the addresses of real servers for the interop suite.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod serial;
+
 use std::net::SocketAddr;
 
 use smp_client::header::{Header, Op};

@@ -1,26 +1,39 @@
 //! `cargo xtask interop [FILTER]`: the interop suite against the real Zephyr SMP servers
-//! and the Python reference tools.
+//! of the `smpclient` sdist and the Python reference tools.
 //!
 //! Setup, each part skipped when already done, so that it works from nothing on a fresh
 //! Debian machine (as root) and costs a second on the next run:
-//! 1. the 32-bit C runtime the `native_sim` servers are linked against (`apt-get`);
+//! 1. Debian packages (`apt-get`): the 32-bit C runtime the `native_sim` servers are
+//!    linked against, and `qemu-system-arm` for the emulated boards;
 //! 2. the `smpclient` sdist, which ships the Zephyr servers as test fixtures (`pip download`),
 //!    extracted to `target/interop/smpclient-<version>/`; in parallel, a Python venv with the
 //!    reference client (`smp`, `smpclient`) and MCUboot's `imgtool` at `target/interop/venv/`;
-//! 3. the two UDP servers checked against the SHA-256 sums pinned here and in the sdist.
+//! 3. the two UDP servers checked against the SHA-256 sums pinned here and in the sdist,
+//!    the fixtures' `manifest.json` and `SHA256SUMS` against sums pinned in
+//!    `fixtures.rs`, and every serial fixture against `SHA256SUMS`.
 //!
-//! The tests are the `#[ignore]`d tests of every suite in [`SUITES`] (one test target each:
-//! `tests/interop.rs` and `crates/smp-cli/tests/interop.rs`); a test's name prefix says
-//! which entry of [`SERVERS`] it runs against. Then, one entry at a time:
-//! - a real server (`udp4`, `udp6`; both bind UDP port 1337): check the port is free, start
-//!   the server in a fresh directory with its output in a log, wait for `smp_udp: Started`,
-//!   run its tests suite by suite with the server's address in the environment, and stop
-//!   the server by its process id, whatever the tests did;
-//! - `sim`: nothing to start, as each test starts the simulated device (`smp-sim`)
-//!   in-process; its tests run suite by suite.
+//! The tests are the `#[ignore]`d tests of every suite in [`SUITES`]. A test's name says
+//! what it runs against:
+//! - `zephyr_udp4_*`, `zephyr_udp6_*`, `sim_*`: an entry of [`SERVERS`]. A real server
+//!   (`udp4`, `udp6`; both bind UDP port 1337): check the port is free, start the server
+//!   in a fresh directory with its output in a log, wait for `smp_udp: Started`, run its
+//!   tests suite by suite with the server's address in the environment, and stop the
+//!   server by its process id, whatever the tests did. `sim`: nothing to start, as each
+//!   test starts the simulated device (`smp-sim`) in-process.
+//! - `serial_*`: every serial fixture of the sdist's manifest that can run here (see
+//!   `fixtures.rs`: native_sim programs on a pseudo-terminal, emulated
+//!   boards under `qemu-system-arm` on a TCP port chosen here), each test where the
+//!   fixture has what the test needs. Per fixture and suite, the tests that leave the
+//!   device as they found it share one device; a test that resets or erases it gets a
+//!   fresh one. The tests get the port and the fixture's description in
+//!   `SMP_INTEROP_SERIAL` and `SMP_INTEROP_SERIAL_FIXTURE`; each device is stopped by its
+//!   process id afterwards.
 //!
-//! Every test run also gets the venv's Python and `imgtool` as absolute paths in
-//! `SMP_INTEROP_PYTHON` and `SMP_INTEROP_IMGTOOL`.
+//! Manifest entries that cannot run here (the sdist does not ship them; builds for a
+//! board on a bench) are listed in the summary with the reason; anything else that does
+//! not run fails the run. Every test run also gets the venv's Python and `imgtool` as
+//! absolute paths in `SMP_INTEROP_PYTHON` and `SMP_INTEROP_IMGTOOL`. The summary is a
+//! Markdown table of every server and fixture with its tests passed and failed.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, ErrorKind};
@@ -30,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::fixtures::{self, Launch, Manifest, Role, SerialFixture, Session};
 use crate::util::{self, Result};
 
 /// The `smpclient` release whose sdist carries the servers.
@@ -49,9 +63,13 @@ const READY: &str = "smp_udp: Started";
 const BIND_FAILED: &str = "smp_udp: Could not bind";
 /// How long a server may take to print [`READY`] (it takes ~20 ms).
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// 32-bit runtime files the servers need, and the Debian packages that provide them.
+/// 32-bit runtime files the native_sim servers need, and the Debian packages that
+/// provide them.
 const RUNTIME_FILES: [&str; 2] = ["/lib32/libc.so.6", "/usr/lib32/libgcc_s.so.1"];
 const RUNTIME_PACKAGES: [&str; 2] = ["libc6-i386", "lib32gcc-s1"];
+/// The emulator of the manifest's `qemu_cmd` fixtures, and its Debian package.
+const QEMU: &str = "qemu-system-arm";
+const QEMU_PACKAGE: &str = "qemu-system-arm";
 /// One test target holding interop tests: `cargo test -p PACKAGE --test TARGET`.
 #[derive(Clone, Copy)]
 struct Suite {
@@ -85,11 +103,16 @@ impl Suite {
 }
 
 /// Every suite is required: a missing one fails the run, as a test that vanished would.
-const SUITES: [Suite; 2] = [
+const SUITES: [Suite; 3] = [
     // The library against the servers (`tests/interop.rs`).
     Suite {
         package: "smp-integration-tests",
         target: "interop",
+    },
+    // The library against the serial fixtures (`tests/interop_serial.rs`).
+    Suite {
+        package: "smp-integration-tests",
+        target: "interop_serial",
     },
     // The `smp` command-line tool against them (`crates/smp-cli/tests/interop.rs`).
     Suite {
@@ -106,6 +129,8 @@ struct Server {
     zephyr: Option<Zephyr>,
     /// Tests whose names start with this run against this entry.
     prefix: &'static str,
+    /// How the tests reach it, for the summary.
+    link: &'static str,
 }
 
 /// A real Zephyr server from the sdist, started by this task.
@@ -132,6 +157,7 @@ const SERVERS: [Server; 3] = [
             addr: "127.0.0.1:1337",
         }),
         prefix: "zephyr_udp4_",
+        link: "udp 127.0.0.1:1337",
     },
     Server {
         name: "udp6",
@@ -143,6 +169,7 @@ const SERVERS: [Server; 3] = [
             addr: "[::1]:1337",
         }),
         prefix: "zephyr_udp6_",
+        link: "udp [::1]:1337",
     },
     // The simulated device (`smp-sim`), which each test starts in-process on a free port,
     // against the Python reference tools of the venv.
@@ -150,6 +177,7 @@ const SERVERS: [Server; 3] = [
         name: "sim",
         zephyr: None,
         prefix: "sim_",
+        link: "udp, smp-sim in the test",
     },
 ];
 
@@ -171,6 +199,8 @@ type Selection<'a> = Vec<(Suite, Vec<&'a str>)>;
 enum Outcome {
     /// The filter left no test for this server; it was not started.
     Skipped,
+    /// A manifest entry that cannot run here, and why.
+    NotHere(String),
     /// The tests ran (or were meant to); `errors` say why the run counts as failed.
     Ran {
         passed: usize,
@@ -178,6 +208,13 @@ enum Outcome {
         elapsed: Duration,
         errors: Vec<String>,
     },
+}
+
+/// One line of the summary: a server or fixture, how it is reached, what happened.
+struct Row {
+    name: String,
+    link: String,
+    outcome: Outcome,
 }
 
 /// The counts of one or more `cargo test` runs, and why they count as failed.
@@ -194,11 +231,13 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
 
     util::heading("interop: setup");
-    ensure_runtime()?;
+    ensure_packages()?;
     let sdist = ensure_sdist_and_venv(&dir)?;
     let fixtures = sdist.join("tests/fixtures/smp-server");
     verify_servers(&fixtures)?;
     let tools = Tools::in_venv(&dir.join("venv"))?;
+    let manifest = Manifest::load(&fixtures)?;
+    let (serial, not_here) = place_fixtures(&manifest)?;
 
     util::heading("interop: golden vectors against the Python reference");
     for script in ["scripts/gen_vectors.py", "scripts/gen_serial_vectors.py"] {
@@ -214,47 +253,64 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
         .iter()
         .map(|suite| list_tests(*suite))
         .collect::<Result<Vec<Listed>>>()?;
-    let unassigned: Vec<&str> = listed
-        .iter()
-        .flat_map(|listed| listed.tests.iter().map(String::as_str))
+    let all_tests = || {
+        listed
+            .iter()
+            .flat_map(|listed| listed.tests.iter().map(String::as_str))
+    };
+    let unruled: Vec<&str> = all_tests().filter(|name| fixtures::unruled(name)).collect();
+    if !unruled.is_empty() {
+        return Err(format!(
+            "serial tests that no rule of xtask/src/fixtures.rs places on a fixture, so \
+             they would never run: {}",
+            unruled.join(", ")
+        ));
+    }
+    let unassigned: Vec<&str> = all_tests()
         .filter(|name| !SERVERS.iter().any(|server| name.starts_with(server.prefix)))
+        .filter(|name| !name.starts_with(fixtures::SERIAL_PREFIX))
         .collect();
     if !unassigned.is_empty() {
         println!(
-            "interop: warning: never run, as their names start with no server's prefix ({}): {}",
+            "interop: warning: never run, as their names start with no server's prefix ({}, {}*): {}",
             SERVERS.map(|server| server.prefix).join(", "),
+            fixtures::SERIAL_PREFIX,
             unassigned.join(", ")
         );
     }
     let setup = started.elapsed();
     println!("interop: setup done in {}", util::seconds(setup));
 
-    // For each server, the selected tests of each suite (suites without any left out).
-    let plan: Vec<(&Server, Selection<'_>)> = SERVERS
-        .iter()
-        .map(|server| {
-            let selected = listed
-                .iter()
-                .map(|listed| {
-                    let tests = listed
-                        .tests
-                        .iter()
-                        .map(String::as_str)
-                        .filter(|name| name.starts_with(server.prefix))
-                        .filter(|name| filter.is_none_or(|filter| name.contains(filter)))
-                        .collect::<Vec<_>>();
-                    (listed.suite, tests)
-                })
-                .filter(|(_, tests)| !tests.is_empty())
-                .collect();
-            (server, selected)
-        })
-        .collect();
-    if plan.iter().all(|(_, selected)| selected.is_empty()) {
-        let all: Vec<&str> = listed
+    let selection = |keep: &dyn Fn(&str) -> bool| -> Selection<'_> {
+        listed
             .iter()
-            .flat_map(|listed| listed.tests.iter().map(String::as_str))
-            .collect();
+            .map(|listed| {
+                let tests = listed
+                    .tests
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|name| keep(name))
+                    .filter(|name| filter.is_none_or(|filter| name.contains(filter)))
+                    .collect::<Vec<_>>();
+                (listed.suite, tests)
+            })
+            .filter(|(_, tests)| !tests.is_empty())
+            .collect()
+    };
+    // For each server and fixture, the selected tests of each suite (suites without
+    // any left out).
+    let server_plan: Vec<(&Server, Selection<'_>)> = SERVERS
+        .iter()
+        .map(|server| (server, selection(&|name| name.starts_with(server.prefix))))
+        .collect();
+    let serial_plan: Vec<(&SerialFixture, Selection<'_>)> = serial
+        .iter()
+        .map(|fixture| (fixture, selection(&|name| fixture.session(name).is_some())))
+        .collect();
+    let nothing = server_plan.iter().all(|(_, selected)| selected.is_empty())
+        && serial_plan.iter().all(|(_, selected)| selected.is_empty());
+    if nothing {
+        let all: Vec<&str> = all_tests().collect();
         return Err(match filter {
             Some(filter) => format!(
                 "no interop test matches `{filter}` (tests: {}); a filter that selects nothing is not a pass",
@@ -267,37 +323,62 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
         });
     }
 
-    let mut outcomes = Vec::new();
-    for (server, selected) in &plan {
-        let outcome = if selected.is_empty() && filter.is_some() {
-            println!(
-                "\ninterop: {}: no test matches the filter; not started",
-                server.name
-            );
-            Outcome::Skipped
-        } else if selected.is_empty() {
-            // Without a filter every server must have tests: zero tests is not a pass.
-            Outcome::Ran {
-                passed: 0,
-                failed: 0,
-                elapsed: Duration::ZERO,
-                errors: vec![format!("no test named {}* in any suite", server.prefix)],
+    // Without a filter every server and fixture must have tests: zero is not a pass.
+    let outcome_of =
+        |name: &str, selected: &Selection<'_>, what: &str, run: &dyn Fn() -> Outcome| {
+            if selected.is_empty() && filter.is_some() {
+                println!("\ninterop: {name}: no test matches the filter; not started");
+                Outcome::Skipped
+            } else if selected.is_empty() {
+                Outcome::Ran {
+                    passed: 0,
+                    failed: 0,
+                    elapsed: Duration::ZERO,
+                    errors: vec![format!("no {what} in any suite")],
+                }
+            } else {
+                run()
             }
-        } else {
-            run_server(server, selected, &fixtures, &dir, &tools)
         };
-        outcomes.push((*server, outcome));
+    let mut rows = Vec::new();
+    for (server, selected) in &server_plan {
+        let what = format!("test named {}*", server.prefix);
+        let outcome = outcome_of(server.name, selected, &what, &|| {
+            run_server(server, selected, &fixtures, &dir, &tools)
+        });
+        rows.push(Row {
+            name: server.name.to_owned(),
+            link: server.link.to_owned(),
+            outcome,
+        });
+    }
+    for (fixture, selected) in &serial_plan {
+        let outcome = outcome_of(&fixture.name, selected, "serial test for it", &|| {
+            run_serial_fixture(fixture, selected, &dir, &tools)
+        });
+        rows.push(Row {
+            name: fixture.name.clone(),
+            link: fixture.link(),
+            outcome,
+        });
+    }
+    for (name, link, why) in not_here {
+        rows.push(Row {
+            name,
+            link,
+            outcome: Outcome::NotHere(why),
+        });
     }
 
-    summary(&outcomes, setup, started.elapsed());
-    let failures: Vec<String> = outcomes
+    summary(&rows, setup, started.elapsed());
+    let failures: Vec<String> = rows
         .iter()
-        .flat_map(|(server, outcome)| match outcome {
+        .flat_map(|row| match &row.outcome {
             Outcome::Ran { errors, .. } => errors
                 .iter()
-                .map(|error| format!("{}: {error}", server.name))
+                .map(|error| format!("{}: {error}", row.name))
                 .collect(),
-            Outcome::Skipped => Vec::new(),
+            Outcome::Skipped | Outcome::NotHere(_) => Vec::new(),
         })
         .collect();
     if failures.is_empty() {
@@ -305,6 +386,40 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     } else {
         Err(format!("interop failed:\n  {}", failures.join("\n  ")))
     }
+}
+
+/// A manifest entry that does not run here: its name, transport and why.
+type NotHere = (String, String, String);
+
+/// Sorts the manifest's entries: the serial fixtures to run, and those that cannot run
+/// here with the reason. A UDP entry must be one of [`SERVERS`]; an entry this runner
+/// cannot place fails the run.
+fn place_fixtures(manifest: &Manifest) -> Result<(Vec<SerialFixture>, Vec<NotHere>)> {
+    let mut serial = Vec::new();
+    let mut not_here = Vec::new();
+    for entry in &manifest.entries {
+        match fixtures::classify(entry, manifest)? {
+            Role::Udp => {
+                if !zephyr_servers().any(|server| server.exe == entry.artifact) {
+                    return Err(format!(
+                        "{} ({}) is a UDP server in the sdist that no entry of SERVERS runs",
+                        entry.name(),
+                        entry.artifact
+                    ));
+                }
+            }
+            Role::Serial(fixture) => serial.push(*fixture),
+            Role::NotHere(why) => not_here.push((entry.name(), entry.transport.clone(), why)),
+        }
+    }
+    println!(
+        "interop: manifest: {} entries; {} serial fixtures to run, {} UDP servers, {} that cannot run here",
+        manifest.entries.len(),
+        serial.len(),
+        zephyr_servers().count(),
+        not_here.len()
+    );
+    Ok((serial, not_here))
 }
 
 /// The venv's tools every test run gets, by absolute path.
@@ -336,35 +451,40 @@ impl Tools {
     }
 }
 
-/// Installs the 32-bit C runtime with apt-get unless its files are already there.
-fn ensure_runtime() -> Result {
+/// Installs with apt-get what the fixtures need and the machine lacks: the 32-bit C
+/// runtime of the native_sim servers, and `qemu-system-arm` for the emulated boards.
+fn ensure_packages() -> Result {
     let missing = || -> Vec<&str> {
-        RUNTIME_FILES
-            .into_iter()
-            .filter(|path| !Path::new(path).exists())
-            .collect()
+        let mut packages = Vec::new();
+        if RUNTIME_FILES.iter().any(|path| !Path::new(path).exists()) {
+            packages.extend(RUNTIME_PACKAGES);
+        }
+        if !util::succeeds(Command::new(QEMU).arg("--version")) {
+            packages.push(QEMU_PACKAGE);
+        }
+        packages
     };
     let before = missing();
     if before.is_empty() {
-        println!("interop: 32-bit runtime present");
+        println!("interop: 32-bit runtime and {QEMU} present");
         return Ok(());
     }
     println!(
-        "interop: {} missing; installing {} (needs root)",
-        before.join(", "),
-        RUNTIME_PACKAGES.join(" ")
+        "interop: installing {} with apt-get (needs root)",
+        before.join(" ")
     );
     let hint = |e: String| {
         format!(
-            "{e}; the Zephyr native_sim servers are 32-bit programs and need Debian's {} (install them as root)",
+            "{e}; the Zephyr native_sim servers are 32-bit programs and need Debian's {}, \
+             the emulated boards Debian's {QEMU_PACKAGE} (install them as root)",
             RUNTIME_PACKAGES.join(" ")
         )
     };
     util::run(Command::new("apt-get").arg("update").stdin(Stdio::null())).map_err(hint)?;
     util::run(
         Command::new("apt-get")
-            .args(["install", "-y"])
-            .args(RUNTIME_PACKAGES)
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&before)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdin(Stdio::null()),
     )
@@ -633,7 +753,7 @@ fn run_server(
     }
     for (suite, tests) in selected {
         let result = match &server.zephyr {
-            None => run_tests(server, *suite, tests, tools),
+            None => run_tests(*suite, tests, tools, &server_env(server), &[]),
             Some(zephyr) => start_server(
                 server.name,
                 zephyr,
@@ -643,7 +763,7 @@ fn run_server(
             .and_then(|mut guard| {
                 wait_ready(&mut guard)?;
                 // The guard lives until the tests are done, then stops the server.
-                run_tests(server, *suite, tests, tools)
+                run_tests(*suite, tests, tools, &server_env(server), &[])
             }),
         };
         match result {
@@ -664,11 +784,17 @@ fn run_server(
 }
 
 /// A running server; dropping it kills the process by its id and reaps it, so it is
-/// stopped on every path out of [`run_server`], an error or a panic included.
-struct ServerGuard {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
+/// stopped on every path out of the run that started it, an error or a panic included.
+pub(crate) struct ServerGuard {
+    pub(crate) name: String,
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
+}
+
+impl ServerGuard {
+    pub(crate) fn new(name: String, child: Child, log: PathBuf) -> Self {
+        Self { name, child, log }
+    }
 }
 
 impl Drop for ServerGuard {
@@ -677,14 +803,8 @@ impl Drop for ServerGuard {
         // An error here means the process has already exited; wait() reaps it either way.
         let _ = self.child.kill();
         match self.child.wait() {
-            Ok(status) => println!(
-                "interop: stopped the {} server (pid {pid}, {status})",
-                self.name
-            ),
-            Err(e) => eprintln!(
-                "interop: could not reap the {} server (pid {pid}): {e}",
-                self.name
-            ),
+            Ok(status) => println!("interop: stopped {} (pid {pid}, {status})", self.name),
+            Err(e) => eprintln!("interop: could not reap {} (pid {pid}): {e}", self.name),
         }
     }
 }
@@ -725,7 +845,7 @@ fn start_server(
         child.id(),
         log.display()
     );
-    Ok(ServerGuard { name, child, log })
+    Ok(ServerGuard::new(format!("the {name} server"), child, log))
 }
 
 /// Fails with a clear message if anything holds UDP port [`PORT`] on either loopback.
@@ -761,7 +881,7 @@ fn wait_ready(guard: &mut ServerGuard) -> Result {
         let log = String::from_utf8_lossy(&log);
         if log.contains(READY) {
             println!(
-                "interop: {} server ready after {} ms",
+                "interop: {} ready after {} ms",
                 guard.name,
                 started.elapsed().as_millis()
             );
@@ -769,21 +889,21 @@ fn wait_ready(guard: &mut ServerGuard) -> Result {
         }
         if log.contains(BIND_FAILED) {
             return Err(format!(
-                "the {} server could not bind UDP port {PORT}; is another server running?\n{}",
+                "{} could not bind UDP port {PORT}; is another server running?\n{}",
                 guard.name,
                 tail(&log)
             ));
         }
         if let Ok(Some(status)) = guard.child.try_wait() {
             return Err(format!(
-                "the {} server exited before it was ready ({status}):\n{}",
+                "{} exited before it was ready ({status}):\n{}",
                 guard.name,
                 tail(&log)
             ));
         }
         if started.elapsed() > READY_TIMEOUT {
             return Err(format!(
-                "the {} server did not log `{READY}` within {}s:\n{}",
+                "{} did not log `{READY}` within {}s:\n{}",
                 guard.name,
                 READY_TIMEOUT.as_secs(),
                 tail(&log)
@@ -793,24 +913,129 @@ fn wait_ready(guard: &mut ServerGuard) -> Result {
     }
 }
 
-/// Runs exactly `tests` of `suite` against `server`, their output passed through, and
-/// returns their counts. A run that executes fewer tests than selected (none, say, as a
-/// renamed test would) counts as failed.
-fn run_tests(server: &Server, suite: Suite, tests: &[&str], tools: &Tools) -> Result<Counts> {
+/// The variables that tell a test where `server` is.
+fn server_env(server: &Server) -> Vec<(&'static str, String)> {
+    server
+        .zephyr
+        .as_ref()
+        .map(|zephyr| (zephyr.env, zephyr.addr.to_owned()))
+        .into_iter()
+        .collect()
+}
+
+/// Runs the `selected` tests of a serial fixture: per suite, the shared ones on one
+/// device, then each test that needs a device of its own on a fresh one (as the manifest
+/// launches it, or MCUboot alone). Every device is stopped by its process id afterwards.
+fn run_serial_fixture(
+    fixture: &SerialFixture,
+    selected: &[(Suite, Vec<&str>)],
+    dir: &Path,
+    tools: &Tools,
+) -> Outcome {
+    util::heading(&format!(
+        "interop: {} ({}; {})",
+        fixture.name,
+        fixture.link(),
+        match selected.iter().map(|(_, tests)| tests.len()).sum::<usize>() {
+            1 => "1 test".to_owned(),
+            n => format!("{n} tests"),
+        }
+    ));
+    for erratum in fixture.errata() {
+        println!("interop: {}: manifest erratum: {erratum}", fixture.name);
+    }
+    let started = Instant::now();
+    let run_dir = dir.join(format!("run-{}", fixture.name));
+    let mut counts = Counts::default();
+    if let Err(error) = remove_dir_if_exists(&run_dir) {
+        counts.errors.push(error);
+    }
+    for (suite, tests) in selected {
+        let in_session = |session: Session| -> Vec<&str> {
+            tests
+                .iter()
+                .copied()
+                .filter(|test| fixture.session(test) == Some(session))
+                .collect()
+        };
+        let mut sessions: Vec<(Launch, String, Vec<&str>)> = Vec::new();
+        let shared = in_session(Session::Shared);
+        if !shared.is_empty() {
+            sessions.push((Launch::Manifest, "shared".to_owned(), shared));
+        }
+        for (session, launch) in [
+            (Session::Own, Launch::Manifest),
+            (Session::OwnBare, Launch::Bare),
+        ] {
+            for test in in_session(session) {
+                sessions.push((launch, test.to_owned(), vec![test]));
+            }
+        }
+        for (launch, label, tests) in sessions {
+            let session_dir = run_dir.join(suite.dir_name()).join(&label);
+            if launch == Launch::Bare {
+                println!("interop: {}: MCUboot alone, for {label}", fixture.name);
+            }
+            let result = fixture
+                .start(launch, &session_dir)
+                .and_then(|(guard, target)| {
+                    let env = vec![
+                        (fixtures::SERIAL_ENV, target),
+                        (fixtures::SERIAL_FIXTURE_ENV, fixture.json()),
+                    ];
+                    let counts = run_tests(*suite, &tests, tools, &env, &["--show-output"]);
+                    // Stops the device now, before the next session starts one.
+                    drop(guard);
+                    counts
+                });
+            match result {
+                Ok(session_counts) => {
+                    counts.passed += session_counts.passed;
+                    counts.failed += session_counts.failed;
+                    counts.errors.extend(session_counts.errors);
+                }
+                Err(error) => counts
+                    .errors
+                    .push(format!("{} ({label}): {error}", suite.name())),
+            }
+        }
+    }
+    Outcome::Ran {
+        passed: counts.passed,
+        failed: counts.failed,
+        elapsed: started.elapsed(),
+        errors: counts.errors,
+    }
+}
+
+/// Runs exactly `tests` of `suite` with `env` set (and every other server's variable
+/// unset, so that a test for another one fails rather than reaching it), their output
+/// passed through, and returns their counts. A run that executes fewer tests than
+/// selected (none, say, as a renamed test would) counts as failed.
+fn run_tests(
+    suite: Suite,
+    tests: &[&str],
+    tools: &Tools,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> Result<Counts> {
     let mut command = suite.cargo_test();
     command
         .args(["--", "--ignored", "--test-threads=1", "--exact"])
+        .args(args)
         .args(tests)
         .env(PYTHON_ENV, &tools.python)
         .env(IMGTOOL_ENV, &tools.imgtool)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    // Only this server's address: a test for another one fails rather than reaching it.
     for zephyr in zephyr_servers() {
         command.env_remove(zephyr.env);
     }
-    if let Some(zephyr) = &server.zephyr {
-        command.env(zephyr.env, zephyr.addr);
+    command
+        .env_remove(fixtures::SERIAL_ENV)
+        .env_remove(fixtures::SERIAL_FIXTURE_ENV);
+    for (key, value) in env {
+        command.env(key, value);
     }
     let shown = util::show(&command);
     println!("interop: {shown}");
@@ -863,7 +1088,7 @@ fn count(result: &str, what: &str) -> usize {
 }
 
 /// The last lines of a server log, without its ANSI colour codes.
-fn tail(log: &str) -> String {
+pub(crate) fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     let start = lines.len().saturating_sub(20);
     lines[start..]
@@ -891,7 +1116,7 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-fn remove_dir_if_exists(path: &Path) -> Result {
+pub(crate) fn remove_dir_if_exists(path: &Path) -> Result {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -899,16 +1124,44 @@ fn remove_dir_if_exists(path: &Path) -> Result {
     }
 }
 
-fn summary(outcomes: &[(&Server, Outcome)], setup: Duration, total: Duration) {
-    println!("\ninterop summary (setup {}):", util::seconds(setup));
-    let row = |name: &str, passed: &str, failed: &str, elapsed: &str, result: &str| {
-        println!("  {name:<6} {passed:>6} {failed:>6} {elapsed:>8}  {result}");
+/// Prints every server and fixture with its counts, as a Markdown table.
+fn summary(rows: &[Row], setup: Duration, total: Duration) {
+    println!("\ninterop summary (setup {}):\n", util::seconds(setup));
+    let name_width = rows
+        .iter()
+        .map(|row| row.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let link_width = rows
+        .iter()
+        .map(|row| row.link.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let line = |name: &str, link: &str, passed: &str, failed: &str, elapsed: &str, result: &str| {
+        println!(
+            "| {name:<name_width$} | {link:<link_width$} | {passed:>6} | {failed:>6} | {elapsed:>7} | {result} |"
+        );
     };
-    row("server", "passed", "failed", "elapsed", "result");
+    line("fixture", "link", "passed", "failed", "elapsed", "result");
+    println!(
+        "|{}|{}|-------:|-------:|--------:|--------|",
+        "-".repeat(name_width + 2),
+        "-".repeat(link_width + 2)
+    );
     let (mut all_passed, mut all_failed) = (0, 0);
-    for (server, outcome) in outcomes {
-        match outcome {
-            Outcome::Skipped => row(server.name, "-", "-", "-", "skipped (filter)"),
+    for row in rows {
+        match &row.outcome {
+            Outcome::Skipped => line(&row.name, &row.link, "-", "-", "-", "skipped (filter)"),
+            Outcome::NotHere(why) => line(
+                &row.name,
+                &row.link,
+                "-",
+                "-",
+                "-",
+                &format!("not run: {why}"),
+            ),
             Outcome::Ran {
                 passed,
                 failed,
@@ -927,8 +1180,9 @@ fn summary(outcomes: &[(&Server, Outcome)], setup: Duration, total: Duration) {
                         }
                     }
                 };
-                row(
-                    server.name,
+                line(
+                    &row.name,
+                    &row.link,
                     &passed.to_string(),
                     &failed.to_string(),
                     &util::seconds(*elapsed),
@@ -937,8 +1191,9 @@ fn summary(outcomes: &[(&Server, Outcome)], setup: Duration, total: Duration) {
             }
         }
     }
-    row(
+    line(
         "total",
+        "",
         &all_passed.to_string(),
         &all_failed.to_string(),
         &util::seconds(total),

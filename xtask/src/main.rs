@@ -9,7 +9,7 @@
 //!   nightly toolchain and reports the executions of each.
 //! - `interop [FILTER]`: sets up the real Zephyr SMP servers from the `smpclient` sdist and
 //!   the Python reference tools, and runs the interop tests of every suite against each
-//!   server, one server at a time, then the tests against the simulated device.
+//!   server and serial fixture, one at a time, and the tests against the simulated device.
 //! - `bench [--quick]`: measures our client against the Python reference on the
 //!   simulated device and writes `BENCHMARKS.md`.
 //!
@@ -20,6 +20,7 @@ mod bench;
 mod ci;
 mod demo;
 mod examples;
+mod fixtures;
 mod fuzz;
 mod interop;
 mod json;
@@ -59,13 +60,16 @@ tasks:
       cargo-fuzz (cargo install --locked) when missing. Prints the executions and exec/s
       of each target; fails if one crashes (the input is under fuzz/artifacts/).
   interop [FILTER]
-      installs what the Zephyr servers need (32-bit libc, as root via apt-get), downloads
-      the smpclient 7.3.0 sdist into target/interop/ and sets up a venv with the Python
-      reference (smp, smpclient) and imgtool 2.5.0. Then starts each UDP server (udp4,
-      udp6) in turn and runs its tests (zephyr_udp4_*, zephyr_udp6_*) from every suite
-      (smp-integration-tests and smp-cli, --test interop) against it, and last the sim_*
-      tests, which start the simulated device themselves. FILTER keeps only test names
-      containing it.
+      installs what the Zephyr servers need (32-bit libc and qemu-system-arm, as root via
+      apt-get), downloads the smpclient 7.3.0 sdist into target/interop/ and sets up a
+      venv with the Python reference (smp, smpclient) and imgtool 2.5.0. Then starts each
+      UDP server (udp4, udp6) in turn and runs its tests (zephyr_udp4_*, zephyr_udp6_*)
+      from every suite (smp-integration-tests --test interop and --test interop_serial,
+      smp-cli --test interop) against it, the sim_* tests, which start the simulated
+      device themselves, and the serial_* tests against every serial fixture of the
+      sdist's manifest (native_sim on a pty, mps2_an385 and qemu_cortex_m0 under qemu on
+      a TCP port), each where the fixture has what the test needs. Prints a table of
+      every server and fixture. FILTER keeps only test names containing it.
   bench [--quick]
       builds smp-bench and smp-sim in release and measures, against the simulated device
       on 127.0.0.1: upload throughput of a 1 MiB image and download throughput of a
