@@ -8,7 +8,9 @@
 //! fail the test, as does any other error.
 //!
 //! The matrix is printed as a Markdown table (`cargo test --test faults -- --nocapture`
-//! shows it on success; a failure always shows it).
+//! shows it on success; a failure always shows it), each cell's time next to it as a
+//! multiple of the same operation's time without faults (the first row). Those times
+//! are measured, never asserted: they show what recovering from a fault costs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
@@ -504,9 +506,19 @@ fn verdict(row: &Row, result: &CellResult) -> Option<String> {
     }
 }
 
+/// Milliseconds, with a decimal below 10.
+fn millis(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// A cell of the table: how it ended, and its time.
 fn show(result: &CellResult) -> String {
-    let secs = |d: Duration| format!("{:.2}s", d.as_secs_f64());
-    let time = secs(result.elapsed);
+    let time = millis(result.elapsed);
     match &result.outcome {
         Outcome::Ok(note) => format!("ok {time}{note}"),
         Outcome::Error(err) => {
@@ -519,13 +531,27 @@ fn show(result: &CellResult) -> String {
                 other => format!("{other:?}"),
             };
             match result.budget {
-                Some(budget) => format!("{kind} {time} (budget {})", secs(budget)),
+                Some(budget) => format!("{kind} {time} (budget {})", millis(budget)),
                 None => format!("{kind} {time}"),
             }
         }
         Outcome::Wrong(_) => format!("WRONG {time}"),
-        Outcome::Hang(bound) => format!("HANG (> {})", secs(*bound)),
+        Outcome::Hang(bound) => format!("HANG (> {})", millis(*bound)),
         Outcome::Setup(_) => "SETUP FAILED".to_owned(),
+    }
+}
+
+/// The time column of a cell: its time as a multiple of the same operation without
+/// faults, for cells that succeeded.
+fn against(result: &CellResult, no_fault: Option<&CellResult>) -> String {
+    match (&result.outcome, no_fault) {
+        (Outcome::Ok(_), Some(base)) if !base.elapsed.is_zero() => {
+            format!(
+                "{:.1}×",
+                result.elapsed.as_secs_f64() / base.elapsed.as_secs_f64()
+            )
+        }
+        _ => "–".to_owned(),
     }
 }
 
@@ -546,24 +572,44 @@ async fn fault_matrix() {
         }));
     }
     let mut table = String::from(
-        "\n| fault | image upload (64 KiB) | file download (64 KiB) | 30 echoes |\n|---|---|---|---|\n",
+        "\n| fault | image upload (64 KiB) | × no fault | file download (64 KiB) | × no fault | 30 echoes | × no fault |\n\
+         |---|---|---:|---|---:|---|---:|\n",
     );
     let mut failures = Vec::new();
+    // The first row, "no fault": what every other cell's time is compared with.
+    let mut no_fault: Option<Vec<CellResult>> = None;
     for (row, task) in rows.iter().zip(tasks) {
         let results = match task.await {
             Ok(results) => results,
             Err(err) => {
                 failures.push(format!("{}: the row panicked: {err}", row.name));
-                let _ = writeln!(table, "| {} | PANIC | PANIC | PANIC |", row.name);
+                let _ = writeln!(
+                    table,
+                    "| {} | PANIC | – | PANIC | – | PANIC | – |",
+                    row.name
+                );
                 continue;
             }
         };
-        let cells: Vec<String> = results.iter().map(show).collect();
+        let cells: Vec<String> = results
+            .iter()
+            .enumerate()
+            .map(|(i, result)| {
+                let base = no_fault
+                    .as_ref()
+                    .and_then(|base| base.get(i))
+                    .unwrap_or(result);
+                format!("{} | {}", show(result), against(result, Some(base)))
+            })
+            .collect();
         let _ = writeln!(table, "| {} | {} |", row.name, cells.join(" | "));
         for (cell, result) in Cell::ALL.iter().zip(&results) {
             if let Some(why) = verdict(row, result) {
                 failures.push(format!("{} / {cell:?}: {why}", row.name));
             }
+        }
+        if no_fault.is_none() && row.name == "no fault" {
+            no_fault = Some(results);
         }
     }
     println!("{table}");
