@@ -1,6 +1,7 @@
 //! The async client: drives the engine's state over a transport.
 
 use std::collections::hash_map::RandomState;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,8 +15,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::RetryPolicy;
-use crate::engine::{Closed, Pending, RegisterError, Ticket};
+use crate::engine::{Closed, Pending, RegisterError, Reply, Ticket};
 use crate::messages::os::{McumgrParamsRequest, McumgrParamsResponse};
+use crate::rto::{Attempts, Kind, Phase, Sample, Timers};
 use crate::{ClientError, ReplyError, Request};
 
 /// Room for a typed request's frame (up to the frame limit): most requests are far
@@ -104,6 +106,8 @@ struct Shared<T> {
     /// The device's parameters, once read.
     params: Mutex<Option<McumgrParamsResponse>>,
     in_flight: InFlight,
+    /// The retransmission timers, learned per kind of request.
+    timers: Mutex<Timers>,
 }
 
 /// How many requests may wait for replies at once, and the permits to do so.
@@ -138,6 +142,22 @@ impl<T> Shared<T> {
         // a single map update.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn timers(&self) -> MutexGuard<'_, Timers> {
+        // Each operation on the timers is a single estimator update.
+        self.timers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How a wait for a reply ended.
+enum Waited {
+    /// The reply came.
+    Reply(Reply),
+    /// No reply within the wait.
+    Expired,
+    /// The device answered a probe sent after the request: the request or its reply was
+    /// lost.
+    Lost,
 }
 
 /// Forgets a registered request when its future ends or is dropped.
@@ -186,6 +206,7 @@ impl<T: Transport + 'static> Client<T> {
             buf_count: AtomicUsize::new(0),
             params: Mutex::new(None),
             in_flight: InFlight::new(options_limit.unwrap_or(1).max(1)),
+            timers: Mutex::new(Timers::default()),
         });
         let reader = tokio::spawn(read_replies(shared.clone()));
         Self { shared, reader }
@@ -272,6 +293,13 @@ impl<T: Transport + 'static> Client<T> {
         self.shared.pending().len()
     }
 
+    /// The learned retransmission timeout of requests like `request` in `phase`.
+    #[cfg(test)]
+    pub(crate) fn learned_rto(&self, request: &Header, phase: Phase) -> Option<Duration> {
+        let min = self.shared.options.retry.min_rto;
+        self.shared.timers().rto(Kind::new(request, phase), min)
+    }
+
     /// The client's settings.
     pub fn options(&self) -> &ClientOptions {
         &self.shared.options
@@ -320,7 +348,8 @@ impl<T: Transport + 'static> Client<T> {
     }
 
     /// Like [`request`](Self::request), with a per-attempt timeout for this request only
-    /// (an image upload's first chunk may wait seconds for a slot erase).
+    /// (an image upload's first chunk may wait seconds for a slot erase): the bound of
+    /// its learned retransmission timer, as [`RetryPolicy::timeout`] is for the others.
     pub async fn request_with_timeout<R: Request>(
         &self,
         request: &R,
@@ -335,7 +364,8 @@ impl<T: Transport + 'static> Client<T> {
     }
 
     /// Sends an already encoded CBOR payload and returns the reply's payload after
-    /// checking it for a device error. Retries on timeout (same frame, same sequence)
+    /// checking it for a device error. Retries on timeout (same frame, a new sequence
+    /// number per attempt, see [`RetryPolicy`])
     /// and on busy replies (ENOMEM, EBUSY) as the retry policy says.
     pub async fn request_raw(
         &self,
@@ -371,12 +401,16 @@ impl<T: Transport + 'static> Client<T> {
         let policy = &self.shared.options.retry;
         let (mut busy_attempts, mut malformed) = (0, 0);
         loop {
-            let reply = self
-                .exchange(template, &mut frame, timeout, &mut || {})
+            let (reply, sample) = self
+                .exchange(template, &mut frame, timeout, Phase::Other, &mut || {})
                 .await?;
             let reply = Recycled::new(&self.shared.transport, reply);
             let body = &reply[header::SIZE..];
-            let problem = match smp_proto::reply_error(body, group, rc_may_be_result) {
+            let verdict = smp_proto::reply_error(body, group, rc_may_be_result);
+            if !matches!(&verdict, Ok(Some(err)) if err.is_back_pressure()) {
+                self.learn(sample);
+            }
+            let problem = match verdict {
                 Ok(None) => match parse(body) {
                     Ok(parsed) => return Ok(parsed),
                     Err(problem) => problem,
@@ -411,20 +445,32 @@ impl<T: Transport + 'static> Client<T> {
 
     /// One request of an upload, its frame built by [`encode_frame`](Self::encode_frame).
     /// The whole reply frame comes back unchecked (it may be a device error, busy replies
-    /// included, which are not retried) and goes back to the transport when dropped.
-    /// Timeouts re-send the same frame as for any request, and call `on_timeout` each
-    /// time. Pipelined upload chunks use it: the upload handles busy replies itself, and
-    /// narrows its window on timeouts.
+    /// included, which are not retried) and goes back to the transport when dropped,
+    /// with the round trip to [`learn`](Self::learn) from once the caller knows the reply
+    /// was not a busy one. Timeouts re-send the same frame as for any request, and call
+    /// `on_timeout` each time. Pipelined upload chunks use it: the upload handles busy
+    /// replies itself, and narrows its window on timeouts; `phase` tells the first and
+    /// last chunks, whose timers learn apart from the others'.
     pub(crate) async fn request_unchecked(
         &self,
         (template, frame): &mut (Header, Vec<u8>),
         timeout: Duration,
+        phase: Phase,
         mut on_timeout: impl FnMut() + Send,
-    ) -> Result<Recycled<'_, T>, ClientError> {
-        let reply = self
-            .exchange(*template, frame, timeout, &mut on_timeout)
+    ) -> Result<(Recycled<'_, T>, Option<Sample>), ClientError> {
+        let (reply, sample) = self
+            .exchange(*template, frame, timeout, phase, &mut on_timeout)
             .await?;
-        Ok(Recycled::new(&self.shared.transport, reply))
+        Ok((Recycled::new(&self.shared.transport, reply), sample))
+    }
+
+    /// Feeds the round trip of a request answered on its only attempt to its kind's
+    /// retransmission timer. Not for busy replies (ENOMEM, EBUSY), which the device
+    /// sends without doing the work.
+    pub(crate) fn learn(&self, sample: Option<Sample>) {
+        if let Some(Sample { kind, rtt }) = sample {
+            self.shared.timers().sample(kind, rtt);
+        }
     }
 
     /// The frame of `payload` (sequence number still 0), encoded straight into one buffer
@@ -466,15 +512,19 @@ impl<T: Transport + 'static> Client<T> {
         Ok((template, frame))
     }
 
-    /// One request under one sequence number: send, wait, re-send the same frame on
-    /// timeout as the retry policy says, calling `on_timeout` on every timeout.
+    /// One request: send, wait, re-send the same frame (under a new sequence number, a
+    /// reply to any attempt counting) when no reply came within the wait the retry
+    /// policy and the learned retransmission timer of the request's kind (its command,
+    /// in `phase`) give, calling `on_timeout` on every expiry. Returns the reply and the
+    /// round trip from the attempt it answers, for [`learn`](Self::learn).
     async fn exchange(
         &self,
         template: Header,
         frame: &mut [u8],
         timeout: Duration,
+        phase: Phase,
         on_timeout: &mut (dyn FnMut() + Send),
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<(Vec<u8>, Option<Sample>), ClientError> {
         let shared = &*self.shared;
         let _permit = shared
             .in_flight
@@ -489,18 +539,54 @@ impl<T: Transport + 'static> Client<T> {
         let mut reply = std::future::poll_fn(|cx| shared.pending().poll_reply(ticket, cx.waker()));
 
         let policy = &shared.options.retry;
+        let mut attempts = Attempts::new(Kind::new(&request, phase));
+        let mut sequence = request.sequence;
         let started = Instant::now();
         for attempt in 0..=policy.retries {
+            // Each attempt under a number of its own, so that the reply says which one
+            // it answers; the previous one's when none is free.
+            let own_sequence = attempt == 0
+                || match shared.pending().add_attempt(ticket, attempt) {
+                    Some(again) => {
+                        sequence = again;
+                        frame[..header::SIZE]
+                            .copy_from_slice(&request.with_sequence(again).encode());
+                        true
+                    }
+                    None => false,
+                };
+            let rto = shared.timers().rto(attempts.kind(), policy.min_rto);
+            let wait = policy.attempt_wait(timeout, attempt, rto);
+            attempts.sent(Instant::now(), own_sequence);
             self.send_attempt(frame).await?;
-            match tokio::time::timeout(policy.attempt_wait(timeout, attempt), &mut reply).await {
-                Ok(reply) => return reply.map_err(|Closed| ClientError::Closed),
-                Err(_) => {
+            // The last attempt waits the whole timeout: nothing would go after a probe.
+            let probe = attempt < policy.retries;
+            match self.wait_for(&mut reply, wait, probe).await? {
+                Waited::Reply(Reply { frame, attempt }) => {
+                    let sample = attempts.sample(attempt, Instant::now());
+                    return Ok((frame, sample));
+                }
+                Waited::Expired => {
+                    shared.timers().expired(attempts.kind());
                     tracing::debug!(
-                        sequence = request.sequence,
+                        sequence,
                         group = request.group,
                         command = request.command,
                         attempt,
+                        ?wait,
+                        learned = rto.is_some(),
                         "no reply; re-sending"
+                    );
+                    on_timeout();
+                }
+                Waited::Lost => {
+                    // Not the timer's doing: it is neither backed off nor learned from.
+                    tracing::debug!(
+                        sequence,
+                        group = request.group,
+                        command = request.command,
+                        attempt,
+                        "the device answered a later probe: request or reply lost; re-sending"
                     );
                     on_timeout();
                 }
@@ -513,6 +599,117 @@ impl<T: Transport + 'static> Client<T> {
             attempts: policy.retries + 1,
             waited: started.elapsed(),
         })
+    }
+
+    /// Waits up to `wait` for `reply`, the reply to a request just sent. When the wait is
+    /// long against the round trip the client has learned (the request's kind has no
+    /// timer of its own yet, or is slow: a slot erase, an image check) and nothing else
+    /// is in flight, probes the device meanwhile: an empty echo after the shortest
+    /// learned retransmission timeout, then after twice as long each time. The device
+    /// handles requests one at a time in the order they arrive (docs/protocol.md 5.4),
+    /// so a reply to a probe while the request's has not come means the request or its
+    /// reply was lost ([`Waited::Lost`]): no need to wait for the timeout. A probe that
+    /// gets no reply says nothing (the device may be busy with the request; a Zephyr UDP
+    /// server drops what finds no free buffer). Probes are not taken when other requests
+    /// are in flight: they could take a device buffer a request needs; nor without
+    /// `probe`.
+    async fn wait_for<F>(
+        &self,
+        reply: &mut F,
+        wait: Duration,
+        probe: bool,
+    ) -> Result<Waited, ClientError>
+    where
+        F: Future<Output = Result<Reply, Closed>> + Unpin,
+    {
+        let shared = &*self.shared;
+        let deadline = Instant::now() + wait;
+        let interval = probe
+            .then(|| shared.timers().fastest(shared.options.retry.min_rto))
+            .flatten()
+            .filter(|interval| interval.saturating_mul(2) <= wait);
+        let Some(mut interval) = interval else {
+            return match tokio::time::timeout_at(deadline, reply).await {
+                Ok(Ok(reply)) => Ok(Waited::Reply(reply)),
+                Ok(Err(Closed)) => Err(ClientError::Closed),
+                Err(_) => Ok(Waited::Expired),
+            };
+        };
+        let mut next_probe = Instant::now() + interval;
+        // One probe request for this wait, each probe an attempt of it.
+        let mut probe: Option<Registration<'_, T>> = None;
+        let mut probes = 0;
+        loop {
+            let probe_reply = async {
+                match &probe {
+                    Some(registration) => {
+                        let ticket = &registration.ticket;
+                        std::future::poll_fn(|cx| shared.pending().poll_reply(ticket, cx.waker()))
+                            .await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                answered = &mut *reply => {
+                    return answered.map(Waited::Reply).map_err(|Closed| ClientError::Closed);
+                }
+                answered = probe_reply => {
+                    if let Ok(Reply { frame, .. }) = answered {
+                        shared.transport.recycle(frame);
+                    }
+                    return Ok(Waited::Lost);
+                }
+                () = tokio::time::sleep_until(deadline) => return Ok(Waited::Expired),
+                () = tokio::time::sleep_until(next_probe), if next_probe < deadline => {
+                    if shared.pending().requests() == 1 + usize::from(probe.is_some()) {
+                        self.send_probe(&mut probe, probes).await?;
+                        probes += 1;
+                    }
+                    interval = interval.saturating_mul(2);
+                    next_probe = Instant::now() + interval;
+                }
+            }
+        }
+    }
+
+    /// Sends probe number `count` (from 0) of a wait: an empty echo, the first one
+    /// registered as `probe`, the later ones as its further attempts.
+    async fn send_probe<'a>(
+        &'a self,
+        probe: &mut Option<Registration<'a, T>>,
+        count: u32,
+    ) -> Result<(), ClientError> {
+        // `{"d": ""}`, as `EchoRequest` encodes it.
+        const PAYLOAD: [u8; 4] = [0xa1, 0x61, b'd', 0x60];
+        let template = Header::new(
+            Op::Write,
+            header::group::OS,
+            header::command::os::ECHO,
+            PAYLOAD.len() as u16,
+        )
+        .with_version(self.shared.options.version);
+        let header = match probe {
+            None => {
+                let registration = self.register(template)?;
+                let header = registration.ticket.request;
+                *probe = Some(registration);
+                header
+            }
+            Some(registration) => {
+                let ticket = registration.ticket;
+                match self.shared.pending().add_attempt(&ticket, count) {
+                    Some(sequence) => ticket.request.with_sequence(sequence),
+                    None => ticket.request,
+                }
+            }
+        };
+        let mut frame = [0; header::SIZE + PAYLOAD.len()];
+        frame[..header::SIZE].copy_from_slice(&header.encode());
+        frame[header::SIZE..].copy_from_slice(&PAYLOAD);
+        tracing::debug!(sequence = header.sequence, "probing the device");
+        self.send_attempt(&frame).await
     }
 
     /// Registers `template` under a free sequence number, until the registration drops.

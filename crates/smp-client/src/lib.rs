@@ -71,6 +71,7 @@ mod client_tests;
 mod commands;
 mod engine;
 mod error;
+mod rto;
 mod transfer;
 
 pub use client::{Client, ClientOptions};

@@ -56,10 +56,15 @@ struct Device {
     /// How long a new image upload's slot erase takes. Meanwhile the device answers
     /// nothing, and what arrives is dropped (its two buffers are taken, as on Zephyr).
     erase: Duration,
+    /// How long checking a complete image takes (the last chunk's reply waits), with the
+    /// same effect as an erase.
+    check: Duration,
     /// Set when an erase starts: the reply waits this long.
     busy_for: Option<Duration>,
-    /// Requests dropped during an erase.
+    /// Requests dropped during an erase, the client's probes (empty echoes) apart.
     dropped_while_busy: usize,
+    /// Probes dropped during an erase.
+    probes_dropped_while_busy: usize,
 }
 
 fn reply_frame(request: &Header, body: impl FnOnce(&mut Encoder<&mut Vec<u8>>)) -> Vec<u8> {
@@ -195,6 +200,9 @@ impl Device {
         held.extend_from_slice(&chunk.data);
         let off = held.len() as u64;
         let done = off == *len;
+        if done && !self.check.is_zero() {
+            self.busy_for = Some(self.check);
+        }
         let matched =
             Sha256::digest(&held[..]).as_slice() == sha.as_slice() && !self.lie_about_match;
         reply_frame(request, |e| {
@@ -293,8 +301,15 @@ fn serve(end: MemoryTransport, device: Arc<Mutex<Device>>) {
             if let Some(busy_for) = busy_for {
                 tokio::time::sleep(busy_for).await;
                 // What arrived meanwhile found no free buffer.
-                while let Ok(Ok(_)) = tokio::time::timeout(Duration::ZERO, end.receive()).await {
-                    device.lock().unwrap().dropped_while_busy += 1;
+                while let Ok(Ok(frame)) = tokio::time::timeout(Duration::ZERO, end.receive()).await
+                {
+                    let header = Header::decode(&frame).unwrap();
+                    let mut device = device.lock().unwrap();
+                    if (header.group, header.command) == (group::OS, 0) {
+                        device.probes_dropped_while_busy += 1;
+                    } else {
+                        device.dropped_while_busy += 1;
+                    }
                 }
             }
             if let Some(reply) = reply {
@@ -719,7 +734,8 @@ fn upload_futures_can_be_spawned() {
 #[tokio::test(start_paused = true)]
 async fn a_late_reply_to_the_first_chunk_still_counts() {
     // The erase outlasts the first chunk's timeout, and the re-sent first chunk finds no
-    // buffer: the reply to the first attempt is what moves the upload on.
+    // buffer (nor do the client's probes meanwhile): the reply to the first attempt is
+    // what moves the upload on.
     let device = Arc::new(Mutex::new(Device {
         erase: Duration::from_millis(700),
         ..pipelining_device(2)
@@ -742,6 +758,76 @@ async fn a_late_reply_to_the_first_chunk_still_counts() {
     assert!(
         started.elapsed() < Duration::from_millis(1000),
         "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_first_or_last_chunk_is_never_sent_again_early() {
+    // The middle chunks are answered at once, so their learned timer is the policy's
+    // 10 ms minimum; the slot erase and the image check take 300 ms. The first and last
+    // chunks keep timers of their own: never sent again while the device works (a
+    // re-sent chunk would find no buffer and be counted), on the first upload (nothing
+    // learned: the 2 s timeouts) nor on the next one (learned: 300 ms and its variation).
+    let device = Arc::new(Mutex::new(Device {
+        erase: Duration::from_millis(300),
+        check: Duration::from_millis(300),
+        ..pipelining_device(2)
+    }));
+    let client = client_for(device.clone()).await;
+    let options = ImageUploadOptions::default()
+        .with_first_timeout(Duration::from_secs(2))
+        .with_last_timeout(Duration::from_secs(2));
+    let mut sent = 0;
+    for version in [1u8, 2] {
+        let mut data = image(30_000);
+        data[100] = version;
+        let started = tokio::time::Instant::now();
+        let summary = client.upload_image(&data, &options, |_| {}).await.unwrap();
+        assert_eq!(summary.matched, Some(true));
+        sent += data.len();
+        let device = device.lock().unwrap();
+        assert_eq!(
+            device.dropped_while_busy, 0,
+            "upload {version}: sent again while busy"
+        );
+        assert_eq!(
+            device.data_bytes_received, sent,
+            "upload {version}: nothing sent twice"
+        );
+        // The erase and the check, nothing else: no timeout was waited for.
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(600),
+            "upload {version}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_middle_chunk_goes_again_after_the_learned_timer() {
+    // One chunk in flight at a time, every 5th request lost: each loss costs the learned
+    // timer (the 10 ms minimum here, where the device answers at once), not the 200 ms
+    // timeout. Neither the first chunk (request 2, after the parameters) nor the last is
+    // among the lost ones here: their timers are not learned, and a 500 ms timeout would
+    // show in the time.
+    let device = Arc::new(Mutex::new(Device {
+        drop_every: 5,
+        ..pipelining_device(2)
+    }));
+    let client = client_for(device.clone()).await;
+    let data = image(30_000);
+    let started = tokio::time::Instant::now();
+    let summary = client
+        .upload_image(&data, &fast_options(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    let lost = device.lock().unwrap().requests / 5;
+    assert!(lost >= 3, "{lost} losses");
+    assert!(
+        started.elapsed() <= Duration::from_millis(10) * lost as u32 * 2,
+        "{lost} losses took {:?}",
         started.elapsed()
     );
 }

@@ -14,18 +14,23 @@ use super::chunk::{ChunkRequest, image_chunk};
 use super::slots::JobSlots;
 use super::upload_plan::{Exhausted, Step, UploadPlan};
 use crate::messages::fs;
+use crate::rto::Phase;
 use crate::{
     Client, ClientError, DeviceError, FileTransferOptions, FileTransferSummary, ImageUploadOptions,
     Progress, RetryPolicy, TransferError, UploadSummary,
 };
 
-/// Per-attempt timeouts of the first, middle and last chunks.
+/// Per-attempt timeouts of the first, middle and last chunks (each phase also learns its
+/// own retransmission timer).
 #[derive(Debug, Clone, Copy)]
 struct ChunkTimeouts {
     first: Duration,
     middle: Duration,
     last: Duration,
 }
+
+/// A request's per-attempt timeout, and the phase its timer learns in.
+type Wait = (Duration, Phase);
 
 /// What [`Client::upload_chunks`] did.
 struct ChunksSent {
@@ -217,7 +222,7 @@ impl<T: Transport + 'static> Client<T> {
     async fn upload_job<'a, R: ChunkRequest<'a>>(
         &self,
         job: Job<R>,
-        timeout: Duration,
+        (timeout, phase): Wait,
         report: (u64, &UnboundedSender<u64>),
     ) -> Result<Answer, ClientError> {
         let (id, timed_out) = report;
@@ -241,11 +246,15 @@ impl<T: Transport + 'static> Client<T> {
         // chunk it already has with its offset), within the retry policy.
         let mut malformed = 0;
         loop {
-            let reply = self
-                .request_unchecked(&mut frame, timeout, on_timeout)
+            let (reply, sample) = self
+                .request_unchecked(&mut frame, timeout, phase, on_timeout)
                 .await?;
             let reply = &reply[header::SIZE..];
-            let problem = match smp_proto::reply_error(reply, R::GROUP, false) {
+            let verdict = smp_proto::reply_error(reply, R::GROUP, false);
+            if !matches!(&verdict, Ok(Some(err)) if err.is_back_pressure()) {
+                self.learn(sample);
+            }
+            let problem = match verdict {
                 Ok(None) => match minicbor::decode::<R::Response>(reply) {
                     Ok(response) => {
                         let (off, matched) = R::reply_offset(&response);
@@ -287,21 +296,21 @@ enum Flow {
 }
 
 /// The next request the plan allows now (a chunk, or a question for the device's
-/// offset) with its id and per-attempt timeout, recorded as sent.
+/// offset) with its id, per-attempt timeout and phase, recorded as sent.
 fn next_job<'a, R: ChunkRequest<'a>>(
     plan: &mut UploadPlan<'a>,
     chunk: &impl Fn(u64) -> R,
     timeouts: ChunkTimeouts,
-) -> Result<Option<(u64, Job<R>, Duration)>, ClientError> {
+) -> Result<Option<(u64, Job<R>, Wait)>, ClientError> {
     if let Some(off) = plan.next_chunk() {
         let mut request = chunk(off);
         let sent = plan.send(&mut request)?;
         let wait = if sent.off == 0 {
-            timeouts.first
+            (timeouts.first, Phase::First)
         } else if sent.end() == plan.len() {
-            timeouts.last
+            (timeouts.last, Phase::Last)
         } else {
-            timeouts.middle
+            (timeouts.middle, Phase::Other)
         };
         return Ok(Some((sent.id, Job::Chunk(request), wait)));
     }
@@ -310,7 +319,11 @@ fn next_job<'a, R: ChunkRequest<'a>>(
             .offset_query()
             .ok_or(TransferError::NoOffset)?;
         let id = plan.query_sent();
-        return Ok(Some((id, Job::Query(query), timeouts.middle)));
+        return Ok(Some((
+            id,
+            Job::Query(query),
+            (timeouts.middle, Phase::Other),
+        )));
     }
     Ok(None)
 }
