@@ -116,17 +116,20 @@ enum Kind {
 ///   mended by a resend, and the reply is one of the stale answers to chunks sent before
 ///   the resend: it changes nothing. So one loss causes one resend, not one per chunk
 ///   that was in flight behind it.
-/// - On a timeout the client re-sends the same frame under the same sequence number, as
-///   for any request, so a late reply to the first attempt still counts (a slot erase
-///   that outlasts the first chunk's timeout); the plan only narrows the window. An
+/// - On a timeout the client re-sends the same frame, as for any request (under a new
+///   sequence number, a late reply to any attempt still counting: a slot erase that
+///   outlasts the first chunk's timeout); the plan only narrows the window. An
 ///   overtaken chunk is never re-sent: it leaves the plan, and the client drops its
 ///   request, as soon as a later chunk is answered.
 /// - A busy reply (ENOMEM, EBUSY) means the chunk was not written: it is sent again,
 ///   after the client's backoff. Busy replies count against the retry policy in rounds:
 ///   once when nothing sent later is still in flight.
 /// - The window starts at its maximum after the first reply, halves (down to 1) on
-///   every busy reply, timeout, and loss of a chunk that was itself a resend, and grows
-///   by one on every accepted chunk.
+///   every busy reply, on a timeout (once for the requests in flight then: a burst of
+///   losses is one event), and on the loss of a chunk that was itself a resend, and
+///   grows by one on every accepted chunk. With the client's learned retransmission
+///   timers a timeout comes a few round trips after a loss, so this is how the window
+///   narrows on loss.
 ///
 /// Whatever is lost, duplicated or reordered, the device only ever holds a prefix of the
 /// data, so the result is correct; the rules above only decide how fast it gets there.
@@ -158,6 +161,8 @@ pub(crate) struct UploadPlan<'a> {
     resumed_at: u64,
     /// The end of the furthest chunk sent: the device cannot hold more.
     sent_end: u64,
+    /// The first request sent after the window last narrowed on a timeout.
+    narrowed_before: u64,
 }
 
 impl<'a> UploadPlan<'a> {
@@ -186,6 +191,7 @@ impl<'a> UploadPlan<'a> {
             stalls: 0,
             busy: 0,
             sent_end: 0,
+            narrowed_before: 0,
             chunks: 0,
             peak: 0,
             resumed_at: 0,
@@ -477,10 +483,13 @@ impl<'a> UploadPlan<'a> {
     }
 
     /// Request `id` got no answer in time (and goes again, the same frame): narrows the
-    /// window.
+    /// window, once per loss: not again for requests sent before it last narrowed on a
+    /// timeout (their timers expire in the same burst; TCP too reduces its window once
+    /// per window of data lost, RFC 6582).
     pub(crate) fn on_timeout(&mut self, id: u64) {
-        if self.is_in_flight(id) {
+        if self.is_in_flight(id) && id >= self.narrowed_before {
             self.shrink();
+            self.narrowed_before = self.next_id;
         }
     }
 
@@ -847,11 +856,22 @@ mod tests {
         assert_eq!(plan.window(), 1);
         assert!(plan.is_in_flight(sent[0].id));
         assert_eq!((plan.next_off(), plan.next_chunk()), (sent[2].end(), None));
+        // The other chunks in flight then time out too: the same loss, no further
+        // narrowing (the window is 1 already, so widen it first to see).
+        plan.window = 3;
+        plan.on_timeout(sent[1].id);
+        plan.on_timeout(sent[2].id);
+        assert_eq!(plan.window(), 3);
+        plan.window = 1;
         // A later answer overtakes it: it leaves the plan, its timeouts count no more.
         plan.on_reply(sent[1].id, sent[1].end(), None).unwrap();
         assert!(!plan.is_in_flight(sent[0].id));
         plan.on_timeout(sent[0].id);
         assert_eq!(plan.window(), 2);
+        // A chunk sent after the narrowing narrows it again when it times out.
+        let (later, _) = send(&mut plan);
+        plan.on_timeout(later.id);
+        assert_eq!(plan.window(), 1);
     }
 
     #[test]
