@@ -964,7 +964,8 @@ impl Report {
              from one run on one machine, which may be shared with other work and so noisy.\n\n\
              Regenerate with:\n\n\
              ```sh\n\
-             {REGENERATE}            # about 10 minutes; --quick: 1 run each, smaller samples\n\
+             {REGENERATE}            # about 15 minutes; --quick: 1 run each, smaller samples\n\
+             {REGENERATE} --only loss  # the loss section alone, into target/bench/loss.md\n\
              ```\n\n",
         );
         if plan.quick {
@@ -1011,7 +1012,10 @@ impl Report {
              and 30 checked echoes against `smp-sim` over loopback UDP under each seeded fault. \
              Each cell must end with the data byte-identical, or, for the permanent faults, in \
              the typed error after exactly the attempts the retry policy allows; the test fails \
-             otherwise. Times are this run's and only show that nothing hung.\n\n",
+             otherwise. Each cell's time is this run's, and \"× no fault\" divides it by the \
+             same operation's time in the first row: what recovering from the fault costs \
+             (measured, never asserted; the rows run four at a time, so the times are \
+             noisy).\n\n",
         );
         for line in &self.reliability {
             md.push_str(line);

@@ -59,6 +59,11 @@ impl LossCell {
         runs.iter().filter(|run| run.is_err()).count()
     }
 
+    /// Our slowest successful run, in seconds.
+    fn slowest(&self) -> Option<f64> {
+        Self::successes(&self.ours).into_iter().reduce(f64::max)
+    }
+
     /// Median seconds of the successful runs of ours and of the reference.
     fn medians(&self) -> (Option<f64>, Option<f64>) {
         let of = |runs: &[std::result::Result<f64, String>]| {
@@ -88,8 +93,8 @@ impl LossResults {
     /// The table, and a line per upload on the target.
     pub(super) fn table(&self) -> String {
         let mut md = String::from(
-            "| transfer | buf_count | loss each way | ours (s) | ours / lossless | ours failed | ours requests | reference (s) | reference / lossless | reference failed | reference / ours |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| transfer | buf_count | loss each way | ours (s) | ours / lossless | ours slowest (s) | ours failed | ours requests | reference (s) | reference / lossless | reference failed | reference / ours |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let secs = |s: Option<f64>| s.map_or("–".to_owned(), |s| format!("{s:.2}"));
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -101,12 +106,13 @@ impl LossResults {
             let (ours_lossless, reference_lossless) = self.lossless(cell.kind, cell.buf_count);
             let _ = writeln!(
                 md,
-                "| {} | {} | {}% | {} | {} | {} of {} | {} | {} | {} | {} of {} | {} |",
+                "| {} | {} | {}% | {} | {} | {} | {} of {} | {} | {} | {} | {} of {} | {} |",
                 cell.kind,
                 cell.buf_count,
                 cell.loss_percent,
                 secs(ours),
                 ratio(ours, ours_lossless),
+                secs(cell.slowest()),
                 LossCell::failures(&cell.ours),
                 cell.ours.len(),
                 cell.requests.map_or("–".to_owned(), |n| n.to_string()),
@@ -154,7 +160,8 @@ impl LossResults {
              which has no retries: a lost datagram ends its transfer after its timeout, 2.5 s,\n\
              40 s for the first upload chunk) alternating on a fresh device each, with the\n\
              same seed for both clients in a run. Times are medians of the successful runs;\n\
-             \"/ lossless\" compares with the same client's lossless median at that `buf_count`;\n\
+             \"/ lossless\" compares with the same client's lossless median at that `buf_count`,\n\
+             \"slowest\" is our slowest successful run (the median hides a rare long one);\n\
              a failed run counts in \"failed\" and not in the times; \"ours requests\" are\n\
              those of our last successful run (upload chunks count again when sent again\n\
              from the device's offset, not when the same frame is re-sent).\n\n\
@@ -347,7 +354,7 @@ mod tests {
         let table = results.table();
         assert!(
             table.contains(
-                "| upload | 2 | 10% | 6.00 | 3.00× | 0 of 3 | – | 1.00 | 1.00× | 1 of 2 | 0.17× |"
+                "| upload | 2 | 10% | 6.00 | 3.00× | 7.00 | 0 of 3 | – | 1.00 | 1.00× | 1 of 2 | 0.17× |"
             ),
             "{table}"
         );
