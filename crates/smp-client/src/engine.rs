@@ -352,7 +352,11 @@ impl Default for RetryPolicy {
             backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
             busy_retries: 20,
-            min_rto: Duration::from_millis(10),
+            // Above the scheduling delays of a busy host (a spurious re-send of a chunk
+            // takes a device buffer), as QUIC allows 25 ms for a delayed acknowledgement
+            // (RFC 9000, max_ack_delay); at a 20 ms round trip the learned timer is
+            // about 27 ms anyway.
+            min_rto: Duration::from_millis(25),
         }
     }
 }

@@ -765,7 +765,7 @@ async fn a_late_reply_to_the_first_chunk_still_counts() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_first_or_last_chunk_is_never_sent_again_early() {
     // The middle chunks are answered at once, so their learned timer is the policy's
-    // 10 ms minimum; the slot erase and the image check take 300 ms. The first and last
+    // 25 ms minimum; the slot erase and the image check take 300 ms. The first and last
     // chunks keep timers of their own: never sent again while the device works (a
     // re-sent chunk would find no buffer and be counted), on the first upload (nothing
     // learned: the 2 s timeouts) nor on the next one (learned: 300 ms and its variation).
@@ -807,7 +807,7 @@ async fn a_slow_first_or_last_chunk_is_never_sent_again_early() {
 #[tokio::test(start_paused = true)]
 async fn a_lost_middle_chunk_goes_again_after_the_learned_timer() {
     // One chunk in flight at a time, every 5th request lost: each loss costs the learned
-    // timer (the 10 ms minimum here, where the device answers at once), not the 200 ms
+    // timer (the 25 ms minimum here, where the device answers at once), not the 200 ms
     // timeout. Neither the first chunk (request 2, after the parameters) nor the last is
     // among the lost ones here: their timers are not learned, and a 500 ms timeout would
     // show in the time.
@@ -826,7 +826,7 @@ async fn a_lost_middle_chunk_goes_again_after_the_learned_timer() {
     let lost = device.lock().unwrap().requests / 5;
     assert!(lost >= 3, "{lost} losses");
     assert!(
-        started.elapsed() <= Duration::from_millis(10) * lost as u32 * 2,
+        started.elapsed() <= client.options().retry.min_rto * lost as u32 * 2,
         "{lost} losses took {:?}",
         started.elapsed()
     );
