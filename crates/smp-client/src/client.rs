@@ -464,9 +464,9 @@ impl<T: Transport + 'static> Client<T> {
         Ok((Recycled::new(&self.shared.transport, reply), sample))
     }
 
-    /// Feeds the round trip of a request answered on its only attempt to its kind's
-    /// retransmission timer. Not for busy replies (ENOMEM, EBUSY), which the device
-    /// sends without doing the work.
+    /// Feeds the round trip of a request, measured from the attempt its reply answers,
+    /// to its kind's retransmission timer. Not for busy replies (ENOMEM, EBUSY), which
+    /// the device sends without doing the work.
     pub(crate) fn learn(&self, sample: Option<Sample>) {
         if let Some(Sample { kind, rtt }) = sample {
             self.shared.timers().sample(kind, rtt);
@@ -560,8 +560,8 @@ impl<T: Transport + 'static> Client<T> {
             attempts.sent(Instant::now(), own_sequence);
             self.send_attempt(frame).await?;
             // The last attempt waits the whole timeout: nothing would go after a probe.
-            let probe = attempt < policy.retries;
-            match self.wait_for(&mut reply, wait, probe).await? {
+            let may_probe = attempt < policy.retries;
+            match self.wait_for(&mut reply, wait, may_probe).await? {
                 Waited::Reply(Reply { frame, attempt }) => {
                     let sample = attempts.sample(attempt, Instant::now());
                     return Ok((frame, sample));
@@ -612,19 +612,19 @@ impl<T: Transport + 'static> Client<T> {
     /// gets no reply says nothing (the device may be busy with the request; a Zephyr UDP
     /// server drops what finds no free buffer). Probes are not taken when other requests
     /// are in flight: they could take a device buffer a request needs; nor without
-    /// `probe`.
+    /// `may_probe`.
     async fn wait_for<F>(
         &self,
         reply: &mut F,
         wait: Duration,
-        probe: bool,
+        may_probe: bool,
     ) -> Result<Waited, ClientError>
     where
         F: Future<Output = Result<Reply, Closed>> + Unpin,
     {
         let shared = &*self.shared;
         let deadline = Instant::now() + wait;
-        let interval = probe
+        let interval = may_probe
             .then(|| shared.timers().fastest(shared.options.retry.min_rto))
             .flatten()
             .filter(|interval| interval.saturating_mul(2) <= wait);
@@ -675,7 +675,8 @@ impl<T: Transport + 'static> Client<T> {
     }
 
     /// Sends probe number `count` (from 0) of a wait: an empty echo, the first one
-    /// registered as `probe`, the later ones as its further attempts.
+    /// registered as `probe`, the later ones as its further attempts. None when no
+    /// sequence number is free: a probe is worth less than a request.
     async fn send_probe<'a>(
         &'a self,
         probe: &mut Option<Registration<'a, T>>,
@@ -692,7 +693,9 @@ impl<T: Transport + 'static> Client<T> {
         .with_version(self.shared.options.version);
         let header = match probe {
             None => {
-                let registration = self.register(template)?;
+                let Ok(registration) = self.register(template) else {
+                    return Ok(());
+                };
                 let header = registration.ticket.request;
                 *probe = Some(registration);
                 header
