@@ -65,6 +65,16 @@ struct Device {
     dropped_while_busy: usize,
     /// Probes dropped during an erase.
     probes_dropped_while_busy: usize,
+    /// Forget a complete upload, as Zephyr does, keeping the image in the slot (which
+    /// the image state lists): a chunk after it is answered with offset 0.
+    forget_complete: bool,
+    /// The secondary slot, once an upload completed (with `forget_complete`).
+    slot1: Vec<u8>,
+    /// Drop the reply to the chunk that completes the upload, once.
+    drop_completing_reply: bool,
+    /// Lose the upload in progress (as a reboot does) when the last chunk first
+    /// arrives, and drop that chunk.
+    reboot_before_last: bool,
 }
 
 fn reply_frame(request: &Header, body: impl FnOnce(&mut Encoder<&mut Vec<u8>>)) -> Vec<u8> {
@@ -126,7 +136,36 @@ impl Device {
             })),
             (group::IMAGE, 1) => {
                 let chunk: UploadRequest<'_> = minicbor::decode(&frame[8..]).unwrap();
-                Some(self.upload(&request, &chunk))
+                if self.reboot_before_last {
+                    let len = self.upload.as_ref().map(|upload| upload.0);
+                    if len.is_some_and(|len| chunk.off + chunk.data.len() as u64 == len) {
+                        self.reboot_before_last = false;
+                        self.upload = None;
+                        return None;
+                    }
+                }
+                let reply = self.upload(&request, &chunk);
+                let complete = self.slot1.len() as u64 == chunk.off + chunk.data.len() as u64;
+                if self.drop_completing_reply && complete && chunk.off > 0 {
+                    self.drop_completing_reply = false;
+                    return None;
+                }
+                Some(reply)
+            }
+            (group::IMAGE, 0) if request.op == Op::Read => {
+                let hash = smp_mcuboot::Image::parse(&self.slot1)
+                    .ok()
+                    .and_then(|image| image.hash());
+                Some(reply_frame(&request, |e| {
+                    e.str("images").unwrap().array(1).unwrap();
+                    e.begin_map().unwrap();
+                    e.str("slot").unwrap().u32(1).unwrap();
+                    e.str("version").unwrap().str("1.2.3").unwrap();
+                    if let Some(hash) = hash {
+                        e.str("hash").unwrap().bytes(&hash).unwrap();
+                    }
+                    e.end().unwrap();
+                }))
             }
             (group::FS, 0) if request.op == Op::Write => {
                 let chunk: fs::UploadRequest<'_> = minicbor::decode(&frame[8..]).unwrap();
@@ -183,6 +222,12 @@ impl Device {
             }
         }
         let Some((len, sha, held)) = self.upload.as_mut() else {
+            if self.forget_complete {
+                // Nothing in progress: the device expects a first chunk.
+                return reply_frame(request, |e| {
+                    e.str("off").unwrap().u64(0).unwrap();
+                });
+            }
             return reply_frame(request, |e| {
                 e.str("rc").unwrap().u32(3).unwrap();
             });
@@ -205,6 +250,10 @@ impl Device {
         }
         let matched =
             Sha256::digest(&held[..]).as_slice() == sha.as_slice() && !self.lie_about_match;
+        if done && self.forget_complete {
+            self.slot1 = std::mem::take(held);
+            self.upload = None;
+        }
         reply_frame(request, |e| {
             e.str("off").unwrap().u64(off).unwrap();
             if done {
@@ -829,5 +878,68 @@ async fn a_lost_middle_chunk_goes_again_after_the_learned_timer() {
         started.elapsed() <= client.options().retry.min_rto * lost as u32 * 2,
         "{lost} losses took {:?}",
         started.elapsed()
+    );
+}
+
+/// A real MCUboot image of about `len` bytes.
+fn mcuboot_image(len: usize, seed: u64) -> Vec<u8> {
+    smp_mcuboot::ImageBuilder::new("1.2.3".parse().unwrap())
+        .build(&smp_mcuboot::sample_body(len, seed))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_last_reply_does_not_start_the_upload_again() {
+    // The device completes the upload and forgets it (Zephyr does); the reply is lost,
+    // the re-sent last chunk is answered with offset 0. The image state shows the image
+    // in slot 1: the upload is done, nothing but the last chunk went twice.
+    for buf_count in [2, 5] {
+        let device = Arc::new(Mutex::new(Device {
+            forget_complete: true,
+            drop_completing_reply: true,
+            ..pipelining_device(buf_count)
+        }));
+        let client = client_for(device.clone()).await;
+        let data = mcuboot_image(30_000, 4);
+        let mut seen = Vec::new();
+        let summary = client
+            .upload_image(&data, &fast_options(), |p| seen.push(p.done))
+            .await
+            .unwrap();
+        assert_eq!(summary.matched, Some(true), "buf_count {buf_count}");
+        assert_eq!(seen.last(), Some(&(data.len() as u64)));
+        let device = device.lock().unwrap();
+        assert!(!device.drop_completing_reply, "the reply was dropped");
+        assert_eq!(device.slot1, data);
+        let resent = device.data_bytes_received - data.len();
+        assert!(
+            resent > 0 && resent < 1500,
+            "buf_count {buf_count}: only the last chunk went again ({resent} bytes)"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_that_lost_the_upload_gets_it_again() {
+    // The device loses the upload (a reboot) just as the last chunk arrives: the re-sent
+    // chunk is answered with offset 0 too, but the image state does not show the image,
+    // so the upload starts over, and completes.
+    let device = Arc::new(Mutex::new(Device {
+        forget_complete: true,
+        reboot_before_last: true,
+        ..pipelining_device(2)
+    }));
+    let client = client_for(device.clone()).await;
+    let data = mcuboot_image(30_000, 5);
+    let summary = client
+        .upload_image(&data, &fast_options(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    let device = device.lock().unwrap();
+    assert_eq!(device.slot1, data);
+    assert!(
+        device.data_bytes_received > 2 * data.len() - 1500,
+        "sent twice: {} bytes",
+        device.data_bytes_received
     );
 }

@@ -80,7 +80,9 @@ pub struct UploadSummary {
     /// Chunk requests sent. A chunk sent again from the device's offset after a loss
     /// counts again; a re-send of the same frame after a timeout does not.
     pub chunks: u64,
-    /// The device's `match` on the last reply, when it sent one.
+    /// The device's `match` on the last reply, when it sent one. When that reply was
+    /// lost and the device had forgotten the complete upload meanwhile (Zephyr does),
+    /// `Some(true)` means its image state lists the image's hash for the slot.
     pub matched: Option<bool>,
     /// The most chunks that were in flight at once (1: one chunk at a time).
     pub max_in_flight: usize,
