@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use smp_transport::header::{self, Header, Op, Version};
 use smp_transport::{Transport, TransportError};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -108,6 +108,8 @@ struct Shared<T> {
     in_flight: InFlight,
     /// The retransmission timers, learned per kind of request.
     timers: Mutex<Timers>,
+    /// Woken by every reply that answers a request: the device is reachable.
+    heard: Notify,
 }
 
 /// How many requests may wait for replies at once, and the permits to do so.
@@ -147,6 +149,18 @@ impl<T> Shared<T> {
         // Each operation on the timers is a single estimator update.
         self.timers.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// What else than its reply (or the end of the wait) ends a wait in
+/// [`Client::wait_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Nothing: no probes.
+    Reply,
+    /// A reply to a probe.
+    Probed,
+    /// A reply to a probe or to any other request.
+    Heard,
 }
 
 /// How a wait for a reply ended.
@@ -207,6 +221,7 @@ impl<T: Transport + 'static> Client<T> {
             params: Mutex::new(None),
             in_flight: InFlight::new(options_limit.unwrap_or(1).max(1)),
             timers: Mutex::new(Timers::default()),
+            heard: Notify::new(),
         });
         let reader = tokio::spawn(read_replies(shared.clone()));
         Self { shared, reader }
@@ -555,13 +570,33 @@ impl<T: Transport + 'static> Client<T> {
                     }
                     None => false,
                 };
+            if attempt == policy.retries && attempt > 0 {
+                // The last attempt: kept for when the device is heard from again, at the
+                // latest when the fixed schedule (no learned timer) would send it, so that
+                // a device that is unreachable for a while gets as long to come back as
+                // without learned timers; meanwhile a late reply still counts.
+                let hold_until = started + policy.budget(timeout).saturating_sub(timeout);
+                let hold = hold_until.saturating_duration_since(Instant::now());
+                if !hold.is_zero() {
+                    if let Waited::Reply(Reply { frame, attempt }) =
+                        self.wait_for(&mut reply, hold, Until::Heard).await?
+                    {
+                        let sample = attempts.sample(attempt, Instant::now());
+                        return Ok((frame, sample));
+                    }
+                }
+            }
             let rto = shared.timers().rto(attempts.kind(), policy.min_rto);
             let wait = policy.attempt_wait(timeout, attempt, rto);
             attempts.sent(Instant::now(), own_sequence);
             self.send_attempt(frame).await?;
             // The last attempt waits the whole timeout: nothing would go after a probe.
-            let may_probe = attempt < policy.retries;
-            match self.wait_for(&mut reply, wait, may_probe).await? {
+            let until = if attempt < policy.retries {
+                Until::Probed
+            } else {
+                Until::Reply
+            };
+            match self.wait_for(&mut reply, wait, until).await? {
                 Waited::Reply(Reply { frame, attempt }) => {
                     let sample = attempts.sample(attempt, Instant::now());
                     return Ok((frame, sample));
@@ -611,30 +646,33 @@ impl<T: Transport + 'static> Client<T> {
     /// reply was lost ([`Waited::Lost`]): no need to wait for the timeout. A probe that
     /// gets no reply says nothing (the device may be busy with the request; a Zephyr UDP
     /// server drops what finds no free buffer). Probes are not taken when other requests
-    /// are in flight: they could take a device buffer a request needs; nor without
-    /// `may_probe`.
+    /// are in flight: they could take a device buffer a request needs; nor with
+    /// [`Until::Reply`]. With [`Until::Heard`], a reply to any other request ends the wait
+    /// as well ([`Waited::Lost`]: the device is reachable).
     async fn wait_for<F>(
         &self,
         reply: &mut F,
         wait: Duration,
-        may_probe: bool,
+        until: Until,
     ) -> Result<Waited, ClientError>
     where
         F: Future<Output = Result<Reply, Closed>> + Unpin,
     {
         let shared = &*self.shared;
         let deadline = Instant::now() + wait;
-        let interval = may_probe
+        let interval = (until != Until::Reply)
             .then(|| shared.timers().fastest(shared.options.retry.min_rto))
             .flatten()
             .filter(|interval| interval.saturating_mul(2) <= wait);
-        let Some(mut interval) = interval else {
+        if interval.is_none() && until != Until::Heard {
             return match tokio::time::timeout_at(deadline, reply).await {
                 Ok(Ok(reply)) => Ok(Waited::Reply(reply)),
                 Ok(Err(Closed)) => Err(ClientError::Closed),
                 Err(_) => Ok(Waited::Expired),
             };
-        };
+        }
+        // Without a learned timer, no probes: the first one would be due at the deadline.
+        let mut interval = interval.unwrap_or(wait);
         let mut next_probe = Instant::now() + interval;
         // One probe request for this wait, each probe an attempt of it.
         let mut probe: Option<Registration<'_, T>> = None;
@@ -650,11 +688,18 @@ impl<T: Transport + 'static> Client<T> {
                     None => std::future::pending().await,
                 }
             };
+            let heard = async {
+                match until {
+                    Until::Heard => shared.heard.notified().await,
+                    Until::Reply | Until::Probed => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 answered = &mut *reply => {
                     return answered.map(Waited::Reply).map_err(|Closed| ClientError::Closed);
                 }
+                () = heard => return Ok(Waited::Lost),
                 answered = probe_reply => {
                     if let Ok(Reply { frame, .. }) = answered {
                         shared.transport.recycle(frame);
@@ -801,7 +846,10 @@ fn dispatch<T: Transport>(shared: &Shared<T>, frame: Vec<u8>) {
     };
     let completed = shared.pending().complete(&reply, frame);
     match completed {
-        Ok(waiter) => waiter.into_iter().for_each(Waker::wake),
+        Ok(waiter) => {
+            waiter.into_iter().for_each(Waker::wake);
+            shared.heard.notify_waiters();
+        }
         Err(frame) => {
             shared.transport.recycle(frame);
             tracing::debug!(

@@ -805,14 +805,18 @@ async fn a_kind_never_answered_before_waits_the_full_timeout() {
 async fn a_device_slower_than_it_was_gets_spaced_and_bounded_resends() {
     // The device was answering in 20 ms and now takes 400 ms more: the reply to the
     // first attempt completes the request; meanwhile each re-send comes twice as late as
-    // the one before, and there are no more than the retries.
+    // the one before, and the last attempt is kept, since the device has not been heard
+    // from (its probes wait behind the slow echoes).
     let (client, script) = learned_client(3, 20).await;
     script.lock().unwrap().delay = Duration::from_millis(400);
     let started = tokio::time::Instant::now();
     assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
     assert_eq!(started.elapsed(), Duration::from_millis(420));
     let first = gaps(&script);
-    assert_eq!(first.len(), 3, "at most `retries` re-sends: {first:?}");
+    assert_eq!(
+        first,
+        [Duration::from_millis(25), Duration::from_millis(50)]
+    );
     for pair in first.windows(2) {
         assert_eq!(
             pair[1],
@@ -827,37 +831,46 @@ async fn a_device_slower_than_it_was_gets_spaced_and_bounded_resends() {
         .learned_rto(&echo_header, crate::rto::Phase::Other)
         .unwrap();
     assert!(rto > Duration::from_millis(420), "{rto:?}");
-    // Still backed off three times, it would be eight times the estimate.
+    // Still backed off, it would be several times the estimate.
     assert!(rto < Duration::from_millis(600), "{rto:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_learned_timer_never_outlasts_the_users_bound() {
     // A device that stops answering: the request ends after `retries + 1` attempts,
-    // sooner than the budget of the timeout (the learned timer re-sent early), and the
-    // last attempt waited the whole timeout for a slow reply.
+    // within the budget of the timeout. The learned timer re-sent early, but the last
+    // attempt was kept (the device was not heard from again, probes included) until the
+    // fixed schedule would have sent it, and then waited the whole timeout: a device
+    // that is unreachable for a while gets as long to come back as without learning.
     let (client, script) = learned_client(3, 20).await;
     script.lock().unwrap().drop_next = usize::MAX;
     let started = tokio::time::Instant::now();
+    let policy = client.options().retry.clone();
+    let budget = policy.budget(Duration::from_secs(1));
     match echo(&client, "hi").await {
         Err(ClientError::Timeout {
             attempts, waited, ..
         }) => {
             assert_eq!(attempts, 4);
-            let budget = client.options().retry.budget(Duration::from_secs(1));
-            assert!(waited < budget, "{waited:?} >= {budget:?}");
-            assert!(waited >= Duration::from_secs(1));
+            assert_eq!(waited, budget);
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
     let elapsed = started.elapsed();
     let arrivals = sends(&script);
     assert_eq!(arrivals.len(), 4);
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps[..2],
+        [Duration::from_millis(25), Duration::from_millis(50)]
+    );
+    assert_eq!(arrivals[3] - started, budget - Duration::from_secs(1));
     assert_eq!(
         elapsed - (arrivals[3] - started),
         Duration::from_secs(1),
         "the last attempt waited the full timeout"
     );
+    assert!(probes(&script) > 0, "the device was probed meanwhile");
 }
 
 #[tokio::test(start_paused = true)]
@@ -927,4 +940,35 @@ async fn a_probe_finds_a_lost_request_of_a_kind_not_learned_yet() {
     // the second time (after 25, 75 and 175 ms), answered only after it.
     assert_eq!(probes(&script), 4);
     assert_eq!(started.elapsed(), resent + Duration::from_millis(320));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_attempt_goes_once_the_device_is_heard_from_again() {
+    // A device silent for 600 ms (everything lost), then back: the early attempts go
+    // into the silence, the last one is kept until a probe is answered, and the request
+    // completes soon after the device is back, not at the end of the fixed schedule.
+    let (client, script) = learned_client(3, 20).await;
+    script.lock().unwrap().drop_next = usize::MAX;
+    let back = tokio::spawn({
+        let script = script.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            script.lock().unwrap().drop_next = 0;
+        }
+    });
+    let started = tokio::time::Instant::now();
+    assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+    back.await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took > Duration::from_millis(600) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    assert_eq!(
+        sends(&script).len(),
+        4,
+        "every attempt, the last after the silence"
+    );
+    let policy = client.options().retry.clone();
+    assert!(took < policy.budget(Duration::from_secs(1)) - Duration::from_secs(1));
 }

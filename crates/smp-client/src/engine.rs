@@ -289,17 +289,21 @@ impl Pending {
 ///   used only while it is shorter. A kind not measured yet (the first request of each
 ///   kind, so usually the first and last chunks of a client's first upload, which may
 ///   wait for a slot erase or an image check) waits the full `timeout` plus the backoff,
-///   as a timer backed off beyond the `timeout` does, unless a probe is answered. The last
-///   attempt always waits the full `timeout`, without probes, so a reply as slow as the
-///   user allows still counts.
+///   as a timer backed off beyond the `timeout` does, unless a probe is answered.
 /// - `retries` bounds the attempts whatever the timer and the probes say: early re-sends
 ///   count.
+/// - The last attempt is kept until the device is heard from again (a reply to any other
+///   request, or to a probe), at the latest until the fixed schedule (every attempt
+///   waiting `timeout` and the backoff) would send it, and then waits the full `timeout`:
+///   a device that is unreachable for a while (a reboot, a burst of interference) gets
+///   as long to come back as without learned timers, and a reply as slow as the user
+///   allows still counts.
 /// - So a request that is never answered ends in [`ClientError::Timeout`] after
-///   `retries + 1` attempts, at most [`budget`](Self::budget)`(timeout)` after its first
-///   send: exactly that long when nothing was learned (or `min_rto >= timeout`), sooner
-///   when the device answered this kind of request before. A device that is merely slower
-///   than it was sees each re-send later than the one before, at most `retries` of them,
-///   and the first reply teaches the timer the new round trip.
+///   `retries + 1` attempts, [`budget`](Self::budget)`(timeout)` after its first send, as
+///   without learned timers; sooner only when the device keeps answering other requests
+///   while this one is lost again and again. A device that is merely slower than it was
+///   sees each re-send later than the one before, and the first reply teaches the timer
+///   the new round trip.
 ///
 /// On a lossy link, more `retries` cost little once the round trip is learned, and each
 /// makes failure much rarer: with 10% of the datagrams lost each way an attempt fails
@@ -389,7 +393,8 @@ impl RetryPolicy {
 
     /// The longest a request can take when every attempt times out: every attempt but
     /// the last waits `timeout` and the backoff, the last `timeout`. A learned
-    /// retransmission timer only ever shortens it.
+    /// retransmission timer sends the attempts before the last one sooner, not the
+    /// last one, unless the device answers something meanwhile.
     pub fn budget(&self, timeout: Duration) -> Duration {
         (0..=self.retries).fold(Duration::ZERO, |total, attempt| {
             total + self.attempt_wait(timeout, attempt, None)
