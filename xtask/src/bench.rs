@@ -1014,8 +1014,8 @@ impl Report {
              the typed error after exactly the attempts the retry policy allows; the test fails \
              otherwise. Each cell's time is this run's, and \"× no fault\" divides it by the \
              same operation's time in the first row: what recovering from the fault costs \
-             (measured, never asserted; the rows run four at a time, so the times are \
-             noisy).\n\n",
+             (measured, never asserted; the no-fault row runs alone first, the others \
+             four at a time, so their times are noisy).\n\n",
         );
         for line in &self.reliability {
             md.push_str(line);
