@@ -2,10 +2,12 @@
 
 Used by the interop suite against smp-sim:
 
-    python smpclient_upload.py HOST PORT IMAGE
+    python smpclient_upload.py HOST PORT IMAGE [--upload-only]
 
 Prints one JSON document on stdout: the offsets the upload reported, the upload time,
 and the image state read back ({"images": [{"slot", "version", "hash" (hex), ...}]}).
+With --upload-only (the loss section of `cargo xtask bench`) the state is not read and
+"images" is empty, so that only the upload can fail.
 """
 
 import asyncio
@@ -30,13 +32,16 @@ class PortTransport(SMPUDPTransport):
         await super().connect(address, timeout_s, self._port)
 
 
-async def main(host: str, port: int, path: str) -> int:
+async def main(host: str, port: int, path: str, read_state: bool) -> int:
     with open(path, "rb") as f:
         image = f.read()
     async with SMPClient(PortTransport(port), host) as client:
         started = time.monotonic()
         offsets = [off async for off in client.upload(image)]
         seconds = time.monotonic() - started
+        if not read_state:
+            print(json.dumps({"offsets": offsets, "seconds": seconds, "images": []}))
+            return 0
         state = await client.request(ImageStatesRead())
         if error(state) or not success(state):
             print(f"image state read failed: {state}", file=sys.stderr)
@@ -59,4 +64,5 @@ async def main(host: str, port: int, path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3])))
+    read_state = sys.argv[4:] != ["--upload-only"]
+    sys.exit(asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], read_state)))

@@ -8,7 +8,10 @@
 //! fail the test, as does any other error.
 //!
 //! The matrix is printed as a Markdown table (`cargo test --test faults -- --nocapture`
-//! shows it on success; a failure always shows it).
+//! shows it on success; a failure always shows it), each cell's time next to it as a
+//! multiple of the same operation's time without faults (the first row, run alone
+//! before the others). Those times are measured, never asserted: they show what
+//! recovering from a fault costs.
 //!
 //! The serial column (`serial_fault_matrix`) runs the same rows, and rows of serial
 //! faults (lost lines, corrupted bytes), over a pseudo-terminal against a device shaped
@@ -530,9 +533,19 @@ fn verdict(row: &Row, result: &CellResult) -> Option<String> {
     }
 }
 
+/// Milliseconds, with a decimal below 10.
+fn millis(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// A cell of the table: how it ended, and its time.
 fn show(result: &CellResult) -> String {
-    let secs = |d: Duration| format!("{:.2}s", d.as_secs_f64());
-    let time = secs(result.elapsed);
+    let time = millis(result.elapsed);
     match &result.outcome {
         Outcome::Ok(note) => format!("ok {time}{note}"),
         Outcome::Error(err) => {
@@ -545,13 +558,27 @@ fn show(result: &CellResult) -> String {
                 other => format!("{other:?}"),
             };
             match result.budget {
-                Some(budget) => format!("{kind} {time} (budget {})", secs(budget)),
+                Some(budget) => format!("{kind} {time} (budget {})", millis(budget)),
                 None => format!("{kind} {time}"),
             }
         }
         Outcome::Wrong(_) => format!("WRONG {time}"),
-        Outcome::Hang(bound) => format!("HANG (> {})", secs(*bound)),
+        Outcome::Hang(bound) => format!("HANG (> {})", millis(*bound)),
         Outcome::Setup(_) => "SETUP FAILED".to_owned(),
+    }
+}
+
+/// The time column of a cell: its time as a multiple of the same operation without
+/// faults, for cells that succeeded.
+fn against(result: &CellResult, no_fault: Option<&CellResult>) -> String {
+    match (&result.outcome, no_fault) {
+        (Outcome::Ok(_), Some(base)) if !base.elapsed.is_zero() => {
+            format!(
+                "{:.1}×",
+                result.elapsed.as_secs_f64() / base.elapsed.as_secs_f64()
+            )
+        }
+        _ => "–".to_owned(),
     }
 }
 
@@ -560,36 +587,64 @@ async fn fault_matrix() {
     init_tracing();
     let data = Arc::new(Data::new());
     let rows = rows();
+    // The first row, no fault, is what every other cell's time is compared with: it runs
+    // alone, before the others, so that its times are not those of a busy machine.
+    assert_eq!(rows[0].name, "no fault");
+    let baseline = tokio::spawn(run_row(0, rows[0].clone(), data.clone())).await;
     // Rows are independent devices and clients: run a few at once to keep the whole
     // matrix short, not so many that the loopback timeouts compete for the CPU.
     let limit = Arc::new(tokio::sync::Semaphore::new(4));
     let mut tasks = Vec::new();
-    for (index, row) in rows.iter().cloned().enumerate() {
+    for (index, row) in rows.iter().cloned().enumerate().skip(1) {
         let (data, limit) = (data.clone(), limit.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await.unwrap();
             run_row(index, row, data).await
         }));
     }
+    let mut outcomes = vec![baseline];
+    for task in tasks {
+        outcomes.push(task.await);
+    }
     let mut table = String::from(
-        "\n| fault | image upload (64 KiB) | file download (64 KiB) | 30 echoes |\n|---|---|---|---|\n",
+        "\n| fault | image upload (64 KiB) | × no fault | file download (64 KiB) | × no fault | 30 echoes | × no fault |\n\
+         |---|---|---:|---|---:|---|---:|\n",
     );
     let mut failures = Vec::new();
-    for (row, task) in rows.iter().zip(tasks) {
-        let results = match task.await {
+    // The first row's results, once it is in.
+    let mut no_fault: Option<Vec<CellResult>> = None;
+    for (row, outcome) in rows.iter().zip(outcomes) {
+        let results = match outcome {
             Ok(results) => results,
             Err(err) => {
                 failures.push(format!("{}: the row panicked: {err}", row.name));
-                let _ = writeln!(table, "| {} | PANIC | PANIC | PANIC |", row.name);
+                let _ = writeln!(
+                    table,
+                    "| {} | PANIC | – | PANIC | – | PANIC | – |",
+                    row.name
+                );
                 continue;
             }
         };
-        let cells: Vec<String> = results.iter().map(show).collect();
+        let cells: Vec<String> = results
+            .iter()
+            .enumerate()
+            .map(|(i, result)| {
+                let base = no_fault
+                    .as_ref()
+                    .and_then(|base| base.get(i))
+                    .unwrap_or(result);
+                format!("{} | {}", show(result), against(result, Some(base)))
+            })
+            .collect();
         let _ = writeln!(table, "| {} | {} |", row.name, cells.join(" | "));
         for (cell, result) in Cell::ALL.iter().zip(&results) {
             if let Some(why) = verdict(row, result) {
                 failures.push(format!("{} / {cell:?}: {why}", row.name));
             }
+        }
+        if no_fault.is_none() {
+            no_fault = Some(results);
         }
     }
     println!("{table}");

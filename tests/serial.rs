@@ -211,8 +211,10 @@ async fn without_pacing_every_message_of_more_than_two_lines_is_lost() {
     );
     let c = sim.counters();
     assert_eq!(c.lines_overrun, 2 * 2, "two lines lost per attempt: {c:?}");
-    // The frames that lost their tails never reached the work queue.
-    assert_eq!(c.processed, 3, "params and two echoes: {c:?}");
+    // The frames that lost their tails never reached the work queue: what did is the
+    // params, the two short echoes and any probe the client sent meanwhile (one line).
+    assert!(c.processed >= 3, "params and two echoes: {c:?}");
+    assert_eq!(c.processed, c.received, "no damaged frame was processed: {c:?}");
 }
 
 /// With enough line buffers (native_sim's `bigrx`), an unpaced client gets through.

@@ -109,6 +109,8 @@ async fn an_upgrade_uploads_tests_resets_and_confirms() {
     // Confirmed for good: a later reset keeps it.
     sim.reboot();
     assert_eq!(running(&sim), (Some(hash_of(&image)), Some(true)));
+    // Past its boot time (it is deaf meanwhile), so that every request below is heard.
+    tokio::time::sleep(BOOT * 2).await;
 
     // Again: already running, nothing sent but the state read.
     let processed = sim.counters().processed;

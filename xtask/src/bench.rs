@@ -15,7 +15,12 @@
 //! 5. echo round trip: the raw UDP floor, bare SMP frames to `smp-sim`, our client and the
 //!    reference, alternating;
 //! 6. fleet: N simulated devices in one process, one image uploaded to all at once;
-//! 7. `BENCHMARKS.md` at the workspace root, with a description of the machine.
+//! 7. loss: an image upload and a file download at 20 ms round trip with 1, 5 and 10%
+//!    of the datagrams lost each way, against the lossless transfer ([`loss`]);
+//! 8. `BENCHMARKS.md` at the workspace root, with a description of the machine.
+//!
+//! `--only loss` runs the loss section alone (after the builds it needs) and writes its
+//! table to `target/bench/loss.md`, leaving `BENCHMARKS.md` as it is.
 //!
 //! Timing is never a pass/fail criterion here: the task fails only when a tool fails.
 //! Every `smp-sim` is stopped by its process id however the task ends.
@@ -28,6 +33,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{self, Result};
+
+mod loss;
 
 /// Simulated round-trip times, in milliseconds.
 const RTTS_MS: [u32; 3] = [0, 5, 20];
@@ -61,15 +68,30 @@ const REGENERATE: &str = "cargo xtask bench";
 #[derive(Debug, Default)]
 pub(crate) struct Options {
     quick: bool,
+    /// Run the loss section alone (`--only loss`).
+    only_loss: bool,
 }
 
 impl Options {
     pub(crate) fn parse(args: &[String]) -> Result<Self> {
         let mut options = Self::default();
-        for arg in args {
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => options.quick = true,
-                other => return Err(format!("bench: unknown option `{other}` (known: --quick)")),
+                "--only" => match args.next().map(String::as_str) {
+                    Some("loss") => options.only_loss = true,
+                    other => {
+                        return Err(format!(
+                            "bench: --only takes a section (known: loss), got {other:?}"
+                        ));
+                    }
+                },
+                other => {
+                    return Err(format!(
+                        "bench: unknown option `{other}` (known: --quick, --only loss)"
+                    ));
+                }
             }
         }
         Ok(options)
@@ -163,25 +185,19 @@ pub(crate) fn run(options: Options) -> Result {
         "--test",
         "allocations",
     ]);
-    for command in [&mut build, &mut build_codec, &mut build_allocations] {
+    let builds = if options.only_loss {
+        vec![&mut build]
+    } else {
+        vec![&mut build, &mut build_codec, &mut build_allocations]
+    };
+    for command in builds {
         println!("$ {}", util::show(command));
         util::run(command)?;
     }
 
-    util::heading("bench: write a 1 MiB MCUboot image");
-    let image = dir.join("app-1MiB.bin");
-    let mut sample = util::sample_image(&image, "1.2.3", &(IMAGE_LEN - IMAGE_OVERHEAD).to_string());
-    println!("$ {}", util::show(&sample));
-    util::run(&mut sample)?;
-    let len = fs::metadata(&image)
-        .map_err(|e| format!("cannot read {}: {e}", image.display()))?
-        .len();
-    if len != IMAGE_LEN {
-        return Err(format!(
-            "{} has {len} bytes, not {IMAGE_LEN}: update IMAGE_OVERHEAD in xtask/src/bench.rs",
-            image.display()
-        ));
-    }
+    util::heading("bench: write MCUboot images of 1 MiB and 256 KiB");
+    let image = write_image(&dir.join("app-1MiB.bin"), IMAGE_LEN)?;
+    let loss_image = write_image(&dir.join("app-256KiB.bin"), loss::IMAGE_LEN)?;
 
     util::heading("bench: the Python reference client (interop venv)");
     let interop = target.join("interop");
@@ -197,6 +213,22 @@ pub(crate) fn run(options: Options) -> Result {
         image,
         dir,
     };
+    if options.only_loss {
+        let loss = loss::loss_matrix(&tools, plan, &loss_image)?;
+        let header = format!(
+            "# Loss section of `cargo xtask bench --only loss{}`\n\nCommit {}, {}; load average \
+             (1, 5, 15 min) {load_before} before, {} after; {}.",
+            if plan.quick { " --quick" } else { "" },
+            output(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
+            output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+            load_average(),
+            util::seconds(started.elapsed()),
+        );
+        let path = loss::write_alone(&tools, &loss, &header)?;
+        println!("\n{}", loss.table());
+        println!("bench: wrote {path} (BENCHMARKS.md left as it is)");
+        return Ok(());
+    }
     let reliability = fault_matrix()?;
     let allocations = allocations_per_chunk()?;
     let codec = codec_benchmarks(plan)?;
@@ -204,6 +236,7 @@ pub(crate) fn run(options: Options) -> Result {
     let downloads = download_matrix(&tools, plan)?;
     let echo = echo_round_trips(&tools, plan)?;
     let fleet = fleet_runs(&tools, plan)?;
+    let loss = loss::loss_matrix(&tools, plan, &loss_image)?;
 
     let report = Report {
         plan,
@@ -212,6 +245,7 @@ pub(crate) fn run(options: Options) -> Result {
         downloads,
         echo,
         fleet,
+        loss,
         codec,
         allocations,
         reliability,
@@ -413,8 +447,9 @@ fn upload_matrix(tools: &Tools, plan: Plan) -> Result<Vec<TransferCell>> {
     transfer_matrix(tools, plan, &transfer)
 }
 
-fn download_matrix(tools: &Tools, plan: Plan) -> Result<Vec<TransferCell>> {
-    // The file: the start of the image, in the folder smp-sim serves as /lfs1.
+/// Writes the downloaded file (the start of the 1 MiB image) into the folder smp-sim
+/// serves as /lfs1; returns that folder and the file.
+fn download_file(tools: &Tools) -> Result<(PathBuf, PathBuf)> {
     let root = tools.dir.join("fs");
     fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
     let local = root.join("bench.bin");
@@ -423,6 +458,28 @@ fn download_matrix(tools: &Tools, plan: Plan) -> Result<Vec<TransferCell>> {
     let len = usize::try_from(DOWNLOAD_LEN).map_err(|e| e.to_string())?;
     fs::write(&local, &image[..len])
         .map_err(|e| format!("cannot write {}: {e}", local.display()))?;
+    Ok((root, local))
+}
+
+/// Writes a sample MCUboot image of exactly `len` bytes to `path`.
+fn write_image(path: &std::path::Path, len: u64) -> Result<PathBuf> {
+    let mut sample = util::sample_image(path, "1.2.3", &(len - IMAGE_OVERHEAD).to_string());
+    println!("$ {}", util::show(&sample));
+    util::run(&mut sample)?;
+    let written = fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    if written != len {
+        return Err(format!(
+            "{} has {written} bytes, not {len}: update IMAGE_OVERHEAD in xtask/src/bench.rs",
+            path.display()
+        ));
+    }
+    Ok(path.to_path_buf())
+}
+
+fn download_matrix(tools: &Tools, plan: Plan) -> Result<Vec<TransferCell>> {
+    let (root, local) = download_file(tools)?;
     let ours = |addr: SocketAddr| {
         let mut command = Command::new(&tools.bench);
         command
@@ -880,6 +937,7 @@ struct Report {
     downloads: Vec<TransferCell>,
     echo: EchoResults,
     fleet: Vec<FleetRun>,
+    loss: loss::LossResults,
     codec: Vec<(String, f64)>,
     allocations: String,
     /// The fault matrix's table, as `tests/faults.rs` prints it.
@@ -906,7 +964,8 @@ impl Report {
              from one run on one machine, which may be shared with other work and so noisy.\n\n\
              Regenerate with:\n\n\
              ```sh\n\
-             {REGENERATE}            # about 10 minutes; --quick: 1 run each, smaller samples\n\
+             {REGENERATE}            # about 15 minutes; --quick: 1 run each, smaller samples\n\
+             {REGENERATE} --only loss  # the loss section alone, into target/bench/loss.md\n\
              ```\n\n",
         );
         if plan.quick {
@@ -938,6 +997,8 @@ impl Report {
         self.download_section(&mut md);
         self.echo_section(&mut md);
         self.fleet_section(&mut md);
+        md.push_str(&self.loss.markdown());
+        md.push('\n');
         self.micro_section(&mut md);
         self.reliability_section(&mut md);
         md
@@ -951,7 +1012,10 @@ impl Report {
              and 30 checked echoes against `smp-sim` over loopback UDP under each seeded fault. \
              Each cell must end with the data byte-identical, or, for the permanent faults, in \
              the typed error after exactly the attempts the retry policy allows; the test fails \
-             otherwise. Times are this run's and only show that nothing hung.\n\n",
+             otherwise. Each cell's time is this run's, and \"× no fault\" divides it by the \
+             same operation's time in the first row: what recovering from the fault costs \
+             (measured, never asserted; the no-fault row runs alone first, the others \
+             four at a time, so their times are noisy).\n\n",
         );
         for line in &self.reliability {
             md.push_str(line);
@@ -1149,6 +1213,7 @@ impl Report {
                 first.devices
             );
         }
+        let _ = write!(out, "  loss:\n{}", self.loss.table());
         let _ = write!(out, "  allocations: {}", self.allocations);
         out
     }
@@ -1185,5 +1250,9 @@ mod tests {
         assert!(Options::parse(&["--quick".to_owned()]).is_ok_and(|o| o.quick));
         assert!(Options::parse(&[]).is_ok_and(|o| !o.quick));
         assert!(Options::parse(&["--slow".to_owned()]).is_err());
+        let only = ["--only".to_owned(), "loss".to_owned()];
+        assert!(Options::parse(&only).is_ok_and(|o| o.only_loss && !o.quick));
+        assert!(Options::parse(&only[..1]).is_err());
+        assert!(Options::parse(&["--only".to_owned(), "echo".to_owned()]).is_err());
     }
 }

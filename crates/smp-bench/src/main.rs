@@ -16,6 +16,9 @@
 //!   socket: what loopback UDP with tokio costs at least.
 //! - `fleet`: N simulated devices in this process, one image uploaded to all of them at
 //!   once by one client each, on one tokio runtime.
+//!
+//! `RUST_LOG` (for example `RUST_LOG=smp_client=debug`) logs to stderr what the client
+//! does meanwhile: re-sends, probes, the upload window.
 #![forbid(unsafe_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -115,6 +118,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Nothing unless RUST_LOG asks: stdout carries the JSON line the bench reads.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Upload { addr, image } => current_thread().and_then(|rt| {

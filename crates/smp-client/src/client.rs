@@ -1,6 +1,7 @@
 //! The async client: drives the engine's state over a transport.
 
 use std::collections::hash_map::RandomState;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,8 +15,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::RetryPolicy;
-use crate::engine::{Closed, Pending, RegisterError, Ticket};
+use crate::engine::{Closed, Pending, RegisterError, Reply, Ticket};
 use crate::messages::os::{McumgrParamsRequest, McumgrParamsResponse};
+use crate::rto::{Attempts, Kind, Phase, Sample, Timers};
 use crate::{ClientError, ReplyError, Request};
 
 /// Room for a typed request's frame (up to the frame limit): most requests are far
@@ -110,6 +112,10 @@ struct Shared<T> {
     /// The device's parameters, once read.
     params: Mutex<Option<McumgrParamsResponse>>,
     in_flight: InFlight,
+    /// The retransmission timers, learned per kind of request.
+    timers: Mutex<Timers>,
+    /// Woken by every reply that answers a request: the device is reachable.
+    heard: Notify,
     /// Refusals: the network said nothing listens at the peer's address.
     refusals: Refusals,
 }
@@ -124,7 +130,7 @@ struct Shared<T> {
 #[derive(Debug, Default)]
 struct Refusals {
     /// Set by the first frame received from the device.
-    heard: AtomicBool,
+    answered_once: AtomicBool,
     /// Woken at every refusal.
     signal: Notify,
 }
@@ -161,6 +167,37 @@ impl<T> Shared<T> {
         // a single map update.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn timers(&self) -> MutexGuard<'_, Timers> {
+        // Each operation on the timers is a single estimator update.
+        self.timers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What else than its reply (or the end of the wait) ends a wait in
+/// [`Client::wait_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Nothing: no probes.
+    Reply,
+    /// A reply to a probe.
+    Probed,
+    /// A reply to a probe or to any other request.
+    Heard,
+}
+
+/// How a wait for a reply ended.
+enum Waited {
+    /// The reply came.
+    Reply(Reply),
+    /// The network refused the attempt before the device ever answered (see
+    /// [`Refusals`]).
+    Refused,
+    /// No reply within the wait.
+    Expired,
+    /// The device answered a probe sent after the request: the request or its reply was
+    /// lost.
+    Lost,
 }
 
 /// Forgets a registered request when its future ends or is dropped.
@@ -235,6 +272,8 @@ impl<T: Transport + 'static> Client<T> {
             buf_count: AtomicUsize::new(0),
             params: Mutex::new(None),
             in_flight: InFlight::new(options_limit.unwrap_or(1).max(1)),
+            timers: Mutex::new(Timers::default()),
+            heard: Notify::new(),
             refusals: Refusals::default(),
         });
         let reader = tokio::spawn(read_replies(shared.clone()));
@@ -321,6 +360,13 @@ impl<T: Transport + 'static> Client<T> {
         self.shared.pending().len()
     }
 
+    /// The learned retransmission timeout of requests like `request` in `phase`.
+    #[cfg(test)]
+    pub(crate) fn learned_rto(&self, request: &Header, phase: Phase) -> Option<Duration> {
+        let min = self.shared.options.retry.min_rto;
+        self.shared.timers().rto(Kind::new(request, phase), min)
+    }
+
     /// The client's settings.
     pub fn options(&self) -> &ClientOptions {
         &self.shared.options
@@ -370,7 +416,8 @@ impl<T: Transport + 'static> Client<T> {
     }
 
     /// Like [`request`](Self::request), with a per-attempt timeout for this request only
-    /// (an image upload's first chunk may wait seconds for a slot erase).
+    /// (an image upload's first chunk may wait seconds for a slot erase): the bound of
+    /// its learned retransmission timer, as [`RetryPolicy::timeout`] is for the others.
     pub async fn request_with_timeout<R: Request>(
         &self,
         request: &R,
@@ -404,7 +451,8 @@ impl<T: Transport + 'static> Client<T> {
     }
 
     /// Sends an already encoded CBOR payload and returns the reply's payload after
-    /// checking it for a device error. Retries on timeout (same frame, same sequence)
+    /// checking it for a device error. Retries on timeout (same frame, a new sequence
+    /// number per attempt, see [`RetryPolicy`])
     /// and on busy replies (ENOMEM, EBUSY) as the retry policy says.
     pub async fn request_raw(
         &self,
@@ -442,12 +490,23 @@ impl<T: Transport + 'static> Client<T> {
         let policy = &self.shared.options.retry;
         let (mut busy_attempts, mut malformed) = (0, 0);
         loop {
-            let reply = self
-                .exchange(template, &mut frame, timeout, retries, &mut || {})
+            let (reply, sample) = self
+                .exchange(
+                    template,
+                    &mut frame,
+                    timeout,
+                    retries,
+                    Phase::Other,
+                    &mut || {},
+                )
                 .await?;
             let reply = Recycled::new(&self.shared.transport, reply);
             let body = &reply[header::SIZE..];
-            let problem = match smp_proto::reply_error(body, group, rc_may_be_result) {
+            let verdict = smp_proto::reply_error(body, group, rc_may_be_result);
+            if !matches!(&verdict, Ok(Some(err)) if err.is_back_pressure()) {
+                self.learn(sample);
+            }
+            let problem = match verdict {
                 Ok(None) => match parse(body) {
                     Ok(parsed) => return Ok(parsed),
                     Err(problem) => problem,
@@ -482,26 +541,39 @@ impl<T: Transport + 'static> Client<T> {
 
     /// One request of an upload, its frame built by [`encode_frame`](Self::encode_frame).
     /// The whole reply frame comes back unchecked (it may be a device error, busy replies
-    /// included, which are not retried) and goes back to the transport when dropped.
-    /// Timeouts re-send the same frame as for any request, and call `on_timeout` each
-    /// time. Pipelined upload chunks use it: the upload handles busy replies itself, and
-    /// narrows its window on timeouts.
+    /// included, which are not retried) and goes back to the transport when dropped,
+    /// with the round trip to [`learn`](Self::learn) from once the caller knows the reply
+    /// was not a busy one. Timeouts re-send the same frame as for any request, and call
+    /// `on_timeout` each time. Pipelined upload chunks use it: the upload handles busy
+    /// replies itself, and narrows its window on timeouts; `phase` tells the first and
+    /// last chunks, whose timers learn apart from the others'.
     pub(crate) async fn request_unchecked(
         &self,
         (template, frame): &mut (Header, Vec<u8>),
         timeout: Duration,
+        phase: Phase,
         mut on_timeout: impl FnMut() + Send,
-    ) -> Result<Recycled<'_, T>, ClientError> {
-        let reply = self
+    ) -> Result<(Recycled<'_, T>, Option<Sample>), ClientError> {
+        let (reply, sample) = self
             .exchange(
                 *template,
                 frame,
                 timeout,
                 self.shared.options.retry.retries,
+                phase,
                 &mut on_timeout,
             )
             .await?;
-        Ok(Recycled::new(&self.shared.transport, reply))
+        Ok((Recycled::new(&self.shared.transport, reply), sample))
+    }
+
+    /// Feeds the round trip of a request, measured from the attempt its reply answers,
+    /// to its kind's retransmission timer. Not for busy replies (ENOMEM, EBUSY), which
+    /// the device sends without doing the work.
+    pub(crate) fn learn(&self, sample: Option<Sample>) {
+        if let Some(Sample { kind, rtt }) = sample {
+            self.shared.timers().sample(kind, rtt);
+        }
     }
 
     /// The frame of `payload` (sequence number still 0), encoded straight into one buffer
@@ -543,17 +615,20 @@ impl<T: Transport + 'static> Client<T> {
         Ok((template, frame))
     }
 
-    /// One request under one sequence number: send, wait, re-send the same frame on
-    /// timeout up to `retries` times with the retry policy's backoff, calling
-    /// `on_timeout` on every timeout.
+    /// One request: send, wait, re-send the same frame (under a new sequence number, a
+    /// reply to any attempt counting) when no reply came within the wait the retry
+    /// policy and the learned retransmission timer of the request's kind (its command,
+    /// in `phase`) give, calling `on_timeout` on every expiry. Returns the reply and the
+    /// round trip from the attempt it answers, for [`learn`](Self::learn).
     async fn exchange(
         &self,
         template: Header,
         frame: &mut [u8],
         timeout: Duration,
         retries: u32,
+        phase: Phase,
         on_timeout: &mut (dyn FnMut() + Send),
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<(Vec<u8>, Option<Sample>), ClientError> {
         let shared = &*self.shared;
         let _permit = shared
             .in_flight
@@ -568,65 +643,127 @@ impl<T: Transport + 'static> Client<T> {
         let mut reply = std::future::poll_fn(|cx| shared.pending().poll_reply(ticket, cx.waker()));
 
         let policy = &shared.options.retry;
+        let mut attempts = Attempts::new(Kind::new(&request, phase));
+        let mut sequence = request.sequence;
         let started = Instant::now();
         let mut refused = 0;
         for attempt in 0..=retries {
+            // Each attempt under a number of its own, so that the reply says which one
+            // it answers; the previous one's when none is free.
+            let own_sequence = attempt == 0
+                || match shared.pending().add_attempt(ticket, attempt) {
+                    Some(again) => {
+                        sequence = again;
+                        frame[..header::SIZE]
+                            .copy_from_slice(&request.with_sequence(again).encode());
+                        true
+                    }
+                    None => false,
+                };
+            // Refusals before the device ever answered end the request instead (see
+            // `Refusals`): the last attempt is not held for them.
+            let listen = !shared.refusals.answered_once.load(Ordering::Relaxed);
+            if attempt == retries && attempt > 0 && !(listen && refused > 0) {
+                // The last attempt: kept for when the device is heard from again, at the
+                // latest when the fixed schedule (no learned timer) would send it, so that
+                // a device that is unreachable for a while gets as long to come back as
+                // without learned timers; meanwhile a late reply still counts.
+                let hold_until = started + policy.budget(timeout).saturating_sub(timeout);
+                let hold = hold_until.saturating_duration_since(Instant::now());
+                if !hold.is_zero() {
+                    if let Waited::Reply(Reply { frame, attempt }) =
+                        self.wait_for(&mut reply, hold, Until::Heard).await?
+                    {
+                        let sample = attempts.sample(attempt, Instant::now());
+                        return Ok((frame, sample));
+                    }
+                }
+            }
+            let rto = shared.timers().rto(attempts.kind(), policy.min_rto);
+            let wait = if attempt < retries {
+                policy.attempt_wait(timeout, attempt, rto)
+            } else {
+                timeout
+            };
             // Armed before sending, so that a refusal reported at once is not missed.
             let refusal = shared.refusals.signal.notified();
             tokio::pin!(refusal);
             refusal.as_mut().enable();
             let sent_at = Instant::now();
+            attempts.sent(sent_at, own_sequence);
             let refused_at_send = self.send_attempt(frame).await?;
-            crate::wire::sent(&request, frame, attempt);
-            let wait = if attempt < retries {
-                policy.attempt_wait(timeout, attempt)
+            crate::wire::sent(&request.with_sequence(sequence), frame, attempt);
+            // The last attempt waits the whole timeout: nothing would go after a probe.
+            let until = if attempt < retries {
+                Until::Probed
             } else {
-                timeout
+                Until::Reply
             };
-            let answer = tokio::time::timeout(wait, &mut reply);
-            // Once the device has answered, a refusal is a restart: the attempt waits for
-            // its reply as for a lost datagram.
-            let listen = !shared.refusals.heard.load(Ordering::Relaxed);
-            let was_refused = if listen && refused_at_send {
-                true
+            let waited = if listen && refused_at_send {
+                Waited::Refused
             } else {
                 tokio::select! {
-                    answer = answer => match answer {
-                        Ok(reply) => return received(&request, reply, sent_at),
-                        Err(_) => false,
-                    },
-                    () = &mut refusal, if listen => true,
+                    waited = self.wait_for(&mut reply, wait, until) => waited?,
+                    () = &mut refusal, if listen => Waited::Refused,
                 }
             };
-            if was_refused {
-                refused += 1;
-                tracing::debug!(
-                    sequence = request.sequence,
-                    group = request.group,
-                    command = request.command,
-                    attempt,
-                    "refused: nothing listens"
-                );
-                if refused > retries {
-                    return Err(ClientError::Transport(TransportError::Unreachable(
-                        std::io::ErrorKind::ConnectionRefused.into(),
-                    )));
+            match waited {
+                Waited::Reply(Reply { frame, attempt }) => {
+                    let now = Instant::now();
+                    crate::wire::received(&request, &frame, now.saturating_duration_since(sent_at));
+                    let sample = attempts.sample(attempt, now);
+                    return Ok((frame, sample));
                 }
-                // Paced as after a timeout, still taking a late reply meanwhile.
-                let pause = policy.backoff_after(attempt);
-                if let Ok(reply) = tokio::time::timeout(pause, &mut reply).await {
-                    return received(&request, reply, sent_at);
+                Waited::Refused => {
+                    refused += 1;
+                    tracing::debug!(
+                        sequence,
+                        group = request.group,
+                        command = request.command,
+                        attempt,
+                        "refused: nothing listens"
+                    );
+                    if refused > retries {
+                        return Err(ClientError::Transport(TransportError::Unreachable(
+                            std::io::ErrorKind::ConnectionRefused.into(),
+                        )));
+                    }
+                    // Paced as after a timeout, still taking a late reply meanwhile.
+                    let pause = policy.backoff_after(attempt);
+                    if let Ok(answered) = tokio::time::timeout(pause, &mut reply).await {
+                        let Reply { frame, attempt } =
+                            answered.map_err(|Closed| ClientError::Closed)?;
+                        crate::wire::received(&request, &frame, sent_at.elapsed());
+                        let sample = attempts.sample(attempt, Instant::now());
+                        return Ok((frame, sample));
+                    }
+                    on_timeout();
                 }
-            } else {
-                tracing::debug!(
-                    sequence = request.sequence,
-                    group = request.group,
-                    command = request.command,
-                    attempt,
-                    "no reply; re-sending"
-                );
+                Waited::Expired => {
+                    shared.timers().expired(attempts.kind());
+                    tracing::debug!(
+                        sequence,
+                        group = request.group,
+                        command = request.command,
+                        attempt,
+                        ?wait,
+                        learned = rto.is_some(),
+                        "no reply; re-sending"
+                    );
+                    on_timeout();
+                }
+                Waited::Lost => {
+                    // Not the timer's doing: it is neither backed off nor learned from.
+                    tracing::debug!(
+                        sequence,
+                        group = request.group,
+                        command = request.command,
+                        attempt,
+                        "the device answered a later probe: request or reply lost; re-sending"
+                    );
+                    on_timeout();
+                }
             }
-            on_timeout();
         }
         Err(ClientError::Timeout {
             group: request.group,
@@ -635,6 +772,131 @@ impl<T: Transport + 'static> Client<T> {
             attempts: retries + 1,
             waited: started.elapsed(),
         })
+    }
+
+    /// Waits up to `wait` for `reply`, the reply to a request just sent. When the wait is
+    /// long against the round trip the client has learned (the request's kind has no
+    /// timer of its own yet, or is slow: a slot erase, an image check) and nothing else
+    /// is in flight, probes the device meanwhile: an empty echo after the shortest
+    /// learned retransmission timeout, then after twice as long each time. The device
+    /// handles requests one at a time in the order they arrive (docs/protocol.md 5.4),
+    /// so a reply to a probe while the request's has not come means the request or its
+    /// reply was lost ([`Waited::Lost`]): no need to wait for the timeout. A probe that
+    /// gets no reply says nothing (the device may be busy with the request; a Zephyr UDP
+    /// server drops what finds no free buffer). Probes are not taken when other requests
+    /// are in flight: they could take a device buffer a request needs; nor with
+    /// [`Until::Reply`]. With [`Until::Heard`], a reply to any other request ends the wait
+    /// as well ([`Waited::Lost`]: the device is reachable).
+    async fn wait_for<F>(
+        &self,
+        reply: &mut F,
+        wait: Duration,
+        until: Until,
+    ) -> Result<Waited, ClientError>
+    where
+        F: Future<Output = Result<Reply, Closed>> + Unpin,
+    {
+        let shared = &*self.shared;
+        let deadline = Instant::now() + wait;
+        let interval = (until != Until::Reply)
+            .then(|| shared.timers().fastest(shared.options.retry.min_rto))
+            .flatten()
+            .filter(|interval| interval.saturating_mul(2) <= wait);
+        if interval.is_none() && until != Until::Heard {
+            return match tokio::time::timeout_at(deadline, reply).await {
+                Ok(Ok(reply)) => Ok(Waited::Reply(reply)),
+                Ok(Err(Closed)) => Err(ClientError::Closed),
+                Err(_) => Ok(Waited::Expired),
+            };
+        }
+        // Without a learned timer, no probes: the first one would be due at the deadline.
+        let mut interval = interval.unwrap_or(wait);
+        let mut next_probe = Instant::now() + interval;
+        // One probe request for this wait, each probe an attempt of it.
+        let mut probe: Option<Registration<'_, T>> = None;
+        let mut probes = 0;
+        loop {
+            let probe_reply = async {
+                match &probe {
+                    Some(registration) => {
+                        let ticket = &registration.ticket;
+                        std::future::poll_fn(|cx| shared.pending().poll_reply(ticket, cx.waker()))
+                            .await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let heard = async {
+                match until {
+                    Until::Heard => shared.heard.notified().await,
+                    Until::Reply | Until::Probed => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                answered = &mut *reply => {
+                    return answered.map(Waited::Reply).map_err(|Closed| ClientError::Closed);
+                }
+                () = heard => return Ok(Waited::Lost),
+                answered = probe_reply => {
+                    if let Ok(Reply { frame, .. }) = answered {
+                        shared.transport.recycle(frame);
+                    }
+                    return Ok(Waited::Lost);
+                }
+                () = tokio::time::sleep_until(deadline) => return Ok(Waited::Expired),
+                () = tokio::time::sleep_until(next_probe), if next_probe < deadline => {
+                    if shared.pending().requests() == 1 + usize::from(probe.is_some()) {
+                        self.send_probe(&mut probe, probes).await?;
+                        probes += 1;
+                    }
+                    interval = interval.saturating_mul(2);
+                    next_probe = Instant::now() + interval;
+                }
+            }
+        }
+    }
+
+    /// Sends probe number `count` (from 0) of a wait: an empty echo, the first one
+    /// registered as `probe`, the later ones as its further attempts. None when no
+    /// sequence number is free: a probe is worth less than a request.
+    async fn send_probe<'a>(
+        &'a self,
+        probe: &mut Option<Registration<'a, T>>,
+        count: u32,
+    ) -> Result<(), ClientError> {
+        // `{"d": ""}`, as `EchoRequest` encodes it.
+        const PAYLOAD: [u8; 4] = [0xa1, 0x61, b'd', 0x60];
+        let template = Header::new(
+            Op::Write,
+            header::group::OS,
+            header::command::os::ECHO,
+            PAYLOAD.len() as u16,
+        )
+        .with_version(self.shared.options.version);
+        let header = match probe {
+            None => {
+                let Ok(registration) = self.register(template) else {
+                    return Ok(());
+                };
+                let header = registration.ticket.request;
+                *probe = Some(registration);
+                header
+            }
+            Some(registration) => {
+                let ticket = registration.ticket;
+                match self.shared.pending().add_attempt(&ticket, count) {
+                    Some(sequence) => ticket.request.with_sequence(sequence),
+                    None => ticket.request,
+                }
+            }
+        };
+        let mut frame = [0; header::SIZE + PAYLOAD.len()];
+        frame[..header::SIZE].copy_from_slice(&header.encode());
+        frame[header::SIZE..].copy_from_slice(&PAYLOAD);
+        tracing::debug!(sequence = header.sequence, "probing the device");
+        // A refused probe tells nothing the request's own attempts do not.
+        self.send_attempt(&frame).await.map(|_| ())
     }
 
     /// Registers `template` under a free sequence number, until the registration drops.
@@ -680,31 +942,19 @@ impl<T: Transport + 'static> Drop for Client<T> {
     }
 }
 
-/// The reply frame `Client::exchange` waited for, logged (`smp -vv`), or the table's
-/// closing as an error.
-fn received(
-    request: &Header,
-    reply: Result<Vec<u8>, Closed>,
-    sent_at: Instant,
-) -> Result<Vec<u8>, ClientError> {
-    let frame = reply.map_err(|Closed| ClientError::Closed)?;
-    crate::wire::received(request, &frame, sent_at.elapsed());
-    Ok(frame)
-}
-
 /// Hands every received frame to the request it answers; drops the rest.
 async fn read_replies<T: Transport>(shared: Arc<Shared<T>>) {
     loop {
         match shared.transport.receive().await {
             Ok(frame) => {
-                shared.refusals.heard.store(true, Ordering::Relaxed);
+                shared.refusals.answered_once.store(true, Ordering::Relaxed);
                 dispatch(&shared, frame);
             }
             Err(TransportError::Closed) => break,
             // Nothing listens: requests waiting hear of it (see `Refusals`).
             Err(TransportError::Unreachable(err)) => {
-                tracing::debug!(%err, "device unreachable while waiting for replies");
                 shared.refusals.signal.notify_waiters();
+                tracing::debug!(%err, "device unreachable while waiting for replies");
             }
             Err(TransportError::Io(err)) => {
                 // An error the socket may keep returning: pause so the loop does not spin.
@@ -742,7 +992,10 @@ fn dispatch<T: Transport>(shared: &Shared<T>, frame: Vec<u8>) {
     };
     let completed = shared.pending().complete(&reply, frame);
     match completed {
-        Ok(waiter) => waiter.into_iter().for_each(Waker::wake),
+        Ok(waiter) => {
+            waiter.into_iter().for_each(Waker::wake);
+            shared.heard.notify_waiters();
+        }
         Err(frame) => {
             shared.transport.recycle(frame);
             tracing::debug!(

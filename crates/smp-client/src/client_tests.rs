@@ -131,7 +131,7 @@ async fn a_late_reply_never_shifts_later_replies() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_timeout_resends_the_same_frame_with_the_same_sequence() {
+async fn a_timeout_resends_the_same_frame_under_a_new_sequence() {
     let (client, device) = setup(options(200, 3)).await;
     let device_task = tokio::spawn({
         let device = device.clone();
@@ -147,9 +147,18 @@ async fn a_timeout_resends_the_same_frame_with_the_same_sequence() {
     let started = tokio::time::Instant::now();
     assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
     let seen = device_task.await.unwrap();
-    assert_eq!(seen[0].1, seen[1].1);
-    assert_eq!(seen[1].1, seen[2].1);
-    // Two timeouts of 200 ms with backoffs of 50 and 100 ms.
+    // The same bytes but the sequence number (offset 6), a new one each time.
+    let without_sequence = |frame: &[u8]| [&frame[..6], &frame[7..]].concat();
+    assert_eq!(without_sequence(&seen[0].1), without_sequence(&seen[1].1));
+    assert_eq!(without_sequence(&seen[1].1), without_sequence(&seen[2].1));
+    let sequences: Vec<u8> = seen.iter().map(|(header, _)| header.sequence).collect();
+    assert!(
+        sequences[0] != sequences[1]
+            && sequences[1] != sequences[2]
+            && sequences[0] != sequences[2],
+        "{sequences:?}"
+    );
+    // Nothing learned yet: two timeouts of 200 ms with backoffs of 50 and 100 ms.
     assert_eq!(started.elapsed(), Duration::from_millis(550));
 }
 
@@ -750,8 +759,9 @@ async fn a_server_that_comes_up_between_refusals_is_reached() {
 
 #[tokio::test(start_paused = true)]
 async fn a_device_that_answered_before_is_waited_for_through_refusals() {
-    // After a reset, a device refuses for a while: it exists, so every attempt waits its
-    // whole timeout, as for lost datagrams, and the request gets through once it is back.
+    // After a reset, a device refuses for a while: it exists, so refusals count as lost
+    // datagrams (retried on the usual schedule, never ending the request early), and the
+    // request gets through once the device is back.
     let (link, mut far) = scripted();
     let client = Client::new(link, options(1000, 3)).await.unwrap();
     let device = tokio::spawn(async move {
@@ -761,13 +771,362 @@ async fn a_device_that_answered_before_is_waited_for_through_refusals() {
             far.next_request().await;
             far.refuse();
         }
-        let request = far.next_request().await;
-        far.answer(&request, &echo_reply("hi"));
+        // Back: it answers whatever comes (the request, and any probe).
+        loop {
+            let request = far.next_request().await;
+            far.answer(&request, &echo_reply("hi"));
+        }
     });
     scripted_echo(&client).await.unwrap();
     let started = tokio::time::Instant::now();
     assert_eq!(scripted_echo(&client).await.unwrap(), echo_reply("hi"));
-    // Three timeouts of 1 s and their backoffs.
-    assert_eq!(started.elapsed(), Duration::from_millis(3350));
-    device.await.unwrap();
+    // Refusals before the device answered again end nothing: the whole budget is there.
+    assert!(started.elapsed() < client.options().retry.budget(Duration::from_secs(1)));
+    device.abort();
+}
+
+/// A device 10 ms away each way that takes `delay` over every echo, one request after
+/// the other in the order they arrive (as Zephyr does), but no time over an empty one (a
+/// probe); it drops requests or replies when told to, and records when each frame
+/// arrived.
+#[derive(Debug, Default)]
+struct Script {
+    /// Requests still to drop, from the next one on.
+    drop_next: usize,
+    /// Replies still to drop.
+    drop_replies: usize,
+    delay: Duration,
+    /// When each frame arrived, its header and its text.
+    arrivals: Vec<(tokio::time::Instant, Header, String)>,
+}
+
+/// One way across the scripted device's network.
+const ONE_WAY: Duration = Duration::from_millis(10);
+
+/// Serves `script` on `device`: a receiver that records and drops, and a work queue that
+/// answers in order.
+fn serve_script(device: Arc<MemoryTransport>, script: Arc<std::sync::Mutex<Script>>) {
+    let (queue, mut work) = tokio::sync::mpsc::unbounded_channel::<(Header, String, bool)>();
+    tokio::spawn({
+        let (device, script) = (device.clone(), script.clone());
+        async move {
+            while let Some((request, text, reply_dropped)) = work.recv().await {
+                if !text.is_empty() {
+                    let delay = script.lock().unwrap().delay;
+                    tokio::time::sleep(delay).await;
+                }
+                if !reply_dropped {
+                    let device = device.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(ONE_WAY).await;
+                        answer(&device, &request, &echo_reply(&text)).await;
+                    });
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let (request, frame) = next_request(&device).await;
+            let text = String::from_utf8(frame[12..].to_vec()).unwrap();
+            let reply_dropped = {
+                let mut s = script.lock().unwrap();
+                s.arrivals
+                    .push((tokio::time::Instant::now(), request, text.clone()));
+                if s.drop_next > 0 {
+                    s.drop_next -= 1;
+                    continue;
+                }
+                let reply_dropped = s.drop_replies > 0;
+                s.drop_replies = s.drop_replies.saturating_sub(1);
+                reply_dropped
+            };
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(ONE_WAY).await;
+                let _ = queue.send((request, text, reply_dropped));
+            });
+        }
+    });
+}
+
+/// A client whose timeout is 1 s, and a scripted device 20 ms away that it has
+/// already exchanged `learn` echoes with.
+async fn learned_client(
+    retries: u32,
+    learn: usize,
+) -> (Client<MemoryTransport>, Arc<std::sync::Mutex<Script>>) {
+    let (client, device) = setup(options(1000, retries)).await;
+    let script = Arc::new(std::sync::Mutex::new(Script::default()));
+    serve_script(device, script.clone());
+    for _ in 0..learn {
+        assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+    }
+    script.lock().unwrap().arrivals.clear();
+    (client, script)
+}
+
+/// When the device received the requests, probes (empty echoes) left out.
+fn sends(script: &std::sync::Mutex<Script>) -> Vec<tokio::time::Instant> {
+    let s = script.lock().unwrap();
+    s.arrivals
+        .iter()
+        .filter(|(_, _, text)| !text.is_empty())
+        .map(|(at, _, _)| *at)
+        .collect()
+}
+
+/// The probes the device received.
+fn probes(script: &std::sync::Mutex<Script>) -> usize {
+    let s = script.lock().unwrap();
+    s.arrivals
+        .iter()
+        .filter(|(_, _, text)| text.is_empty())
+        .count()
+}
+
+/// The gaps between the requests the device received, probes left out.
+fn gaps(script: &std::sync::Mutex<Script>) -> Vec<Duration> {
+    sends(script).windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_request_or_reply_costs_round_trips_not_the_timeout() {
+    let (client, script) = learned_client(3, 20).await;
+    for lose in ["request", "reply"] {
+        {
+            let mut s = script.lock().unwrap();
+            s.arrivals.clear();
+            match lose {
+                "request" => s.drop_next = 1,
+                _ => s.drop_replies = 1,
+            }
+        }
+        let started = tokio::time::Instant::now();
+        assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+        let took = started.elapsed();
+        // The same frame went again once the learned timer (a little above the 20 ms
+        // round trip) expired, not after the 1 s timeout.
+        let gaps = gaps(&script);
+        assert_eq!(gaps.len(), 1, "one re-send after a lost {lose}");
+        assert!(
+            gaps[0] > Duration::from_millis(20) && gaps[0] <= Duration::from_millis(30),
+            "re-sent {:?} after a lost {lose}",
+            gaps[0]
+        );
+        assert!(
+            took <= Duration::from_millis(50),
+            "{took:?} with a lost {lose}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kind_never_answered_before_waits_the_full_timeout() {
+    // Echoes are learned; an image state read is not, and the device takes 600 ms over
+    // it (less than the 1 s timeout): it must not be sent again meanwhile.
+    let (client, script) = learned_client(3, 20).await;
+    script.lock().unwrap().delay = Duration::from_millis(600);
+    let frame = client
+        .request_raw(
+            Op::Read,
+            group::IMAGE,
+            0,
+            &echo_request("st"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(frame, echo_reply("st"));
+    assert_eq!(sends(&script).len(), 1, "sent once");
+    // Meanwhile the device was asked whether it still works on it: probes after the
+    // echoes' learned timer (about 25 ms), then twice as late each time, queued
+    // behind the slow request and so answered only after it.
+    assert_eq!(probes(&script), 4, "probes after 25, 75, 175 and 375 ms");
+    // Now it is known (600 ms, so its timer is 1.8 s, beyond the timeout): the next one
+    // is not sent again early either, and the echoes' timer did not move.
+    let frame = client
+        .request_raw(
+            Op::Read,
+            group::IMAGE,
+            0,
+            &echo_request("st"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(frame, echo_reply("st"));
+    assert_eq!(sends(&script).len(), 2, "each sent once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_slower_than_it_was_gets_spaced_and_bounded_resends() {
+    // The device was answering in 20 ms and now takes 400 ms more: the reply to the
+    // first attempt completes the request; meanwhile each re-send comes twice as late as
+    // the one before, and the last attempt is kept, since the device has not been heard
+    // from (its probes wait behind the slow echoes).
+    let (client, script) = learned_client(3, 20).await;
+    script.lock().unwrap().delay = Duration::from_millis(400);
+    let started = tokio::time::Instant::now();
+    assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+    assert_eq!(started.elapsed(), Duration::from_millis(420));
+    let first = gaps(&script);
+    assert_eq!(
+        first,
+        [Duration::from_millis(25), Duration::from_millis(50)]
+    );
+    for pair in first.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] * 2,
+            "each re-send spaced twice as far: {first:?}"
+        );
+    }
+    // The reply said it answered the first attempt: a 420 ms round trip, learned, and
+    // the backoff is over.
+    let echo_header = Header::new(Op::Write, group::OS, 0, 0);
+    let rto = client
+        .learned_rto(&echo_header, crate::rto::Phase::Other)
+        .unwrap();
+    assert!(rto > Duration::from_millis(420), "{rto:?}");
+    // Still backed off, it would be several times the estimate.
+    assert!(rto < Duration::from_millis(600), "{rto:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_learned_timer_never_outlasts_the_users_bound() {
+    // A device that stops answering: the request ends after `retries + 1` attempts,
+    // within the budget of the timeout. The learned timer re-sent early, but the last
+    // attempt was kept (the device was not heard from again, probes included) until the
+    // fixed schedule would have sent it, and then waited the whole timeout: a device
+    // that is unreachable for a while gets as long to come back as without learning.
+    let (client, script) = learned_client(3, 20).await;
+    script.lock().unwrap().drop_next = usize::MAX;
+    let started = tokio::time::Instant::now();
+    let policy = client.options().retry.clone();
+    let budget = policy.budget(Duration::from_secs(1));
+    match echo(&client, "hi").await {
+        Err(ClientError::Timeout {
+            attempts, waited, ..
+        }) => {
+            assert_eq!(attempts, 4);
+            assert_eq!(waited, budget);
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let elapsed = started.elapsed();
+    let arrivals = sends(&script);
+    assert_eq!(arrivals.len(), 4);
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps[..2],
+        [Duration::from_millis(25), Duration::from_millis(50)]
+    );
+    assert_eq!(arrivals[3] - started, budget - Duration::from_secs(1));
+    assert_eq!(
+        elapsed - (arrivals[3] - started),
+        Duration::from_secs(1),
+        "the last attempt waited the full timeout"
+    );
+    assert!(probes(&script) > 0, "the device was probed meanwhile");
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_replies_teach_the_timer_nothing() {
+    // A device that answers ENOMEM at once and then takes 300 ms for the real answer: the
+    // instant busy replies must not make 300 ms look like a lost request.
+    let (client, device) = setup(options(1000, 3)).await;
+    tokio::spawn({
+        let device = device.clone();
+        async move {
+            loop {
+                for _ in 0..3 {
+                    let (request, _) = next_request(&device).await;
+                    answer(&device, &request, &[0xbf, 0x62, b'r', b'c', 2, 0xff]).await;
+                }
+                let (request, _) = next_request(&device).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                answer(&device, &request, &echo_reply("ok")).await;
+            }
+        }
+    });
+    for _ in 0..3 {
+        assert_eq!(echo(&client, "x").await.unwrap(), echo_reply("ok"));
+    }
+    // Only the slow answers were samples: the timer is above 300 ms.
+    let echo_header = Header::new(Op::Write, group::OS, 0, 0);
+    let rto = client.learned_rto(&echo_header, crate::rto::Phase::Other);
+    assert!(
+        rto.is_some_and(|rto| rto > Duration::from_millis(300)),
+        "{rto:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_finds_a_lost_request_of_a_kind_not_learned_yet() {
+    // Echoes are learned (a 20 ms round trip); an image state read is not, and the
+    // device takes 300 ms over it. Its first attempt is lost: rather than wait the 1 s
+    // timeout, the client probes after the echoes' timer; the device answers the probe
+    // at once, which it would not before finishing the read, so the read went missing
+    // and goes again.
+    let (client, script) = learned_client(3, 20).await;
+    {
+        let mut s = script.lock().unwrap();
+        s.delay = Duration::from_millis(300);
+        s.drop_next = 1;
+    }
+    let started = tokio::time::Instant::now();
+    let frame = client
+        .request_raw(
+            Op::Read,
+            group::IMAGE,
+            0,
+            &echo_request("st"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(frame, echo_reply("st"));
+    let sends = sends(&script);
+    assert_eq!(sends.len(), 2);
+    let resent = sends[1] - sends[0];
+    assert!(
+        resent < Duration::from_millis(60),
+        "re-sent after {resent:?}"
+    );
+    // One probe found the loss; three more went while the device worked on the read
+    // the second time (after 25, 75 and 175 ms), answered only after it.
+    assert_eq!(probes(&script), 4);
+    assert_eq!(started.elapsed(), resent + Duration::from_millis(320));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_attempt_goes_once_the_device_is_heard_from_again() {
+    // A device silent for 600 ms (everything lost), then back: the early attempts go
+    // into the silence, the last one is kept until a probe is answered, and the request
+    // completes soon after the device is back, not at the end of the fixed schedule.
+    let (client, script) = learned_client(3, 20).await;
+    script.lock().unwrap().drop_next = usize::MAX;
+    let back = tokio::spawn({
+        let script = script.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            script.lock().unwrap().drop_next = 0;
+        }
+    });
+    let started = tokio::time::Instant::now();
+    assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+    back.await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took > Duration::from_millis(600) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    assert_eq!(
+        sends(&script).len(),
+        4,
+        "every attempt, the last after the silence"
+    );
+    let policy = client.options().retry.clone();
+    assert!(took < policy.budget(Duration::from_secs(1)) - Duration::from_secs(1));
 }

@@ -73,6 +73,7 @@ mod client_tests;
 mod commands;
 mod engine;
 mod error;
+mod rto;
 mod transfer;
 pub mod upgrade;
 mod wire;

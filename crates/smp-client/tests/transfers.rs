@@ -56,10 +56,25 @@ struct Device {
     /// How long a new image upload's slot erase takes. Meanwhile the device answers
     /// nothing, and what arrives is dropped (its two buffers are taken, as on Zephyr).
     erase: Duration,
+    /// How long checking a complete image takes (the last chunk's reply waits), with the
+    /// same effect as an erase.
+    check: Duration,
     /// Set when an erase starts: the reply waits this long.
     busy_for: Option<Duration>,
-    /// Requests dropped during an erase.
+    /// Requests dropped during an erase, the client's probes (empty echoes) apart.
     dropped_while_busy: usize,
+    /// Probes dropped during an erase.
+    probes_dropped_while_busy: usize,
+    /// Forget a complete upload, as Zephyr does, keeping the image in the slot (which
+    /// the image state lists): a chunk after it is answered with offset 0.
+    forget_complete: bool,
+    /// The secondary slot, once an upload completed (with `forget_complete`).
+    slot1: Vec<u8>,
+    /// Drop the reply to the chunk that completes the upload, once.
+    drop_completing_reply: bool,
+    /// Lose the upload in progress (as a reboot does) when the last chunk first
+    /// arrives, and drop that chunk.
+    reboot_before_last: bool,
 }
 
 fn reply_frame(request: &Header, body: impl FnOnce(&mut Encoder<&mut Vec<u8>>)) -> Vec<u8> {
@@ -121,7 +136,36 @@ impl Device {
             })),
             (group::IMAGE, 1) => {
                 let chunk: UploadRequest<'_> = minicbor::decode(&frame[8..]).unwrap();
-                Some(self.upload(&request, &chunk))
+                if self.reboot_before_last {
+                    let len = self.upload.as_ref().map(|upload| upload.0);
+                    if len.is_some_and(|len| chunk.off + chunk.data.len() as u64 == len) {
+                        self.reboot_before_last = false;
+                        self.upload = None;
+                        return None;
+                    }
+                }
+                let reply = self.upload(&request, &chunk);
+                let complete = self.slot1.len() as u64 == chunk.off + chunk.data.len() as u64;
+                if self.drop_completing_reply && complete && chunk.off > 0 {
+                    self.drop_completing_reply = false;
+                    return None;
+                }
+                Some(reply)
+            }
+            (group::IMAGE, 0) if request.op == Op::Read => {
+                let hash = smp_mcuboot::Image::parse(&self.slot1)
+                    .ok()
+                    .and_then(|image| image.hash());
+                Some(reply_frame(&request, |e| {
+                    e.str("images").unwrap().array(1).unwrap();
+                    e.begin_map().unwrap();
+                    e.str("slot").unwrap().u32(1).unwrap();
+                    e.str("version").unwrap().str("1.2.3").unwrap();
+                    if let Some(hash) = hash {
+                        e.str("hash").unwrap().bytes(&hash).unwrap();
+                    }
+                    e.end().unwrap();
+                }))
             }
             (group::FS, 0) if request.op == Op::Write => {
                 let chunk: fs::UploadRequest<'_> = minicbor::decode(&frame[8..]).unwrap();
@@ -178,6 +222,12 @@ impl Device {
             }
         }
         let Some((len, sha, held)) = self.upload.as_mut() else {
+            if self.forget_complete {
+                // Nothing in progress: the device expects a first chunk.
+                return reply_frame(request, |e| {
+                    e.str("off").unwrap().u64(0).unwrap();
+                });
+            }
             return reply_frame(request, |e| {
                 e.str("rc").unwrap().u32(3).unwrap();
             });
@@ -195,8 +245,15 @@ impl Device {
         held.extend_from_slice(&chunk.data);
         let off = held.len() as u64;
         let done = off == *len;
+        if done && !self.check.is_zero() {
+            self.busy_for = Some(self.check);
+        }
         let matched =
             Sha256::digest(&held[..]).as_slice() == sha.as_slice() && !self.lie_about_match;
+        if done && self.forget_complete {
+            self.slot1 = std::mem::take(held);
+            self.upload = None;
+        }
         reply_frame(request, |e| {
             e.str("off").unwrap().u64(off).unwrap();
             if done {
@@ -293,8 +350,15 @@ fn serve(end: MemoryTransport, device: Arc<Mutex<Device>>) {
             if let Some(busy_for) = busy_for {
                 tokio::time::sleep(busy_for).await;
                 // What arrived meanwhile found no free buffer.
-                while let Ok(Ok(_)) = tokio::time::timeout(Duration::ZERO, end.receive()).await {
-                    device.lock().unwrap().dropped_while_busy += 1;
+                while let Ok(Ok(frame)) = tokio::time::timeout(Duration::ZERO, end.receive()).await
+                {
+                    let header = Header::decode(&frame).unwrap();
+                    let mut device = device.lock().unwrap();
+                    if (header.group, header.command) == (group::OS, 0) {
+                        device.probes_dropped_while_busy += 1;
+                    } else {
+                        device.dropped_while_busy += 1;
+                    }
                 }
             }
             if let Some(reply) = reply {
@@ -719,7 +783,8 @@ fn upload_futures_can_be_spawned() {
 #[tokio::test(start_paused = true)]
 async fn a_late_reply_to_the_first_chunk_still_counts() {
     // The erase outlasts the first chunk's timeout, and the re-sent first chunk finds no
-    // buffer: the reply to the first attempt is what moves the upload on.
+    // buffer (nor do the client's probes meanwhile): the reply to the first attempt is
+    // what moves the upload on.
     let device = Arc::new(Mutex::new(Device {
         erase: Duration::from_millis(700),
         ..pipelining_device(2)
@@ -743,5 +808,138 @@ async fn a_late_reply_to_the_first_chunk_still_counts() {
         started.elapsed() < Duration::from_millis(1000),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_first_or_last_chunk_is_never_sent_again_early() {
+    // The middle chunks are answered at once, so their learned timer is the policy's
+    // 25 ms minimum; the slot erase and the image check take 300 ms. The first and last
+    // chunks keep timers of their own: never sent again while the device works (a
+    // re-sent chunk would find no buffer and be counted), on the first upload (nothing
+    // learned: the 2 s timeouts) nor on the next one (learned: 300 ms and its variation).
+    let device = Arc::new(Mutex::new(Device {
+        erase: Duration::from_millis(300),
+        check: Duration::from_millis(300),
+        ..pipelining_device(2)
+    }));
+    let client = client_for(device.clone()).await;
+    let options = ImageUploadOptions::default()
+        .with_first_timeout(Duration::from_secs(2))
+        .with_last_timeout(Duration::from_secs(2));
+    let mut sent = 0;
+    for version in [1u8, 2] {
+        let mut data = image(30_000);
+        data[100] = version;
+        let started = tokio::time::Instant::now();
+        let summary = client.upload_image(&data, &options, |_| {}).await.unwrap();
+        assert_eq!(summary.matched, Some(true));
+        sent += data.len();
+        let device = device.lock().unwrap();
+        assert_eq!(
+            device.dropped_while_busy, 0,
+            "upload {version}: sent again while busy"
+        );
+        assert_eq!(
+            device.data_bytes_received, sent,
+            "upload {version}: nothing sent twice"
+        );
+        // The erase and the check, nothing else: no timeout was waited for.
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(600),
+            "upload {version}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_middle_chunk_goes_again_after_the_learned_timer() {
+    // One chunk in flight at a time, every 5th request lost: each loss costs the learned
+    // timer (the 25 ms minimum here, where the device answers at once), not the 200 ms
+    // timeout. Neither the first chunk (request 2, after the parameters) nor the last is
+    // among the lost ones here: their timers are not learned, and a 500 ms timeout would
+    // show in the time.
+    let device = Arc::new(Mutex::new(Device {
+        drop_every: 5,
+        ..pipelining_device(2)
+    }));
+    let client = client_for(device.clone()).await;
+    let data = image(30_000);
+    let started = tokio::time::Instant::now();
+    let summary = client
+        .upload_image(&data, &fast_options(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    let lost = device.lock().unwrap().requests / 5;
+    assert!(lost >= 3, "{lost} losses");
+    assert!(
+        started.elapsed() <= client.options().retry.min_rto * lost as u32 * 2,
+        "{lost} losses took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A real MCUboot image of about `len` bytes.
+fn mcuboot_image(len: usize, seed: u64) -> Vec<u8> {
+    smp_mcuboot::ImageBuilder::new("1.2.3".parse().unwrap())
+        .build(&smp_mcuboot::sample_body(len, seed))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_last_reply_does_not_start_the_upload_again() {
+    // The device completes the upload and forgets it (Zephyr does); the reply is lost,
+    // the re-sent last chunk is answered with offset 0. The image state shows the image
+    // in slot 1: the upload is done, nothing but the last chunk went twice.
+    for buf_count in [2, 5] {
+        let device = Arc::new(Mutex::new(Device {
+            forget_complete: true,
+            drop_completing_reply: true,
+            ..pipelining_device(buf_count)
+        }));
+        let client = client_for(device.clone()).await;
+        let data = mcuboot_image(30_000, 4);
+        let mut seen = Vec::new();
+        let summary = client
+            .upload_image(&data, &fast_options(), |p| seen.push(p.done))
+            .await
+            .unwrap();
+        assert_eq!(summary.matched, Some(true), "buf_count {buf_count}");
+        assert_eq!(seen.last(), Some(&(data.len() as u64)));
+        let device = device.lock().unwrap();
+        assert!(!device.drop_completing_reply, "the reply was dropped");
+        assert_eq!(device.slot1, data);
+        let resent = device.data_bytes_received - data.len();
+        assert!(
+            resent > 0 && resent < 1500,
+            "buf_count {buf_count}: only the last chunk went again ({resent} bytes)"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_that_lost_the_upload_gets_it_again() {
+    // The device loses the upload (a reboot) just as the last chunk arrives: the re-sent
+    // chunk is answered with offset 0 too, but the image state does not show the image,
+    // so the upload starts over, and completes.
+    let device = Arc::new(Mutex::new(Device {
+        forget_complete: true,
+        reboot_before_last: true,
+        ..pipelining_device(2)
+    }));
+    let client = client_for(device.clone()).await;
+    let data = mcuboot_image(30_000, 5);
+    let summary = client
+        .upload_image(&data, &fast_options(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    let device = device.lock().unwrap();
+    assert_eq!(device.slot1, data);
+    assert!(
+        device.data_bytes_received > 2 * data.len() - 1500,
+        "sent twice: {} bytes",
+        device.data_bytes_received
     );
 }

@@ -38,9 +38,14 @@ pub struct ImageUploadOptions {
     pub image: Option<u32>,
     /// Ask the device to refuse an image that is not newer than the running one.
     pub upgrade: bool,
-    /// Per-attempt timeout of the first chunk, which may wait for a slot erase.
+    /// Per-attempt timeout of the first chunk, which may wait for a slot erase. The first
+    /// chunk learns a retransmission timer of its own, apart from the other chunks (see
+    /// [`RetryPolicy`](crate::RetryPolicy)); until it has, usually for the whole first
+    /// upload of a client, an attempt waits this long, unless the device answers a probe
+    /// meanwhile, which shows that the chunk or its reply was lost.
     pub first_timeout: Duration,
-    /// Per-attempt timeout of the last chunk, which may wait for the image check.
+    /// Per-attempt timeout of the last chunk, which may wait for the image check; its
+    /// timer too is learned apart, as for [`first_timeout`](Self::first_timeout).
     pub last_timeout: Duration,
     /// Most chunks in flight at once. `None` (the default) is automatic: as many as the
     /// device's buffers hold, [`Client::max_in_flight`] (`buf_count - 1` from its MCUmgr
@@ -75,7 +80,9 @@ pub struct UploadSummary {
     /// Chunk requests sent. A chunk sent again from the device's offset after a loss
     /// counts again; a re-send of the same frame after a timeout does not.
     pub chunks: u64,
-    /// The device's `match` on the last reply, when it sent one.
+    /// The device's `match` on the last reply, when it sent one. When that reply was
+    /// lost and the device had forgotten the complete upload meanwhile (Zephyr does),
+    /// `Some(true)` means its image state lists the image's hash for the slot.
     pub matched: Option<bool>,
     /// The most chunks that were in flight at once (1: one chunk at a time).
     pub max_in_flight: usize,

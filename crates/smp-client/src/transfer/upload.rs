@@ -14,17 +14,31 @@ use super::chunk::{ChunkRequest, image_chunk};
 use super::slots::JobSlots;
 use super::upload_plan::{Exhausted, Step, UploadPlan};
 use crate::messages::fs;
+use crate::rto::Phase;
 use crate::{
     Client, ClientError, DeviceError, FileTransferOptions, FileTransferSummary, ImageUploadOptions,
     Progress, RetryPolicy, TransferError, UploadSummary,
 };
 
-/// Per-attempt timeouts of the first, middle and last chunks.
+/// Per-attempt timeouts of the first, middle and last chunks (each phase also learns its
+/// own retransmission timer).
 #[derive(Debug, Clone, Copy)]
 struct ChunkTimeouts {
     first: Duration,
     middle: Duration,
     last: Duration,
+}
+
+/// A request's per-attempt timeout, and the phase its timer learns in.
+type Wait = (Duration, Phase);
+
+/// How to tell that the device holds a whole image although it answered the last chunk
+/// with offset 0 (see [`Step::Check`]): the image hash it lists for the secondary slot
+/// of image `image`.
+#[derive(Debug, Clone, Copy)]
+struct ImageCheck {
+    hash: [u8; 32],
+    image: u32,
 }
 
 /// What [`Client::upload_chunks`] did.
@@ -80,12 +94,17 @@ impl<T: Transport + 'static> Client<T> {
             middle: self.options().retry.timeout,
             last: options.last_timeout,
         };
+        let check = mcuboot_hash(image).map(|hash| ImageCheck {
+            hash,
+            image: options.image.unwrap_or(0),
+        });
         let sent = self
             .upload_chunks(
                 image,
                 |off| image_chunk(off, len, &sha256, options),
                 timeouts,
                 options.window,
+                check,
                 progress,
             )
             .await?;
@@ -128,7 +147,7 @@ impl<T: Transport + 'static> Client<T> {
             name: name.to_owned(),
         };
         let sent = self
-            .upload_chunks(data, chunk, timeouts, options.window, progress)
+            .upload_chunks(data, chunk, timeouts, options.window, None, progress)
             .await?;
         let verified_with = if options.verify {
             self.verify_file(name, data).await?
@@ -163,6 +182,7 @@ impl<T: Transport + 'static> Client<T> {
         chunk: impl Fn(u64) -> R,
         chunk_timeouts: ChunkTimeouts,
         window: Option<NonZeroUsize>,
+        check: Option<ImageCheck>,
         mut progress: impl FnMut(Progress),
     ) -> Result<ChunksSent, ClientError> {
         let policy = &self.options().retry;
@@ -206,10 +226,51 @@ impl<T: Transport + 'static> Client<T> {
                 Flow::Go => {}
                 Flow::Pause(backoff) => pause = Some(Instant::now() + backoff),
                 Flow::Done(sent) => return Ok(sent),
+                Flow::Check => {
+                    let held = match &check {
+                        Some(check) => self.holds_image(check).await?,
+                        None => false,
+                    };
+                    tracing::info!(
+                        held,
+                        "the device answered the last chunk with offset 0: it {}",
+                        if held {
+                            "holds the image (it forgot the upload once complete)"
+                        } else {
+                            "lost the upload; starting again"
+                        }
+                    );
+                    if let Step::Done { matched } = plan.on_check(held)? {
+                        progress(plan.progress());
+                        return Ok(finished(&plan, matched));
+                    }
+                }
             }
             // Requests the plan no longer waits for: their answers would change nothing.
             pending.retain(|id| plan.is_in_flight(id));
         }
+    }
+
+    /// Whether the device's image state lists `check`'s hash for the secondary slot of
+    /// its image. A device that cannot say (an error) does not hold it, as far as the
+    /// upload knows.
+    async fn holds_image(&self, check: &ImageCheck) -> Result<bool, ClientError> {
+        let images = match self.image_state().await {
+            Ok(images) => images,
+            Err(ClientError::Device(err)) => {
+                tracing::debug!(%err, "no image state to check the upload against");
+                return Ok(false);
+            }
+            Err(err) => return Err(err),
+        };
+        Ok(images.iter().any(|state| {
+            state.slot == 1
+                && state.image.unwrap_or(0) == check.image
+                && state
+                    .hash
+                    .as_ref()
+                    .is_some_and(|hash| hash.as_bytes() == check.hash)
+        }))
     }
 
     /// Sends one request of an upload and sorts out its answer; reports each timeout
@@ -217,7 +278,7 @@ impl<T: Transport + 'static> Client<T> {
     async fn upload_job<'a, R: ChunkRequest<'a>>(
         &self,
         job: Job<R>,
-        timeout: Duration,
+        (timeout, phase): Wait,
         report: (u64, &UnboundedSender<u64>),
     ) -> Result<Answer, ClientError> {
         let (id, timed_out) = report;
@@ -241,11 +302,15 @@ impl<T: Transport + 'static> Client<T> {
         // chunk it already has with its offset), within the retry policy.
         let mut malformed = 0;
         loop {
-            let reply = self
-                .request_unchecked(&mut frame, timeout, on_timeout)
+            let (reply, sample) = self
+                .request_unchecked(&mut frame, timeout, phase, on_timeout)
                 .await?;
             let reply = &reply[header::SIZE..];
-            let problem = match smp_proto::reply_error(reply, R::GROUP, false) {
+            let verdict = smp_proto::reply_error(reply, R::GROUP, false);
+            if !matches!(&verdict, Ok(Some(err)) if err.is_back_pressure()) {
+                self.learn(sample);
+            }
+            let problem = match verdict {
                 Ok(None) => match minicbor::decode::<R::Response>(reply) {
                     Ok(response) => {
                         let (off, matched) = R::reply_offset(&response);
@@ -278,6 +343,8 @@ impl<T: Transport + 'static> Client<T> {
 
 /// What the upload does after an answer.
 enum Flow {
+    /// Ask the device whether it holds the whole image ([`Step::Check`]).
+    Check,
     /// Send what the plan allows, wait for the next answer.
     Go,
     /// The device is busy: send nothing more for this long.
@@ -287,21 +354,21 @@ enum Flow {
 }
 
 /// The next request the plan allows now (a chunk, or a question for the device's
-/// offset) with its id and per-attempt timeout, recorded as sent.
+/// offset) with its id, per-attempt timeout and phase, recorded as sent.
 fn next_job<'a, R: ChunkRequest<'a>>(
     plan: &mut UploadPlan<'a>,
     chunk: &impl Fn(u64) -> R,
     timeouts: ChunkTimeouts,
-) -> Result<Option<(u64, Job<R>, Duration)>, ClientError> {
+) -> Result<Option<(u64, Job<R>, Wait)>, ClientError> {
     if let Some(off) = plan.next_chunk() {
         let mut request = chunk(off);
         let sent = plan.send(&mut request)?;
         let wait = if sent.off == 0 {
-            timeouts.first
+            (timeouts.first, Phase::First)
         } else if sent.end() == plan.len() {
-            timeouts.last
+            (timeouts.last, Phase::Last)
         } else {
-            timeouts.middle
+            (timeouts.middle, Phase::Other)
         };
         return Ok(Some((sent.id, Job::Chunk(request), wait)));
     }
@@ -310,7 +377,11 @@ fn next_job<'a, R: ChunkRequest<'a>>(
             .offset_query()
             .ok_or(TransferError::NoOffset)?;
         let id = plan.query_sent();
-        return Ok(Some((id, Job::Query(query), timeouts.middle)));
+        return Ok(Some((
+            id,
+            Job::Query(query),
+            (timeouts.middle, Phase::Other),
+        )));
     }
     Ok(None)
 }
@@ -330,21 +401,11 @@ fn take_answer(
             if plan.acked() != acked {
                 progress(plan.progress());
             }
-            let Step::Done { matched } = step else {
-                return Ok(Flow::Go);
-            };
-            if plan.resumed_at() > 0 {
-                tracing::info!(
-                    resumed_at = plan.resumed_at(),
-                    "device resumed an interrupted upload"
-                );
+            match step {
+                Step::Continue => Ok(Flow::Go),
+                Step::Check => Ok(Flow::Check),
+                Step::Done { matched } => Ok(Flow::Done(finished(plan, matched))),
             }
-            Ok(Flow::Done(ChunksSent {
-                chunks: plan.chunks_sent(),
-                resumed_at: plan.resumed_at(),
-                matched,
-                max_in_flight: plan.peak(),
-            }))
         }
         Answer::Rejected => {
             plan.on_rejected(id);
@@ -364,10 +425,73 @@ fn take_answer(
     }
 }
 
+/// What a finished upload did.
+fn finished(plan: &UploadPlan<'_>, matched: Option<bool>) -> ChunksSent {
+    if plan.resumed_at() > 0 {
+        tracing::info!(
+            resumed_at = plan.resumed_at(),
+            "device resumed an interrupted upload"
+        );
+    }
+    ChunksSent {
+        chunks: plan.chunks_sent(),
+        resumed_at: plan.resumed_at(),
+        matched,
+        max_in_flight: plan.peak(),
+    }
+}
+
+/// The image hash an MCUboot image carries (its SHA256 TLV): the SHA-256 of the header
+/// area, the body and the protected TLV area, whose sizes the header gives (little-endian
+/// `ih_hdr_size` at 8, `ih_protect_tlv_size` at 10, `ih_img_size` at 12, after the magic
+/// 0x96f3b83d). It is what the device lists in its image state for a slot that holds
+/// the image. `None` for data that is not an MCUboot image.
+fn mcuboot_hash(image: &[u8]) -> Option<[u8; 32]> {
+    const MAGIC: u32 = 0x96f3_b83d;
+    let u16_at = |at: usize| Some(u16::from_le_bytes(*image.get(at..)?.first_chunk()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(*image.get(at..)?.first_chunk()?));
+    if u32_at(0)? != MAGIC {
+        return None;
+    }
+    let hashed = usize::from(u16_at(8)?)
+        .checked_add(usize::try_from(u32_at(12)?).ok()?)?
+        .checked_add(usize::from(u16_at(10)?))?;
+    // The TLV area follows: an image without it is not whole.
+    (hashed < image.len()).then(|| Sha256::digest(&image[..hashed]).into())
+}
+
 /// Sleeps until `until`, or forever without it.
 async fn sleep_until(until: Option<Instant>) {
     match until {
         Some(until) => tokio::time::sleep_until(until).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use smp_mcuboot::{Image, ImageBuilder, sample_body};
+
+    use super::mcuboot_hash;
+
+    #[test]
+    fn the_mcuboot_hash_is_the_one_the_image_carries() {
+        let version = "1.2.3".parse().unwrap();
+        // Without and with a protected TLV area (a security counter), and a larger
+        // header area.
+        for builder in [
+            ImageBuilder::new(version),
+            ImageBuilder::new(version).security_counter(7),
+            ImageBuilder::new(version).header_size(0x400),
+        ] {
+            let image = builder.build(&sample_body(5000, 3));
+            let carried = Image::parse(&image).unwrap().hash().unwrap();
+            assert_eq!(mcuboot_hash(&image), Some(carried));
+            // Without its TLV area (4 bytes of info, the SHA256 TLV's 4 + 32) the image
+            // is not whole.
+            assert_eq!(mcuboot_hash(&image[..image.len() - 40]), None);
+        }
+        assert_eq!(mcuboot_hash(b"not an image at all"), None);
+        assert_eq!(mcuboot_hash(&[]), None);
     }
 }

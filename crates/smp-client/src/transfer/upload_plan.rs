@@ -57,6 +57,12 @@ pub(crate) enum Step {
     Continue,
     /// The device has all the data; `matched` is its verdict on the image, if it gave one.
     Done { matched: Option<bool> },
+    /// The last chunk was answered with offset 0 although the device held everything
+    /// before it: either the device completed the upload and forgot it (Zephyr does, so
+    /// a re-sent last chunk after a lost reply is answered this way) or it lost the
+    /// upload (a reboot). The client asks the device whether it holds the image and
+    /// tells the plan ([`on_check`](UploadPlan::on_check)); nothing is sent meanwhile.
+    Check,
 }
 
 /// A chunk the plan recorded as sent.
@@ -116,17 +122,20 @@ enum Kind {
 ///   mended by a resend, and the reply is one of the stale answers to chunks sent before
 ///   the resend: it changes nothing. So one loss causes one resend, not one per chunk
 ///   that was in flight behind it.
-/// - On a timeout the client re-sends the same frame under the same sequence number, as
-///   for any request, so a late reply to the first attempt still counts (a slot erase
-///   that outlasts the first chunk's timeout); the plan only narrows the window. An
+/// - On a timeout the client re-sends the same frame, as for any request (under a new
+///   sequence number, a late reply to any attempt still counting: a slot erase that
+///   outlasts the first chunk's timeout); the plan only narrows the window. An
 ///   overtaken chunk is never re-sent: it leaves the plan, and the client drops its
 ///   request, as soon as a later chunk is answered.
 /// - A busy reply (ENOMEM, EBUSY) means the chunk was not written: it is sent again,
 ///   after the client's backoff. Busy replies count against the retry policy in rounds:
 ///   once when nothing sent later is still in flight.
 /// - The window starts at its maximum after the first reply, halves (down to 1) on
-///   every busy reply, timeout, and loss of a chunk that was itself a resend, and grows
-///   by one on every accepted chunk.
+///   every busy reply, on a timeout (once for the requests in flight then: a burst of
+///   losses is one event), and on the loss of a chunk that was itself a resend, and
+///   grows by one on every accepted chunk. With the client's learned retransmission
+///   timers a timeout comes a few round trips after a loss, so this is how the window
+///   narrows on loss.
 ///
 /// Whatever is lost, duplicated or reordered, the device only ever holds a prefix of the
 /// data, so the result is correct; the rules above only decide how fast it gets there.
@@ -158,6 +167,10 @@ pub(crate) struct UploadPlan<'a> {
     resumed_at: u64,
     /// The end of the furthest chunk sent: the device cannot hold more.
     sent_end: u64,
+    /// Waiting for the client to check whether the device holds the whole data.
+    checking: bool,
+    /// The first request sent after the window last narrowed on a timeout.
+    narrowed_before: u64,
 }
 
 impl<'a> UploadPlan<'a> {
@@ -186,6 +199,8 @@ impl<'a> UploadPlan<'a> {
             stalls: 0,
             busy: 0,
             sent_end: 0,
+            checking: false,
+            narrowed_before: 0,
             chunks: 0,
             peak: 0,
             resumed_at: 0,
@@ -245,8 +260,8 @@ impl<'a> UploadPlan<'a> {
             .iter()
             .any(|sent| matches!(sent.kind, Kind::Chunk { off: 0, .. }));
         let more = !self.started || self.next < self.len();
-        (!self.lost_offset && !alone && more && self.in_flight.len() < self.window)
-            .then_some(self.next)
+        let ready = !self.lost_offset && !self.checking && !alone;
+        (ready && more && self.in_flight.len() < self.window).then_some(self.next)
     }
 
     /// Fills `request` (built for [`next_off`](Self::next_off), data empty) with as much
@@ -294,6 +309,7 @@ impl<'a> UploadPlan<'a> {
     /// where it stands).
     pub(crate) fn wants_query(&self) -> bool {
         self.lost_offset
+            && !self.checking
             && self.in_flight.len() < self.window
             && !self.in_flight.iter().any(|sent| sent.kind == Kind::Query)
     }
@@ -345,6 +361,12 @@ impl<'a> UploadPlan<'a> {
         let credible = self.credible_offset(kind);
         if off > credible {
             return self.ignore_damaged(off, credible);
+        }
+        if let Kind::Chunk { off: start, end } = kind {
+            if off == 0 && start > 0 && end == self.len() && self.acked >= start {
+                self.checking = true;
+                return Ok(Step::Check);
+            }
         }
         let progressed = self.take_offset(off);
         if off == self.len() {
@@ -444,6 +466,23 @@ impl<'a> UploadPlan<'a> {
         Ok(())
     }
 
+    /// What the client found after [`Step::Check`]: whether the device holds the whole
+    /// data. If it does, the upload is done (`matched`: the device's state showed the
+    /// image); if not, the device lost the upload and it starts again from offset 0, as
+    /// the device said.
+    pub(crate) fn on_check(&mut self, held: bool) -> Result<Step, PlanError> {
+        self.checking = false;
+        if held {
+            self.take_offset(self.len());
+            return Ok(Step::Done {
+                matched: Some(true),
+            });
+        }
+        let progressed = self.take_offset(0);
+        self.resume_from(0, progressed)?;
+        Ok(Step::Continue)
+    }
+
     /// The device refused chunk `id` as being at the wrong offset without saying which it
     /// expects: ask it ([`wants_query`](Self::wants_query)) before sending on.
     pub(crate) fn on_rejected(&mut self, id: u64) {
@@ -477,10 +516,13 @@ impl<'a> UploadPlan<'a> {
     }
 
     /// Request `id` got no answer in time (and goes again, the same frame): narrows the
-    /// window.
+    /// window, once per loss: not again for requests sent before it last narrowed on a
+    /// timeout (their timers expire in the same burst; TCP too reduces its window once
+    /// per window of data lost, RFC 6582).
     pub(crate) fn on_timeout(&mut self, id: u64) {
-        if self.is_in_flight(id) {
+        if self.is_in_flight(id) && id >= self.narrowed_before {
             self.shrink();
+            self.narrowed_before = self.next_id;
         }
     }
 
@@ -847,11 +889,22 @@ mod tests {
         assert_eq!(plan.window(), 1);
         assert!(plan.is_in_flight(sent[0].id));
         assert_eq!((plan.next_off(), plan.next_chunk()), (sent[2].end(), None));
+        // The other chunks in flight then time out too: the same loss, no further
+        // narrowing (the window is 1 already, so widen it first to see).
+        plan.window = 3;
+        plan.on_timeout(sent[1].id);
+        plan.on_timeout(sent[2].id);
+        assert_eq!(plan.window(), 3);
+        plan.window = 1;
         // A later answer overtakes it: it leaves the plan, its timeouts count no more.
         plan.on_reply(sent[1].id, sent[1].end(), None).unwrap();
         assert!(!plan.is_in_flight(sent[0].id));
         plan.on_timeout(sent[0].id);
         assert_eq!(plan.window(), 2);
+        // A chunk sent after the narrowing narrows it again when it times out.
+        let (later, _) = send(&mut plan);
+        plan.on_timeout(later.id);
+        assert_eq!(plan.window(), 1);
     }
 
     #[test]
@@ -905,6 +958,43 @@ mod tests {
                 matched: Some(true)
             }
         );
+    }
+
+    #[test]
+    fn a_last_chunk_answered_with_offset_0_is_checked_before_starting_again() {
+        let data = image(5000);
+        for held in [true, false] {
+            let mut plan = started(&data, 16);
+            let sent = send_all(&mut plan);
+            let (last, rest) = sent.split_last().unwrap();
+            for chunk in rest {
+                plan.on_reply(chunk.id, chunk.end(), None).unwrap();
+            }
+            // The reply to the last chunk was lost; the chunk went again, and the device,
+            // which forgets a complete upload, answers offset 0.
+            assert_eq!(plan.on_reply(last.id, 0, None).unwrap(), Step::Check);
+            assert_eq!(plan.next_chunk(), None, "nothing goes during the check");
+            assert!(!plan.wants_query());
+            if held {
+                assert_eq!(
+                    plan.on_check(true).unwrap(),
+                    Step::Done {
+                        matched: Some(true)
+                    }
+                );
+                assert_eq!(plan.acked(), 5000);
+            } else {
+                // The device lost the upload (a reboot): all over again.
+                assert_eq!(plan.on_check(false).unwrap(), Step::Continue);
+                assert_eq!(plan.next_chunk(), Some(0));
+            }
+        }
+        // Offset 0 for a chunk before the last one, or while the device did not hold
+        // everything before the last one, is a lost upload as before: no check.
+        let mut plan = started(&data, 16);
+        let sent = send_all(&mut plan);
+        assert_eq!(plan.on_reply(sent[1].id, 0, None).unwrap(), Step::Continue);
+        assert_eq!(plan.next_chunk(), Some(0));
     }
 
     #[test]
@@ -1090,7 +1180,12 @@ mod tests {
                 } else if let Some((id, reply)) = to_client.pop_front() {
                     match reply {
                         Reply::Offset(off, matched) => {
-                            if let Step::Done { matched } = plan.on_reply(id, off, matched).unwrap() {
+                            let mut step = plan.on_reply(id, off, matched).unwrap();
+                            if step == Step::Check {
+                                // The client asks the device's image state.
+                                step = plan.on_check(device.slot == data).unwrap();
+                            }
+                            if let Step::Done { matched } = step {
                                 done = Some(matched);
                                 break;
                             }
