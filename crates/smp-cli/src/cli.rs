@@ -110,8 +110,8 @@ pub(crate) struct GlobalOptions {
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 1500)]
     pub(crate) mtu: u16,
 
-    /// How long to wait for each reply before re-sending the request: `500ms`, `2s`,
-    /// `1.5s`, or plain seconds (`2.5`).
+    /// The longest wait for a reply before the request is sent again (sooner once the
+    /// round trip is learned): `500ms`, `2s`, `1.5s`, or plain seconds (`2.5`).
     #[arg(
         long,
         global = true,
