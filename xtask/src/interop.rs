@@ -966,6 +966,7 @@ fn run_serial_fixture(
         for (session, launch) in [
             (Session::Own, Launch::Manifest),
             (Session::OwnBare, Launch::Bare),
+            (Session::OwnLoadedOnce, Launch::LoadOnce),
         ] {
             for test in in_session(session) {
                 sessions.push((launch, test.to_owned(), vec![test]));
@@ -973,8 +974,13 @@ fn run_serial_fixture(
         }
         for (launch, label, tests) in sessions {
             let session_dir = run_dir.join(suite.dir_name()).join(&label);
-            if launch == Launch::Bare {
-                println!("interop: {}: MCUboot alone, for {label}", fixture.name);
+            match launch {
+                Launch::Bare => println!("interop: {}: MCUboot alone, for {label}", fixture.name),
+                Launch::LoadOnce => println!(
+                    "interop: {}: firmware written into flash once (no loader), for {label}",
+                    fixture.name
+                ),
+                Launch::Manifest => {}
             }
             let result = fixture
                 .start(launch, &session_dir)
