@@ -541,23 +541,71 @@ fn slot_state(states: &[ImageState], slot: u32) -> (String, String, bool, bool, 
     )
 }
 
-/// Resets the application (its reply may be lost as it restarts) and returns a client of
-/// the application once it answers again. The pause before the first request is not a
-/// measurement: on this board (QEMU's nRF51) bytes that reach the UART while MCUboot runs
-/// (it starts the receiver and never reads it) leave the application's UART deaf for
-/// good, so the device is left alone until MCUboot has surely handed over (a swap of
-/// this image takes it about 0.2 s).
-async fn reset_and_reconnect(
+/// Resets the application and returns what the board printed on its console in the
+/// next seconds (MCUboot's log, then the application's banner: the SMP client skips such
+/// text) with a client of the application once it answers again.
+///
+/// The reset goes over a connection of its own to the emulator's serial socket (the
+/// client is closed first: the socket takes one connection at a time), which then only
+/// listens. Sending nothing while MCUboot runs matters on this board (QEMU's nRF51): bytes
+/// that reach its UART then leave the application's UART deaf for good (docs/interop.md).
+async fn reset_and_read_the_boot_log(
     fixture: &SerialFixture,
     client: Client<SerialTransport>,
-) -> Client<SerialTransport> {
-    match client.reset().await {
-        Ok(()) | Err(ClientError::Timeout { .. }) => {}
-        Err(e) => panic!("{}: reset: {e}", fixture.name),
-    }
+) -> (String, Client<SerialTransport>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    assert_eq!(fixture.framing, Framing::Console, "{}", fixture.name);
     client.close().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    app_client(fixture).await
+    let addr = fixture
+        .target
+        .strip_prefix("socket://")
+        .expect("an emulated board on a TCP socket");
+    let mut port = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // `os reset`: write, 1-byte body, group 0, sequence 0x42, command 5; the body `{}`.
+    let reset = [2, 0, 0, 1, 0, 0, 0x42, 5, 0xa0];
+    let line = smp_client::serial::encode(
+        Framing::Console,
+        &reset,
+        smp_client::serial::console::LineLength::default(),
+    )
+    .unwrap();
+    port.write_all(&line).await.unwrap();
+    let mut output = Vec::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut buf = [0; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, port.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        output.extend_from_slice(&buf[..n]);
+    }
+    drop(port);
+    let log: Vec<String> = String::from_utf8_lossy(&output)
+        .lines()
+        .map(|line| strip_ansi(line.trim_end_matches('\r')))
+        // SMP frames (the reset's reply) are not the log.
+        .filter(|line| !line.starts_with('\u{6}') && !line.starts_with('\u{4}'))
+        .filter(|line| !line.is_empty())
+        .collect();
+    (log.join("\n"), app_client(fixture).await)
+}
+
+/// `text` without its ANSI colour codes (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `img` on a board whose flash keeps what the guest writes across resets (the runner
@@ -569,11 +617,12 @@ async fn reset_and_reconnect(
 ///
 /// 1. Upgrade without confirming: upload, mark for test, reset, wait: the new image runs
 ///    unconfirmed, the shipped one in slot 1.
-/// 2. A reset: MCUboot reverts it (the image was never confirmed): the shipped image runs
-///    again, the new one back in slot 1, not pending.
+/// 2. A reset: MCUboot reverts it (the image was never confirmed; its console log says
+///    so): the shipped image runs again, the new one back in slot 1, not pending.
 /// 3. Upgrade again: the image is on the device already, so no upload: mark, reset, wait,
 ///    confirm.
-/// 4. A second reset: the new version still runs, confirmed.
+/// 4. A second reset: MCUboot's log shows it booting the new version, its `image_ok`
+///    flag set; the application reports it running, confirmed.
 /// 5. Upgrade again: nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real serial server: cargo xtask interop"]
@@ -627,7 +676,16 @@ async fn serial_img_upgrade_boots_the_new_version_and_the_confirm_sticks() {
     assert_eq!(state(&states, 1).0, shipped);
 
     // 2. A reset reverts it.
-    let client = reset_and_reconnect(&fixture, client).await;
+    let (log, client) = reset_and_read_the_boot_log(&fixture, client).await;
+    println!("{}: console after the reset:\n{log}", fixture.name);
+    // MCUboot's own word: it reverts the image it booted for test, and boots the old one
+    // (its log prints major.minor.revision).
+    for line in [
+        "I: Image index: 0, Swap type: revert",
+        "I: Image version: v0.0.0",
+    ] {
+        assert!(log.lines().any(|l| l == line), "{line:?} in:\n{log}");
+    }
     let states = client.image_state().await.unwrap();
     println!("{}: after a reset, reverted: {states:?}", fixture.name);
     assert_eq!(state(&states, 0), (shipped.clone(), true, true, false));
@@ -659,7 +717,16 @@ async fn serial_img_upgrade_boots_the_new_version_and_the_confirm_sticks() {
     assert_eq!(state(&states, 0), (new.clone(), true, true, false));
 
     // 4. It stays.
-    let client = reset_and_reconnect(&fixture, client).await;
+    let (log, client) = reset_and_read_the_boot_log(&fixture, client).await;
+    println!("{}: console after the second reset:\n{log}", fixture.name);
+    // MCUboot boots the new version, nothing to swap, its image_ok flag set (0x1).
+    for line in [
+        "I: Image index: 0, Swap type: none",
+        "I: Primary image: magic=good, swap_type=0x2, copy_done=0x1, image_ok=0x1",
+        "I: Image version: v1.2.3",
+    ] {
+        assert!(log.lines().any(|l| l == line), "{line:?} in:\n{log}");
+    }
     let states = client.image_state().await.unwrap();
     println!("{}: after the second reset: {states:?}", fixture.name);
     assert_eq!(state(&states, 0), (new.clone(), true, true, false));
