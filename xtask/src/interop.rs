@@ -25,7 +25,9 @@
 //!   boards under `qemu-system-arm` on a TCP port chosen here), each test where the
 //!   fixture has what the test needs. Per fixture and suite, the tests that leave the
 //!   device as they found it share one device; a test that resets or erases it gets a
-//!   fresh one. The tests get the port and the fixture's description in
+//!   fresh one, launched as the manifest says, with MCUboot alone, or with its firmware
+//!   written into flash once through QEMU's GDB stub (`gdb.rs`), as its rule says. The
+//!   tests get the port and the fixture's description in
 //!   `SMP_INTEROP_SERIAL` and `SMP_INTEROP_SERIAL_FIXTURE`; each device is stopped by its
 //!   process id afterwards.
 //!
