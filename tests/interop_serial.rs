@@ -13,9 +13,14 @@ use std::process::Command;
 use std::sync::Arc;
 
 use smp_client::header::group;
+use smp_client::messages::image::ImageState;
 use smp_client::messages::{enumeration, fs, os, settings, shell, stat, zephyr};
 use smp_client::serial::{Framing, SerialTransport};
-use smp_client::{Client, ClientError, ClientOptions, FileTransferOptions, ImageUploadOptions};
+use smp_client::upgrade::{UpgradeMode, UpgradeStep};
+use smp_client::{
+    Client, ClientError, ClientOptions, FileTransferOptions, ImageUploadOptions, UpgradeOptions,
+    UpgradeOutcome, UpgradeReport,
+};
 use smp_integration_tests::init_tracing;
 use smp_integration_tests::serial::{
     Probe, Recovery, SerialFixture, answering_client, app_client, expect_device_error,
@@ -412,6 +417,12 @@ fn rebuilt_image(fixture: &SerialFixture, version: &str) -> (Vec<u8>, Image) {
     );
     let bytes = make(version, &dir.join("new.bin"));
     let _ = std::fs::remove_dir_all(&dir);
+    // smp-mcuboot makes the same image from the shipped one: the version and the hash
+    // TLV rewritten (these images carry no signature).
+    assert!(
+        smp_mcuboot::with_version(&shipped, version.parse().unwrap()).unwrap() == bytes,
+        "smp_mcuboot::with_version gives the shipped image {version} byte for byte as imgtool does"
+    );
     let image = Image::parse(&bytes).expect("our parser reads imgtool's image");
     image.verify().expect("and its hash checks");
     assert_eq!(image.header.version.to_string(), version.replace('+', "."));
@@ -508,6 +519,226 @@ async fn serial_img_swap_in_a_new_image() {
     let states = client.confirm_image(None).await.unwrap();
     println!("{}: after confirming: {states:?}", fixture.name);
     assert_eq!(entry(&states, 0).confirmed, Some(true));
+}
+
+/// The steps an upgrade took, in order.
+fn steps(report: &UpgradeReport) -> Vec<UpgradeStep> {
+    report.steps.iter().map(|(step, _)| *step).collect()
+}
+
+/// The entry of `slot` in an image state: `(hash, version, active, confirmed, pending)`.
+fn slot_state(states: &[ImageState], slot: u32) -> (String, String, bool, bool, bool) {
+    let entry = states
+        .iter()
+        .find(|s| s.slot == slot)
+        .unwrap_or_else(|| panic!("slot {slot} in {states:?}"));
+    (
+        entry.hash.as_deref().map(hex).unwrap_or_default(),
+        entry.version.clone(),
+        entry.active == Some(true),
+        entry.confirmed == Some(true),
+        entry.pending == Some(true),
+    )
+}
+
+/// Resets the application and returns what the board printed on its console in the
+/// next seconds (MCUboot's log, then the application's banner: the SMP client skips such
+/// text) with a client of the application once it answers again.
+///
+/// The reset goes over a connection of its own to the emulator's serial socket (the
+/// client is closed first: the socket takes one connection at a time), which then only
+/// listens. Sending nothing while MCUboot runs matters on this board (QEMU's nRF51): bytes
+/// that reach its UART then leave the application's UART deaf for good (docs/interop.md).
+async fn reset_and_read_the_boot_log(
+    fixture: &SerialFixture,
+    client: Client<SerialTransport>,
+) -> (String, Client<SerialTransport>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    assert_eq!(fixture.framing, Framing::Console, "{}", fixture.name);
+    client.close().await.unwrap();
+    let addr = fixture
+        .target
+        .strip_prefix("socket://")
+        .expect("an emulated board on a TCP socket");
+    let mut port = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // `os reset`: write, 1-byte body, group 0, sequence 0x42, command 5; the body `{}`.
+    let reset = [2, 0, 0, 1, 0, 0, 0x42, 5, 0xa0];
+    let line = smp_client::serial::encode(
+        Framing::Console,
+        &reset,
+        smp_client::serial::console::LineLength::default(),
+    )
+    .unwrap();
+    port.write_all(&line).await.unwrap();
+    let mut output = Vec::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut buf = [0; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, port.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        output.extend_from_slice(&buf[..n]);
+    }
+    drop(port);
+    let log: Vec<String> = String::from_utf8_lossy(&output)
+        .lines()
+        .map(|line| strip_ansi(line.trim_end_matches('\r')))
+        // SMP frames (the reset's reply) are not the log.
+        .filter(|line| !line.starts_with('\u{6}') && !line.starts_with('\u{4}'))
+        .filter(|line| !line.is_empty())
+        .collect();
+    (log.join("\n"), app_client(fixture).await)
+}
+
+/// `text` without its ANSI colour codes (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `img` on a board whose flash keeps what the guest writes across resets (the runner
+/// wrote the firmware into it once through QEMU's GDB stub, without the manifest's
+/// loader, which would write the shipped image back at every reset): `Client::upgrade`
+/// boots a new version of the application under the real MCUboot, and what MCUboot and
+/// the application wrote (the swap, the confirm flag in the slot trailer) holds across
+/// the next reset.
+///
+/// 1. Upgrade without confirming: upload, mark for test, reset, wait: the new image runs
+///    unconfirmed, the shipped one in slot 1.
+/// 2. A reset: MCUboot reverts it (the image was never confirmed; its console log says
+///    so): the shipped image runs again, the new one back in slot 1, not pending.
+/// 3. Upgrade again: the image is on the device already, so no upload: mark, reset, wait,
+///    confirm.
+/// 4. A second reset: MCUboot's log shows it booting the new version, its `image_ok`
+///    flag set; the application reports it running, confirmed.
+/// 5. Upgrade again: nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real serial server: cargo xtask interop"]
+async fn serial_img_upgrade_boots_the_new_version_and_the_confirm_sticks() {
+    let (fixture, client) = fixture_and_client().await;
+    let (_, shipped) = shipped_image(&fixture);
+    let (image, new) = rebuilt_image(&fixture, "1.2.3+4");
+    let shipped_hash = smp_client::proto::ImageHash::from(shipped.hash().unwrap());
+    let shipped = (
+        hex(&shipped.hash().unwrap()),
+        shipped.header.version.to_string(),
+    );
+    let new = (hex(&new.hash().unwrap()), new.header.version.to_string());
+    let state = |states: &[ImageState], slot| {
+        let (hash, version, active, confirmed, pending) = slot_state(states, slot);
+        ((hash, version), active, confirmed, pending)
+    };
+    let states = client.image_state().await.unwrap();
+    println!("{}: before: {states:?}", fixture.name);
+    assert_eq!(state(&states, 0), (shipped.clone(), true, true, false));
+
+    // 1. Upgrade, not confirmed.
+    let options = UpgradeOptions::default();
+    let report = client
+        .upgrade(&image, &options.clone().with_confirm(false), |_| {})
+        .await
+        .unwrap();
+    println!("{}: upgrade without confirm: {report:?}", fixture.name);
+    assert_eq!(
+        report.outcome,
+        UpgradeOutcome::Running {
+            confirmed: false,
+            previous: Some(shipped_hash.clone())
+        }
+    );
+    assert_eq!(report.mode, UpgradeMode::Application);
+    assert_eq!(
+        steps(&report),
+        [
+            UpgradeStep::Inspect,
+            UpgradeStep::Upload,
+            UpgradeStep::Mark,
+            UpgradeStep::Reset,
+            UpgradeStep::Wait
+        ]
+    );
+    assert_eq!(report.resets, 1);
+    let states = client.image_state().await.unwrap();
+    println!("{}: booted on test: {states:?}", fixture.name);
+    assert_eq!(state(&states, 0), (new.clone(), true, false, false));
+    assert_eq!(state(&states, 1).0, shipped);
+
+    // 2. A reset reverts it.
+    let (log, client) = reset_and_read_the_boot_log(&fixture, client).await;
+    println!("{}: console after the reset:\n{log}", fixture.name);
+    // MCUboot's own word: it reverts the image it booted for test, and boots the old one
+    // (its log prints major.minor.revision).
+    for line in [
+        "I: Image index: 0, Swap type: revert",
+        "I: Image version: v0.0.0",
+    ] {
+        assert!(log.lines().any(|l| l == line), "{line:?} in:\n{log}");
+    }
+    let states = client.image_state().await.unwrap();
+    println!("{}: after a reset, reverted: {states:?}", fixture.name);
+    assert_eq!(state(&states, 0), (shipped.clone(), true, true, false));
+    assert_eq!(state(&states, 1), (new.clone(), false, false, false));
+
+    // 3. Upgrade again: already uploaded.
+    let report = client.upgrade(&image, &options, |_| {}).await.unwrap();
+    println!("{}: upgrade: {report:?}", fixture.name);
+    assert_eq!(
+        report.outcome,
+        UpgradeOutcome::Running {
+            confirmed: true,
+            previous: Some(shipped_hash)
+        }
+    );
+    assert_eq!(report.upload, None, "the image was in slot 1 already");
+    assert_eq!(
+        steps(&report),
+        [
+            UpgradeStep::Inspect,
+            UpgradeStep::Mark,
+            UpgradeStep::Reset,
+            UpgradeStep::Wait,
+            UpgradeStep::Confirm
+        ]
+    );
+    let states = client.image_state().await.unwrap();
+    println!("{}: upgraded and confirmed: {states:?}", fixture.name);
+    assert_eq!(state(&states, 0), (new.clone(), true, true, false));
+
+    // 4. It stays.
+    let (log, client) = reset_and_read_the_boot_log(&fixture, client).await;
+    println!("{}: console after the second reset:\n{log}", fixture.name);
+    // MCUboot boots the new version, nothing to swap, its image_ok flag set (0x1).
+    for line in [
+        "I: Image index: 0, Swap type: none",
+        "I: Primary image: magic=good, swap_type=0x2, copy_done=0x1, image_ok=0x1",
+        "I: Image version: v1.2.3",
+    ] {
+        assert!(log.lines().any(|l| l == line), "{line:?} in:\n{log}");
+    }
+    let states = client.image_state().await.unwrap();
+    println!("{}: after the second reset: {states:?}", fixture.name);
+    assert_eq!(state(&states, 0), (new.clone(), true, true, false));
+    // Once the image is confirmed, this build lists slot 1 no more (measured: slot 0
+    // alone, after the confirm and after the reset); if it does, it is the old image.
+    if states.iter().any(|s| s.slot == 1) {
+        assert_eq!(state(&states, 1).0, shipped);
+    }
+
+    // 5. Nothing left to do.
+    let report = client.upgrade(&image, &options, |_| {}).await.unwrap();
+    assert!(report.already_running(), "{report:?}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -653,9 +884,17 @@ async fn serial_recovery_enter_from_the_application_and_leave() {
 /// Serial recovery on a board with MCUboot alone (the manifest's launch command without
 /// the loader that puts the shipped image into slot 0: that loader writes it back at every
 /// system reset, so an image uploaded over it could never be seen booting). With slot 0
-/// empty MCUboot stays in serial recovery; it takes a new build of the application into
-/// slot 0 and reports its hash; after a reset that application starts, answers and runs
-/// from slot 0; the application can go back into the bootloader, which still holds it.
+/// empty MCUboot stays in serial recovery, and `Client::upgrade`, given the bootloader,
+/// finds that out from its image list (no flags; none at all here): it uploads a new
+/// build of the application to slot 0 and resets, and the same client then hears the
+/// application answer running it from slot 0, nothing to confirm. An upgrade of the
+/// application to the same image does nothing. The application goes back into the
+/// bootloader, which lists the image; an upgrade given the bootloader then only resets.
+///
+/// Not on `serial_recovery_raw_cobs`, whose bootloader speaks COBS and application raw:
+/// one client cannot follow the device across the reset there (it would wait for an
+/// answer it cannot read), so that fixture's image goes up by hand, and the runner's
+/// reset and a client of the application's framing check that it boots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real serial server: cargo xtask interop"]
 async fn serial_bare_recovery_flashes_a_new_image_that_boots() {
@@ -664,6 +903,7 @@ async fn serial_bare_recovery_flashes_a_new_image_that_boots() {
     let recovery = fixture
         .recovery
         .expect("the manifest says this fixture has serial recovery");
+    let one_framing = recovery.framing == fixture.framing;
     let (image, new) = rebuilt_image(&fixture, "1.2.3+4");
     let new = (hex(&new.hash().unwrap()), new.header.version.to_string());
     println!(
@@ -682,25 +922,64 @@ async fn serial_bare_recovery_flashes_a_new_image_that_boots() {
     assert_eq!(slot0(&before), None, "slot 0 is empty");
 
     let started = std::time::Instant::now();
-    let summary = boot
-        .upload_image(&image, &ImageUploadOptions::default(), |_| {})
-        .await
-        .unwrap();
-    println!(
-        "{}: uploaded {} B in {} chunks ({} in flight at most) in {:.1?}",
-        fixture.name,
-        summary.len,
-        summary.chunks,
-        summary.max_in_flight,
-        started.elapsed()
-    );
-    // A bootloader that entered recovery because slot 0 held no image lists none until
-    // it boots again (measured: `[]` here, on every such fixture); the state is read back
-    // below, from the application and from the bootloader after a reset.
-    let after = boot.image_state().await.unwrap();
-    println!("{}: bootloader image state after: {after:?}", fixture.name);
-
-    let app = leave_recovery(&fixture, boot).await;
+    let app = if one_framing {
+        let report = boot
+            .upgrade(&image, &UpgradeOptions::default(), |_| {})
+            .await
+            .unwrap();
+        println!(
+            "{}: upgrade through serial recovery in {:.1?}: {report:?}",
+            fixture.name,
+            started.elapsed()
+        );
+        assert_eq!(report.mode, UpgradeMode::SerialRecovery);
+        assert_eq!(
+            report.outcome,
+            UpgradeOutcome::Running {
+                confirmed: true,
+                previous: None
+            }
+        );
+        assert_eq!(
+            steps(&report),
+            [
+                UpgradeStep::Inspect,
+                UpgradeStep::Upload,
+                UpgradeStep::Reset,
+                UpgradeStep::Wait
+            ]
+        );
+        assert_eq!(report.resets, 1);
+        // The client that spoke to the bootloader now speaks to the application, which
+        // runs the image: upgrading it again does nothing.
+        let again = boot
+            .upgrade(&image, &UpgradeOptions::default(), |_| {})
+            .await
+            .unwrap();
+        assert!(again.already_running(), "{again:?}");
+        assert_eq!(again.mode, UpgradeMode::Application);
+        boot.close().await.unwrap();
+        app_client(&fixture).await
+    } else {
+        let summary = boot
+            .upload_image(&image, &ImageUploadOptions::default(), |_| {})
+            .await
+            .unwrap();
+        println!(
+            "{}: uploaded {} B in {} chunks ({} in flight at most) in {:.1?}",
+            fixture.name,
+            summary.len,
+            summary.chunks,
+            summary.max_in_flight,
+            started.elapsed()
+        );
+        // A bootloader that entered recovery because slot 0 held no image lists none
+        // until it boots again (measured: `[]` here, on every such fixture); the state
+        // is read back below, from the application and from the bootloader after a reset.
+        let after = boot.image_state().await.unwrap();
+        println!("{}: bootloader image state after: {after:?}", fixture.name);
+        leave_recovery(&fixture, boot).await
+    };
     assert_eq!(app.echo("new image").await.unwrap(), "new image");
     let states = app.image_state().await.unwrap();
     println!("{}: application image state: {states:?}", fixture.name);
@@ -722,6 +1001,30 @@ async fn serial_bare_recovery_flashes_a_new_image_that_boots() {
         Some(new.clone()),
         "the bootloader lists the new image"
     );
-    let app = leave_recovery(&fixture, boot).await;
+    let app = if one_framing {
+        // The bootloader holds the image already: the upgrade only resets.
+        let report = boot
+            .upgrade(&image, &UpgradeOptions::default(), |_| {})
+            .await
+            .unwrap();
+        println!("{}: upgrade again: {report:?}", fixture.name);
+        assert_eq!(report.mode, UpgradeMode::SerialRecovery);
+        assert_eq!(report.upload, None);
+        assert_eq!(
+            steps(&report),
+            [UpgradeStep::Inspect, UpgradeStep::Reset, UpgradeStep::Wait]
+        );
+        assert_eq!(
+            report.outcome,
+            UpgradeOutcome::Running {
+                confirmed: true,
+                previous: None
+            }
+        );
+        boot.close().await.unwrap();
+        app_client(&fixture).await
+    } else {
+        leave_recovery(&fixture, boot).await
+    };
     assert_eq!(slot0(&app.image_state().await.unwrap()), Some(new));
 }

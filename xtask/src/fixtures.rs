@@ -13,8 +13,9 @@
 //!
 //! A serial fixture's tests are the `serial_*` tests of every suite; [`RULES`] says,
 //! by the start of a test's name, what the fixture must have for the test to run there
-//! and whether the test needs a device of its own (it resets or erases the device) or
-//! MCUboot alone on the board ([`Launch::Bare`]).
+//! and whether the test needs a device of its own (it resets or erases the device),
+//! MCUboot alone on the board ([`Launch::Bare`]), or flash that keeps what the guest
+//! writes across resets ([`Launch::LoadOnce`]).
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::gdb;
 use crate::interop::{ServerGuard, remove_dir_if_exists, tail};
 use crate::json::Json;
 use crate::util::Result;
@@ -95,6 +97,9 @@ enum Need {
     SwapImages,
     /// MCUboot serial recovery.
     Recovery,
+    /// One of these fixtures (by name): for a test that one representative fixture
+    /// proves, where the others would only repeat it at the cost of minutes.
+    Named(&'static [&'static str]),
 }
 
 /// Where a test runs.
@@ -107,6 +112,10 @@ pub(crate) enum Session {
     /// On a device of its own with MCUboot alone: the manifest's command without the
     /// loader that puts the shipped application into slot 0 (see [`Launch::Bare`]).
     OwnBare,
+    /// On a device of its own whose firmware was written into its flash once, so that
+    /// the flash keeps what MCUboot and the application write across resets (see
+    /// [`Launch::LoadOnce`]).
+    OwnLoadedOnce,
 }
 
 /// One row of the test table: tests whose names start with `prefix`.
@@ -176,6 +185,21 @@ const RULES: &[Rule] = &[
         prefix: "serial_bare_recovery_",
         need: Need::Recovery,
         session: Session::OwnBare,
+    },
+    // `smp upgrade` through MCUboot's serial recovery, on MCUboot alone: the library's
+    // `serial_bare_recovery_` test upgrades every recovery fixture; the binary's adds
+    // its output on one.
+    Rule {
+        prefix: "serial_bare_cli_",
+        need: Need::Named(&["mps2_an385.serial_recovery"]),
+        session: Session::OwnBare,
+    },
+    // Upgrades through the application and resets twice: needs flash that keeps what
+    // the guest writes across a reset.
+    Rule {
+        prefix: "serial_img_upgrade_",
+        need: Need::SwapImages,
+        session: Session::OwnLoadedOnce,
     },
 ];
 
@@ -428,6 +452,12 @@ pub(crate) enum Launch {
     /// every system reset, so over that loader an image uploaded into slot 0 is replaced
     /// by the shipped one before MCUboot runs again, and could never be seen booting.
     Bare,
+    /// The manifest's `qemu_cmd` without any `-device loader`, and frozen at start
+    /// (`-S`) with QEMU's GDB stub on a free port of 127.0.0.1: the runner writes the
+    /// loaders' data into memory through the stub, once, resets the machine and lets it
+    /// run (`gdb.rs`). The flash then keeps across guest resets what MCUboot and the
+    /// application write (a loader would write the shipped image back at each one).
+    LoadOnce,
 }
 
 /// A runnable serial fixture.
@@ -588,6 +618,7 @@ impl SerialFixture {
                     && !self.broken_groups.iter().any(|g| g == "img")
             }
             Need::Recovery => self.entry.serial_recovery,
+            Need::Named(names) => names.contains(&self.name.as_str()),
         };
         fits.then_some(rule.session)
     }
@@ -652,14 +683,16 @@ impl SerialFixture {
         let stderr = stdout
             .try_clone()
             .map_err(|e| format!("cannot share {}: {e}", log.display()))?;
+        // With the load-once launch: the GDB stub's port, and what to write through it.
+        let mut load_once: Option<(u16, Vec<gdb::Segment>)> = None;
         let (mut command, port) = match (&self.command, launch) {
             (Start::Native { exe }, Launch::Manifest) => {
                 make_executable(exe)?;
                 (Command::new(exe), None)
             }
-            (Start::Native { .. }, Launch::Bare) => {
+            (Start::Native { .. }, Launch::Bare | Launch::LoadOnce) => {
                 return Err(format!(
-                    "{}: a native_sim program has no bare launch",
+                    "{}: a native_sim program has only the manifest's launch",
                     self.name
                 ));
             }
@@ -669,9 +702,33 @@ impl SerialFixture {
                     .iter()
                     .map(|w| w.replace("<PORT>", &port.to_string()))
                     .collect();
-                if launch == Launch::Bare {
-                    words = without_slot0_loader(&words)
-                        .ok_or_else(|| format!("{}: no slot-0 loader to leave out", self.name))?;
+                match launch {
+                    Launch::Manifest => {}
+                    Launch::Bare => {
+                        words = without_slot0_loader(&words).ok_or_else(|| {
+                            format!("{}: no slot-0 loader to leave out", self.name)
+                        })?;
+                    }
+                    Launch::LoadOnce => {
+                        let (rest, loaders) = without_loaders(&words)?;
+                        if loaders.is_empty() || rest.iter().any(|w| w == "-kernel") {
+                            return Err(format!(
+                                "{}: the load-once launch needs `-device loader`s and no -kernel",
+                                self.name
+                            ));
+                        }
+                        // (Their files are the fixture's artifacts, checked against
+                        // SHA256SUMS when the manifest was read.)
+                        let mut segments = Vec::new();
+                        for loader in &loaders {
+                            segments.extend(loader.segments(&self.dir)?);
+                        }
+                        let gdb_port = free_tcp_port()?;
+                        words = rest;
+                        words.extend(["-S".to_owned(), "-gdb".to_owned()]);
+                        words.push(format!("tcp:127.0.0.1:{gdb_port}"));
+                        load_once = Some((gdb_port, segments));
+                    }
                 }
                 // Its files, named relative to the fixtures directory, from the run
                 // directory: links, so that nothing the emulator writes lands in the sdist.
@@ -708,6 +765,17 @@ impl SerialFixture {
             log.display()
         );
         let mut guard = ServerGuard::new(self.name.clone(), child, log);
+        if let Some((gdb_port, segments)) = load_once {
+            let started = Instant::now();
+            let written = gdb::load_once(gdb_port, &segments)?;
+            println!(
+                "interop: {}: wrote {written} bytes in {} segment(s) through the GDB stub \
+                 (127.0.0.1:{gdb_port}) in {} ms, reset it and let it run",
+                self.name,
+                segments.len(),
+                started.elapsed().as_millis()
+            );
+        }
         let target = wait_for_port(&mut guard, port)?;
         Ok((guard, target))
     }
@@ -741,6 +809,23 @@ fn without_slot0_loader(words: &[String]) -> Option<Vec<String>> {
     let mut out = words.to_vec();
     out.drain(at..at + 2);
     Some(out)
+}
+
+/// `words` without any `-device loader,...`, and those loaders.
+fn without_loaders(words: &[String]) -> Result<(Vec<String>, Vec<gdb::Loader>)> {
+    let mut rest = Vec::with_capacity(words.len());
+    let mut loaders = Vec::new();
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        match words.as_slice().first() {
+            Some(value) if word == "-device" && value.starts_with("loader,") => {
+                loaders.push(gdb::Loader::parse(value)?);
+                words.next();
+            }
+            _ => rest.push(word.clone()),
+        }
+    }
+    Ok((rest, loaders))
 }
 
 fn make_executable(exe: &Path) -> Result {

@@ -25,7 +25,9 @@
 //!   boards under `qemu-system-arm` on a TCP port chosen here), each test where the
 //!   fixture has what the test needs. Per fixture and suite, the tests that leave the
 //!   device as they found it share one device; a test that resets or erases it gets a
-//!   fresh one. The tests get the port and the fixture's description in
+//!   fresh one, launched as the manifest says, with MCUboot alone, or with its firmware
+//!   written into flash once through QEMU's GDB stub (`gdb.rs`), as its rule says. The
+//!   tests get the port and the fixture's description in
 //!   `SMP_INTEROP_SERIAL` and `SMP_INTEROP_SERIAL_FIXTURE`; each device is stopped by its
 //!   process id afterwards.
 //!
@@ -966,6 +968,7 @@ fn run_serial_fixture(
         for (session, launch) in [
             (Session::Own, Launch::Manifest),
             (Session::OwnBare, Launch::Bare),
+            (Session::OwnLoadedOnce, Launch::LoadOnce),
         ] {
             for test in in_session(session) {
                 sessions.push((launch, test.to_owned(), vec![test]));
@@ -973,8 +976,13 @@ fn run_serial_fixture(
         }
         for (launch, label, tests) in sessions {
             let session_dir = run_dir.join(suite.dir_name()).join(&label);
-            if launch == Launch::Bare {
-                println!("interop: {}: MCUboot alone, for {label}", fixture.name);
+            match launch {
+                Launch::Bare => println!("interop: {}: MCUboot alone, for {label}", fixture.name),
+                Launch::LoadOnce => println!(
+                    "interop: {}: firmware written into flash once (no loader), for {label}",
+                    fixture.name
+                ),
+                Launch::Manifest => {}
             }
             let result = fixture
                 .start(launch, &session_dir)

@@ -23,6 +23,7 @@ mod demo;
 mod examples;
 mod fixtures;
 mod fuzz;
+mod gdb;
 mod interop;
 mod json;
 mod sim;

@@ -1,4 +1,5 @@
-//! The MCUboot image format: parse and verify images, build test images.
+//! The MCUboot image format: parse and verify images, build test images, give an
+//! image another version ([`with_version`]).
 //!
 //! This is a pure data-format crate beside the SMP stack: it knows the bytes of the
 //! images that MCUboot boots and `imgtool` writes, and nothing else. It does no file
@@ -39,11 +40,13 @@
 mod builder;
 mod header;
 mod image;
+mod rewrite;
 mod version;
 
 pub use builder::{ImageBuilder, sample_body};
 pub use header::ImageHeader;
 pub use image::{Image, Tlv};
+pub use rewrite::with_version;
 pub use version::ImageVersion;
 
 /// The first field of every image header (`3d b8 f3 96` on disk).
@@ -312,6 +315,10 @@ pub enum ImageError {
          build up to 4294967295"
     )]
     BadVersion(String),
+    /// The image cannot be given another version here ([`with_version`]): it is signed,
+    /// or otherwise carries something only its maker can compute again.
+    #[error("the image cannot be given another version: {0}")]
+    NotRewritable(String),
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
-use smp_client::upgrade::{UpgradeEvent, UpgradeStep};
+use smp_client::upgrade::{UpgradeEvent, UpgradeMode, UpgradeStep};
 use smp_client::{ImageUploadOptions, UpgradeOptions, UpgradeOutcome, UpgradeReport};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -263,30 +263,39 @@ impl<'a> View<'a> {
 fn describe(result: &Result<UpgradeReport, CliError>, target: &Target) -> (&'static str, String) {
     match result {
         Ok(report) if report.already_running() => ("already running", String::new()),
-        Ok(report) => match &report.outcome {
-            UpgradeOutcome::Running {
-                confirmed,
-                previous,
-            } => (
-                if *confirmed {
-                    "upgraded"
-                } else {
-                    "upgraded (on test)"
-                },
-                previous
-                    .as_ref()
-                    .map(|h| format!("was {}", short(&h.to_string())))
-                    .unwrap_or_default(),
-            ),
-            UpgradeOutcome::RolledBack { running } => (
-                "rolled back",
-                running
-                    .as_ref()
-                    .map(|h| format!("runs {}", short(&h.to_string())))
-                    .unwrap_or_default(),
-            ),
-            _ => ("unknown", String::new()),
-        },
+        Ok(report) => {
+            let (word, detail) = match &report.outcome {
+                UpgradeOutcome::Running {
+                    confirmed,
+                    previous,
+                } => (
+                    if *confirmed {
+                        "upgraded"
+                    } else {
+                        "upgraded (on test)"
+                    },
+                    previous
+                        .as_ref()
+                        .map(|h| format!("was {}", short(&h.to_string())))
+                        .unwrap_or_default(),
+                ),
+                UpgradeOutcome::RolledBack { running } => (
+                    "rolled back",
+                    running
+                        .as_ref()
+                        .map(|h| format!("runs {}", short(&h.to_string())))
+                        .unwrap_or_default(),
+                ),
+                _ => ("unknown", String::new()),
+            };
+            // Through MCUboot's serial recovery: the detail says so.
+            let detail = match (report.mode, detail.is_empty()) {
+                (UpgradeMode::SerialRecovery, true) => "via serial recovery".to_owned(),
+                (UpgradeMode::SerialRecovery, false) => format!("via serial recovery, {detail}"),
+                _ => detail,
+            };
+            (word, detail)
+        }
         Err(err) => (
             "failed",
             ErrorReport::new(err, "upgrade", Some(target)).message,
@@ -322,6 +331,7 @@ fn summary(devices: &[Device], ended: &[Ended], version: &str, hash: &str) -> Ou
                     .map(|(step, elapsed)| json!({"step": step.as_str(), "seconds": output::seconds(*elapsed)}))
                     .collect::<Value>();
                 doc["resets"] = json!(report.resets);
+                doc["mode"] = json!(report.mode.as_str());
                 doc["uploaded"] = json!(report.upload.is_some());
                 doc["detail"] = json!(detail);
                 if let UpgradeOutcome::RolledBack { .. } = report.outcome {

@@ -8,8 +8,8 @@ use smp_proto::messages::os::ResetRequest;
 use smp_transport::Transport;
 use tokio::time::Instant;
 
-use super::plan::{Next, UpgradePlan};
-use super::{UpgradeError, UpgradeEvent, UpgradeOptions, UpgradeReport, UpgradeStep};
+use super::plan::{Next, Poll, UpgradePlan};
+use super::{UpgradeError, UpgradeEvent, UpgradeMode, UpgradeOptions, UpgradeReport, UpgradeStep};
 use crate::{Client, ClientError};
 
 /// The first pause between polls of a rebooting device; it doubles up to [`MAX_POLL_PAUSE`].
@@ -40,16 +40,20 @@ impl<T: Transport + 'static> Client<T> {
             steps: Vec::new(),
             upload: None,
             resets: 0,
+            mode: UpgradeMode::Application,
         };
         let mut plan = UpgradePlan::new(hash, options.confirm, options.permanent, options.force);
 
         let mut next = None;
+        // When the last reset was sent.
+        let mut reset_at = Instant::now();
         loop {
             let (this, acknowledged) = match &next {
                 None => (UpgradeStep::Inspect, false),
                 Some(Next::Done(outcome)) => {
                     report.outcome = outcome.clone();
                     report.resets = plan.resets();
+                    report.mode = plan.mode();
                     tracing::info!(outcome = ?report.outcome, "upgrade: done");
                     return Ok(report);
                 }
@@ -62,7 +66,13 @@ impl<T: Transport + 'static> Client<T> {
             events(UpgradeEvent::Started(this));
             let started = Instant::now();
             let decided = match this {
-                UpgradeStep::Inspect => plan.start(&self.image_state().await?)?,
+                UpgradeStep::Inspect => {
+                    let next = plan.start(&self.image_state().await?)?;
+                    if plan.mode() == UpgradeMode::SerialRecovery {
+                        tracing::info!("upgrade: the device answers as MCUboot's serial recovery");
+                    }
+                    next
+                }
                 UpgradeStep::Upload => {
                     let summary = self
                         .upload_image(image, &options.upload, |p| events(UpgradeEvent::Upload(p)))
@@ -85,10 +95,13 @@ impl<T: Transport + 'static> Client<T> {
                         }
                         .into());
                     }
+                    reset_at = Instant::now();
                     plan.reset_done(self.reset_once(options).await?)
                 }
                 UpgradeStep::Wait => {
-                    let images = self.wait_for_boot(&plan, acknowledged, options).await?;
+                    let images = self
+                        .wait_for_boot(&plan, acknowledged, reset_at, options)
+                        .await?;
                     plan.rebooted(&images, acknowledged)?
                 }
                 UpgradeStep::Confirm => {
@@ -121,27 +134,32 @@ impl<T: Transport + 'static> Client<T> {
         }
     }
 
-    /// Polls the image state, pausing longer each time, until the device answers; after
-    /// a reset it acknowledged, until it no longer waits to boot the new image. Gives up
-    /// after the reset timeout: with the last state it answered, or with
-    /// [`UpgradeError::NeverCameBack`] when it answered nothing.
+    /// Leaves the device alone until [`quiet_after_reset`](UpgradeOptions::quiet_after_reset)
+    /// after the reset (sent at `reset_at`), then polls the image state, pausing longer
+    /// each time, until the device answers something the plan decides on (see
+    /// [`UpgradePlan::poll`]). Gives up after the reset timeout: with the last state it
+    /// answered, or with [`UpgradeError::NeverCameBack`] when it answered nothing.
     async fn wait_for_boot(
         &self,
         plan: &UpgradePlan,
         acknowledged: bool,
+        reset_at: Instant,
         options: &UpgradeOptions,
     ) -> Result<Vec<ImageState>, ClientError> {
         let deadline = Instant::now() + options.reset_timeout;
+        tokio::time::sleep_until((reset_at + options.quiet_after_reset).min(deadline)).await;
         let mut pause = FIRST_POLL_PAUSE;
         let mut last = None;
         loop {
             let answer = tokio::time::timeout(options.poll_timeout, self.image_state()).await;
             match answer {
-                Ok(Ok(images)) if acknowledged && plan.awaiting_reboot(&images) => {
-                    tracing::debug!("upgrade: the device answers, not rebooted yet");
-                    last = Some(images);
-                }
-                Ok(Ok(images)) => return Ok(images),
+                Ok(Ok(images)) => match plan.poll(&images, acknowledged, reset_at.elapsed()) {
+                    Poll::KeepWaiting => {
+                        tracing::debug!("upgrade: the device answers, not rebooted yet");
+                        last = Some(images);
+                    }
+                    Poll::Decide => return Ok(images),
+                },
                 Ok(Err(err)) => {
                     tracing::debug!(err = %crate::ErrorChain(&err), "upgrade: poll failed")
                 }

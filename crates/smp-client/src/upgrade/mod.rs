@@ -23,6 +23,25 @@
 //!
 //! Dropping the future at any step leaves the device in a state the next upgrade
 //! continues from, because every decision comes from the device's state.
+//!
+//! **MCUboot serial recovery.** When the device answering is the bootloader itself
+//! (MCUboot's serial recovery, one slot), the first image state says so: its entries
+//! carry no flags (an application flags the image it runs `active`), and there are
+//! none when slot 0 is empty. The upgrade then uploads the image to slot 0 and resets;
+//! there is nothing to mark, test or confirm. It waits for the application to answer
+//! running the image ([`UpgradeReport::mode`] is [`UpgradeMode::SerialRecovery`]). Slot
+//! 0 already holding the image needs only the reset; an application already running it
+//! is upgraded to nothing.
+//!
+//! **After a reset** the device is left alone for
+//! [`quiet_after_reset`](UpgradeOptions::quiet_after_reset) before it is polled: the old
+//! application still answers for a moment (Zephyr restarts 250 ms after its reply), and
+//! a bootloader busy swapping images does not read its serial port; bytes sent then are
+//! lost at best, and on the nRF51 they leave the application's UART deaf for good
+//! (measured on the `qemu_cortex_m0` fixture: see `docs/interop.md`). An answer that
+//! still shows the old image waiting to boot never counts as the outcome: after a reset
+//! the device acknowledged, the upgrade waits on; after one without a reply, it is sent
+//! again only when that answer comes well after any restart delay.
 
 mod driver;
 pub(crate) mod plan;
@@ -51,6 +70,9 @@ pub struct UpgradeOptions {
     pub reset_timeout: Duration,
     /// How long each poll waits for the device's answer while it reboots.
     pub poll_timeout: Duration,
+    /// How long the device is left alone after a reset before the first poll (see the
+    /// [module docs](self)); counted from when the reset was sent.
+    pub quiet_after_reset: Duration,
 }
 
 impl Default for UpgradeOptions {
@@ -62,6 +84,7 @@ impl Default for UpgradeOptions {
             force: false,
             reset_timeout: Duration::from_secs(60),
             poll_timeout: Duration::from_secs(1),
+            quiet_after_reset: Duration::from_secs(1),
         }
     }
 }
@@ -79,7 +102,36 @@ crate::with_setters!(UpgradeOptions {
     with_reset_timeout => reset_timeout: Duration,
     /// Sets [`poll_timeout`](Self::poll_timeout).
     with_poll_timeout => poll_timeout: Duration,
+    /// Sets [`quiet_after_reset`](Self::quiet_after_reset).
+    with_quiet_after_reset => quiet_after_reset: Duration,
 });
+
+/// Who took the image: the application, or MCUboot's serial recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UpgradeMode {
+    /// The application's image manager: upload to the secondary slot, mark, reset,
+    /// confirm.
+    Application,
+    /// MCUboot's serial recovery (the device is the bootloader): upload to slot 0, reset.
+    SerialRecovery,
+}
+
+impl UpgradeMode {
+    /// `application` or `serial recovery`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Application => "application",
+            Self::SerialRecovery => "serial recovery",
+        }
+    }
+}
+
+impl std::fmt::Display for UpgradeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One step of an upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -141,11 +193,12 @@ pub enum UpgradeEvent {
 #[non_exhaustive]
 pub enum UpgradeOutcome {
     /// The new image runs. `confirmed` is false only when the options asked not to
-    /// confirm it. `previous` is the image it replaced, when this upgrade saw it run.
+    /// confirm it. `previous` is the image it replaced, when this upgrade saw it run
+    /// (or, in serial recovery, saw it in slot 0).
     Running {
         /// The new image is confirmed: it stays after later resets.
         confirmed: bool,
-        /// The image that ran before.
+        /// The image that ran before (in serial recovery: that slot 0 held).
         previous: Option<ImageHash>,
     },
     /// The device came back running another image than the new one: MCUboot refused it,
@@ -172,6 +225,8 @@ pub struct UpgradeReport {
     pub upload: Option<UploadSummary>,
     /// Resets sent.
     pub resets: u32,
+    /// Who took the image: the application, or MCUboot's serial recovery.
+    pub mode: UpgradeMode,
 }
 
 impl UpgradeReport {
@@ -236,6 +291,18 @@ pub enum UpgradeError {
     /// The device answers but has not booted the new image, after the resets sent.
     #[error("the device did not reboot into the new image after {resets} reset(s)")]
     NotRebooted {
+        /// Resets sent.
+        resets: u32,
+    },
+
+    /// The device answers as MCUboot's serial recovery after the reset: the bootloader
+    /// did not start the new image (it may have found it invalid, or it was told to stay,
+    /// by a button or a boot mode), or, through the application, MCUboot went into
+    /// recovery.
+    #[error(
+        "the device is still in MCUboot's serial recovery after {resets} reset(s): the bootloader did not start the new image"
+    )]
+    InBootloader {
         /// Resets sent.
         resets: u32,
     },
