@@ -17,10 +17,13 @@
 //! 6. fleet: N simulated devices in one process, one image uploaded to all at once;
 //! 7. loss: an image upload and a file download at 20 ms round trip with 1, 5 and 10%
 //!    of the datagrams lost each way, against the lossless transfer ([`loss`]);
-//! 8. `BENCHMARKS.md` at the workspace root, with a description of the machine.
+//! 8. serial: an image upload over serial on `smp-sim` over a pseudo-terminal and on two
+//!    emulated fixtures of the `smpclient` sdist, ours against the reference ([`serial`]);
+//! 9. `BENCHMARKS.md` at the workspace root, with a description of the machine.
 //!
-//! `--only loss` runs the loss section alone (after the builds it needs) and writes its
-//! table to `target/bench/loss.md`, leaving `BENCHMARKS.md` as it is.
+//! `--only loss` (or `--only serial`) runs that section alone (after the builds it
+//! needs) and writes its table to `target/bench/loss.md` (`serial.md`), leaving
+//! `BENCHMARKS.md` as it is.
 //!
 //! Timing is never a pass/fail criterion here: the task fails only when a tool fails.
 //! Every `smp-sim` is stopped by its process id however the task ends.
@@ -35,6 +38,7 @@ use std::time::{Duration, Instant};
 use crate::util::{self, Result};
 
 mod loss;
+mod serial;
 
 /// Simulated round-trip times, in milliseconds.
 const RTTS_MS: [u32; 3] = [0, 5, 20];
@@ -70,6 +74,8 @@ pub(crate) struct Options {
     quick: bool,
     /// Run the loss section alone (`--only loss`).
     only_loss: bool,
+    /// Run the serial section alone (`--only serial`).
+    only_serial: bool,
 }
 
 impl Options {
@@ -81,15 +87,16 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--only" => match args.next().map(String::as_str) {
                     Some("loss") => options.only_loss = true,
+                    Some("serial") => options.only_serial = true,
                     other => {
                         return Err(format!(
-                            "bench: --only takes a section (known: loss), got {other:?}"
+                            "bench: --only takes a section (known: loss, serial), got {other:?}"
                         ));
                     }
                 },
                 other => {
                     return Err(format!(
-                        "bench: unknown option `{other}` (known: --quick, --only loss)"
+                        "bench: unknown option `{other}` (known: --quick, --only loss|serial)"
                     ));
                 }
             }
@@ -185,7 +192,7 @@ pub(crate) fn run(options: Options) -> Result {
         "--test",
         "allocations",
     ]);
-    let builds = if options.only_loss {
+    let builds = if options.only_loss || options.only_serial {
         vec![&mut build]
     } else {
         vec![&mut build, &mut build_codec, &mut build_allocations]
@@ -229,6 +236,25 @@ pub(crate) fn run(options: Options) -> Result {
         println!("bench: wrote {path} (BENCHMARKS.md left as it is)");
         return Ok(());
     }
+    if options.only_serial {
+        let serial = serial::serial_uploads(&tools, plan.quick, &loss_image)?;
+        let header = format!(
+            "# Serial section of `cargo xtask bench --only serial{}`\n\nCommit {}, {}; load \
+             average (1, 5, 15 min) {load_before} before, {} after; {}.",
+            if plan.quick { " --quick" } else { "" },
+            output(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
+            output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+            load_average(),
+            util::seconds(started.elapsed()),
+        );
+        let path = serial::write_alone(&tools.dir, &serial, &header)?;
+        println!("\n{}", serial.tables());
+        println!(
+            "bench: wrote {} (BENCHMARKS.md left as it is)",
+            path.display()
+        );
+        return Ok(());
+    }
     let reliability = fault_matrix()?;
     let allocations = allocations_per_chunk()?;
     let codec = codec_benchmarks(plan)?;
@@ -237,6 +263,7 @@ pub(crate) fn run(options: Options) -> Result {
     let echo = echo_round_trips(&tools, plan)?;
     let fleet = fleet_runs(&tools, plan)?;
     let loss = loss::loss_matrix(&tools, plan, &loss_image)?;
+    let serial = serial::serial_uploads(&tools, plan.quick, &loss_image)?;
 
     let report = Report {
         plan,
@@ -246,6 +273,7 @@ pub(crate) fn run(options: Options) -> Result {
         echo,
         fleet,
         loss,
+        serial,
         codec,
         allocations,
         reliability,
@@ -938,6 +966,7 @@ struct Report {
     echo: EchoResults,
     fleet: Vec<FleetRun>,
     loss: loss::LossResults,
+    serial: serial::SerialResults,
     codec: Vec<(String, f64)>,
     allocations: String,
     /// The fault matrix's table, as `tests/faults.rs` prints it.
@@ -964,8 +993,9 @@ impl Report {
              from one run on one machine, which may be shared with other work and so noisy.\n\n\
              Regenerate with:\n\n\
              ```sh\n\
-             {REGENERATE}            # about 15 minutes; --quick: 1 run each, smaller samples\n\
+             {REGENERATE}            # about 25 minutes; --quick: 1 run each, smaller samples\n\
              {REGENERATE} --only loss  # the loss section alone, into target/bench/loss.md\n\
+             {REGENERATE} --only serial  # the serial section alone, into target/bench/serial.md\n\
              ```\n\n",
         );
         if plan.quick {
@@ -998,6 +1028,8 @@ impl Report {
         self.echo_section(&mut md);
         self.fleet_section(&mut md);
         md.push_str(&self.loss.markdown());
+        md.push('\n');
+        md.push_str(&self.serial.markdown());
         md.push('\n');
         self.micro_section(&mut md);
         self.reliability_section(&mut md);
@@ -1214,6 +1246,7 @@ impl Report {
             );
         }
         let _ = write!(out, "  loss:\n{}", self.loss.table());
+        let _ = write!(out, "  serial:\n{}", self.serial.tables());
         let _ = write!(out, "  allocations: {}", self.allocations);
         out
     }
@@ -1253,6 +1286,8 @@ mod tests {
         let only = ["--only".to_owned(), "loss".to_owned()];
         assert!(Options::parse(&only).is_ok_and(|o| o.only_loss && !o.quick));
         assert!(Options::parse(&only[..1]).is_err());
+        let serial = ["--only".to_owned(), "serial".to_owned()];
+        assert!(Options::parse(&serial).is_ok_and(|o| o.only_serial && !o.only_loss));
         assert!(Options::parse(&["--only".to_owned(), "echo".to_owned()]).is_err());
     }
 }

@@ -585,6 +585,11 @@ impl SerialFixture {
             .collect()
     }
 
+    /// The fixture's own signed application image, if the sdist ships one.
+    pub(crate) fn image(&self) -> Option<&Path> {
+        self.image.as_deref()
+    }
+
     /// Whether this fixture runs on an emulator.
     pub(crate) fn emulated(&self) -> bool {
         matches!(self.command, Start::Qemu { .. })

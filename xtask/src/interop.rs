@@ -455,7 +455,7 @@ impl Tools {
 
 /// Installs with apt-get what the fixtures need and the machine lacks: the 32-bit C
 /// runtime of the native_sim servers, and `qemu-system-arm` for the emulated boards.
-fn ensure_packages() -> Result {
+pub(crate) fn ensure_packages() -> Result {
     let missing = || -> Vec<&str> {
         let mut packages = Vec::new();
         if RUNTIME_FILES.iter().any(|path| !Path::new(path).exists()) {
@@ -519,7 +519,7 @@ fn ensure_sdist_and_venv(dir: &Path) -> Result<PathBuf> {
 
 /// Downloads and extracts the `smpclient` sdist unless its directory exists. Extraction
 /// goes through a scratch directory, so the directory only ever exists complete.
-fn ensure_sdist(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn ensure_sdist(dir: &Path) -> Result<PathBuf> {
     let name = format!("smpclient-{SMPCLIENT_VERSION}");
     let sdist = dir.join(&name);
     if sdist.is_dir() {

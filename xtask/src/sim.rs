@@ -13,6 +13,8 @@ use crate::util::Result;
 
 /// What `smp-sim` prints once it serves, before its address.
 const SIM_READY: &str = "smp-sim listening on ";
+/// What `smp-sim --serial` prints next, before its serial port.
+const SIM_SERIAL: &str = "smp-sim serial on ";
 /// How long `smp-sim` may take to print [`SIM_READY`] (it takes milliseconds).
 const SIM_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -39,10 +41,29 @@ impl Drop for SimGuard {
 /// Starts `command` (smp-sim) with stdout piped and stderr to `log`, and waits until it
 /// prints the address it serves.
 pub(crate) fn start_sim(
-    mut command: Command,
+    command: Command,
     log: &Path,
     task: &'static str,
 ) -> Result<(SimGuard, SocketAddr)> {
+    start(command, log, task, false).map(|(sim, addr, _)| (sim, addr))
+}
+
+/// As [`start_sim`], for `smp-sim --serial ...`: also waits for the serial port it
+/// prints (a pseudo-terminal's path or `socket://HOST:PORT`) and returns it.
+pub(crate) fn start_serial_sim(
+    command: Command,
+    log: &Path,
+    task: &'static str,
+) -> Result<(SimGuard, SocketAddr, String)> {
+    start(command, log, task, true).map(|(sim, addr, port)| (sim, addr, port.unwrap_or_default()))
+}
+
+fn start(
+    mut command: Command,
+    log: &Path,
+    task: &'static str,
+    serial: bool,
+) -> Result<(SimGuard, SocketAddr, Option<String>)> {
     let log_file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let child = command
@@ -73,6 +94,7 @@ pub(crate) fn start_sim(
         }
     });
     let deadline = Instant::now() + SIM_READY_TIMEOUT;
+    let mut listening = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match received.recv_timeout(left) {
@@ -86,7 +108,15 @@ pub(crate) fn start_sim(
                         "{task}: smp-sim (pid {}) listening on {addr}",
                         sim.child.id()
                     );
-                    return Ok((sim, addr));
+                    if !serial {
+                        return Ok((sim, addr, None));
+                    }
+                    listening = Some(addr);
+                } else if let (Some(addr), Some(port)) = (listening, line.strip_prefix(SIM_SERIAL))
+                {
+                    let port = port.trim().to_owned();
+                    println!("{task}: smp-sim (pid {}) serial on {port}", sim.child.id());
+                    return Ok((sim, addr, Some(port)));
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -101,8 +131,9 @@ pub(crate) fn start_sim(
                 ));
             }
             Err(RecvTimeoutError::Timeout) => {
+                let expected = if serial { SIM_SERIAL } else { SIM_READY };
                 return Err(format!(
-                    "smp-sim did not print `{SIM_READY}ADDRESS` within {}s; the end of its log {}:\n{}",
+                    "smp-sim did not print `{expected}...` within {}s; the end of its log {}:\n{}",
                     SIM_READY_TIMEOUT.as_secs(),
                     log.display(),
                     tail(log)
@@ -149,5 +180,18 @@ mod tests {
         let addr = start_sim(command, &log, "test").map(|(_guard, addr)| addr);
         let _ = fs::remove_file(&log);
         assert_eq!(addr, Ok(SocketAddr::from(([127, 0, 0, 1], 4242))));
+    }
+
+    #[test]
+    fn a_serial_simulator_port_is_read_from_its_stdout() {
+        let log = std::env::temp_dir().join(format!("xtask-sim-test3-{}.log", std::process::id()));
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            "echo smp-sim listening on 127.0.0.1:4242; echo smp-sim serial on /dev/pts/9; exec sleep 30",
+        ]);
+        let port = start_serial_sim(command, &log, "test").map(|(_guard, _, port)| port);
+        let _ = fs::remove_file(&log);
+        assert_eq!(port.as_deref(), Ok("/dev/pts/9"));
     }
 }

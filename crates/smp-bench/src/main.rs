@@ -17,6 +17,9 @@
 //! - `fleet`: N simulated devices in this process, one image uploaded to all of them at
 //!   once by one client each, on one tokio runtime.
 //!
+//! - `serial-upload`, `serial-wait`: an image upload over a serial port with what the
+//!   transport counted, and a wait for a booting device (see [`serial`]).
+//!
 //! `RUST_LOG` (for example `RUST_LOG=smp_client=debug`) logs to stderr what the client
 //! does meanwhile: re-sends, probes, the upload window.
 #![forbid(unsafe_code)]
@@ -35,6 +38,8 @@ use smp_client::{Client, ClientOptions, FileTransferOptions, ImageUploadOptions,
 use smp_mcuboot::{ImageBuilder, ImageVersion, sample_body};
 use smp_sim::{Delays, Sim, SimConfig};
 use tokio::net::UdpSocket;
+
+mod serial;
 
 /// Requests sent before timing starts (sockets, caches and the device's first-request
 /// work warmed up).
@@ -115,6 +120,31 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         buf_count: usize,
     },
+    /// Connect over a serial port (default client options) and upload an image; time
+    /// the upload and report what the serial transport counted.
+    SerialUpload {
+        /// A pseudo-terminal or serial device path, or socket://HOST:PORT.
+        #[arg(long)]
+        port: String,
+        /// The image file.
+        #[arg(long)]
+        image: PathBuf,
+        /// Console line length, newline included.
+        #[arg(long, default_value_t = smp_client::serial::SerialOptions::DEFAULT_LINE_LENGTH)]
+        line_length: usize,
+        /// Line pacing: `default` (2 lines, then 20 ms), `none`, or BURST:MS.
+        #[arg(long, default_value = "default", value_parser = serial::parse_pacing)]
+        pacing: smp_client::serial::Pacing,
+    },
+    /// Wait until the device on a serial port answers an image state read.
+    SerialWait {
+        /// A pseudo-terminal or serial device path, or socket://HOST:PORT.
+        #[arg(long)]
+        port: String,
+        /// How long to keep trying, in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -154,6 +184,16 @@ fn main() -> ExitCode {
             rtt_ms,
             buf_count,
         } => fleet(devices, image_kib, rtt_ms, buf_count),
+        Command::SerialUpload {
+            port,
+            image,
+            line_length,
+            pacing,
+        } => current_thread()
+            .and_then(|rt| rt.block_on(serial::upload(&port, &image, line_length, pacing))),
+        Command::SerialWait { port, seconds } => {
+            current_thread().and_then(|rt| rt.block_on(serial::wait(&port, seconds)))
+        }
     };
     match result {
         Ok(report) => {

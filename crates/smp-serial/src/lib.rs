@@ -54,7 +54,7 @@ pub use error::{FrameError, OptionsError};
 pub use framing::{Deframer, encode};
 pub use options::{Framing, Pacing, SerialOptions};
 pub use port::Port;
-pub use serial_transport::SerialTransport;
+pub use serial_transport::{SerialStats, SerialTransport};
 pub use smp_transport::{self as transport, Connect, Transport, TransportError, header};
 pub use target::SerialTarget;
 

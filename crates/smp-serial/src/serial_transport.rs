@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use smp_transport::{Connect, FramePool, Transport, TransportError};
@@ -56,6 +56,64 @@ pub struct SerialTransport<P = Port> {
     pool: FramePool,
     /// Set by [`Transport::disconnect`] and when the port goes away.
     closed: watch::Sender<bool>,
+    /// What [`stats`](SerialTransport::stats) reports (boxed: the transport is a
+    /// variant of `smp-client`'s `AnyTransport`, which stays small).
+    counters: Box<Counters>,
+}
+
+/// What a [`SerialTransport`] has moved since it was opened, and how long pacing held
+/// its writes back: [`SerialTransport::stats`].
+///
+/// The bytes are those on the line, framing included (base64, line delimiters and
+/// newlines, length and CRC; COBS overhead), so `bytes_written` over the frames' own
+/// length is what the framing costs. `pacing_waited` adds up the pauses [`Pacing`]
+/// made between lines: with the default pacing, what a link that needs no pacing
+/// loses to it.
+///
+/// [`Pacing`]: crate::Pacing
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SerialStats {
+    /// Frames (messages) written whole.
+    pub frames_sent: u64,
+    /// Bytes written to the port.
+    pub bytes_written: u64,
+    /// Console lines written (0 in the raw framings).
+    pub lines_written: u64,
+    /// Frames received whole and intact.
+    pub frames_received: u64,
+    /// Bytes read from the port, whatever they were (frames, log lines, noise).
+    pub bytes_read: u64,
+    /// Time spent waiting between lines because of pacing.
+    pub pacing_waited: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    frames_sent: AtomicU64,
+    bytes_written: AtomicU64,
+    lines_written: AtomicU64,
+    frames_received: AtomicU64,
+    bytes_read: AtomicU64,
+    pacing_waited_ns: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: impl TryInto<u64>) {
+        counter.fetch_add(n.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> SerialStats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        SerialStats {
+            frames_sent: get(&self.frames_sent),
+            bytes_written: get(&self.bytes_written),
+            lines_written: get(&self.lines_written),
+            frames_received: get(&self.frames_received),
+            bytes_read: get(&self.bytes_read),
+            pacing_waited: Duration::from_nanos(get(&self.pacing_waited_ns)),
+        }
+    }
 }
 
 struct Reader<P> {
@@ -142,6 +200,7 @@ impl<P: AsyncRead + AsyncWrite + Send> SerialTransport<P> {
             options,
             pool: FramePool::new(RECYCLED_FRAMES),
             closed: watch::Sender::new(false),
+            counters: Box::default(),
         })
     }
 }
@@ -150,6 +209,24 @@ impl<P> SerialTransport<P> {
     /// The settings the transport runs with.
     pub fn options(&self) -> &SerialOptions {
         &self.options
+    }
+
+    /// What the transport has moved so far, and how long pacing held it back.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), smp_serial::TransportError> {
+    /// use smp_serial::{SerialOptions, SerialTransport, Transport};
+    ///
+    /// let (ours, _device) = tokio::io::duplex(1024);
+    /// let serial = SerialTransport::new(ours, SerialOptions::default())?;
+    /// serial.send(&[0x08, 0, 0, 0, 0, 0, 1, 0]).await?;
+    /// let stats = serial.stats();
+    /// // 2 + 8 + 2 bytes in base64, a 2-byte delimiter and a newline.
+    /// assert_eq!((stats.frames_sent, stats.lines_written, stats.bytes_written), (1, 1, 19));
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> SerialStats {
+        self.counters.snapshot()
     }
 
     fn check_open(&self) -> Result<(), TransportError> {
@@ -167,19 +244,23 @@ impl<P> SerialTransport<P> {
     }
 }
 
-/// Writes `encoded`, made of consecutive lines of the given lengths, paced.
+/// Writes `encoded`, made of consecutive lines of the given lengths, paced; adds the
+/// time it waits to `waited_ns`.
 async fn write_paced<W: AsyncWrite + Unpin>(
     io: &mut W,
     pacer: &mut Pacer,
     encoded: &[u8],
     lines: impl Iterator<Item = usize>,
+    waited_ns: &AtomicU64,
 ) -> io::Result<()> {
     let mut lines = lines.peekable();
     let mut start = 0;
     while lines.peek().is_some() {
         let slot = pacer.next_slot(Instant::now());
         if let Some(resume) = slot.not_before {
+            let before = Instant::now();
             tokio::time::sleep_until(resume).await;
+            Counters::add(waited_ns, before.elapsed().as_nanos());
         }
         let mut end = start;
         let mut burst = 0;
@@ -218,11 +299,16 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
         let Some(io) = io.as_mut() else {
             return Err(TransportError::Closed);
         };
+        let line_count = match self.options.framing {
+            Framing::Console => console::lines(&encoded).count(),
+            Framing::Raw | Framing::RawCobs => 0,
+        };
         let write = async {
             match self.options.framing {
                 Framing::Console => {
                     let lines = console::lines(&encoded).map(<[u8]>::len);
-                    write_paced(io, pacer, &encoded, lines).await
+                    let waited = &self.counters.pacing_waited_ns;
+                    write_paced(io, pacer, &encoded, lines, waited).await
                 }
                 // One write, unpaced: native_sim's raw UART takes a whole 384-byte frame
                 // at once, and the reference writes raw frames that way.
@@ -237,7 +323,12 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
                 written.map_err(|err| {
                     self.port_gone(&err);
                     TransportError::Io(err)
-                })
+                })?;
+                let c = &self.counters;
+                Counters::add(&c.frames_sent, 1u64);
+                Counters::add(&c.bytes_written, encoded.len());
+                Counters::add(&c.lines_written, line_count);
+                Ok(())
             }
             _ = closed.wait_for(|closed| *closed) => Err(TransportError::Closed),
         }
@@ -254,6 +345,7 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
             match deframer.next_frame_pooled(&self.pool) {
                 Some(Ok(frame)) => {
                     tracing::trace!(len = frame.len(), "received frame");
+                    Counters::add(&self.counters.frames_received, 1u64);
                     return Ok(frame);
                 }
                 Some(Err(err)) => {
@@ -273,6 +365,7 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
                     }
                     Ok(len) => {
                         tracing::trace!(len, "read");
+                        Counters::add(&self.counters.bytes_read, len);
                         deframer.set_max_frame(self.max_received.load(Ordering::Relaxed));
                         deframer.push(&buf[..len]);
                     }

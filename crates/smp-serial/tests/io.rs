@@ -370,6 +370,46 @@ async fn lines_are_paced_in_bursts() {
     );
 }
 
+/// The counters say what went over the line and how long pacing held it back.
+#[tokio::test(start_paused = true)]
+async fn stats_count_bytes_lines_and_the_time_pacing_waited() {
+    let pause = Duration::from_millis(5);
+    let options = SerialOptions::default()
+        .buf_size(2048)
+        .pacing(Pacing::new(2, pause));
+    let (serial, theirs) = pair(options);
+    let device = tokio::spawn(device(theirs, Framing::Console));
+    let frame = request(2, 1, 400); // 5 lines: two pauses
+    let wire = console::encode(&frame, LineLength::default()).unwrap();
+    let reply = bounded(serial.send_and_receive(&frame)).await.unwrap();
+    let stats = serial.stats();
+    assert_eq!(stats.frames_sent, 1);
+    assert_eq!(stats.lines_written, 5);
+    assert_eq!(stats.bytes_written, wire.len() as u64);
+    assert_eq!(stats.frames_received, 1);
+    // The reply is the request answered: as long on the line.
+    assert_eq!(stats.bytes_read, wire.len() as u64);
+    assert_eq!(stats.pacing_waited, pause * 2);
+    serial.recycle(reply);
+    serial.disconnect().await.unwrap();
+    device.await.unwrap();
+
+    let (serial, mut theirs) = pair(
+        SerialOptions::default()
+            .framing(Framing::Raw)
+            .buf_size(1024),
+    );
+    bounded(serial.send(&frame)).await.unwrap();
+    let mut got = vec![0; frame.len()];
+    bounded(theirs.read_exact(&mut got)).await.unwrap();
+    let stats = serial.stats();
+    assert_eq!(
+        (stats.frames_sent, stats.lines_written, stats.bytes_written),
+        (1, 0, frame.len() as u64)
+    );
+    assert_eq!(stats.pacing_waited, Duration::ZERO);
+}
+
 #[tokio::test(start_paused = true)]
 async fn unpaced_messages_and_raw_frames_go_out_at_once() {
     let (serial, theirs) = pair(unpaced().buf_size(2048));
