@@ -17,10 +17,13 @@
 //! 6. fleet: N simulated devices in one process, one image uploaded to all at once;
 //! 7. loss: an image upload and a file download at 20 ms round trip with 1, 5 and 10%
 //!    of the datagrams lost each way, against the lossless transfer ([`loss`]);
-//! 8. `BENCHMARKS.md` at the workspace root, with a description of the machine.
+//! 8. fleet upgrade: `Client::upgrade` on 1 to 256 simulated devices at once, the
+//!    library and the `smp` binary ([`fleet_upgrade`]);
+//! 9. `BENCHMARKS.md` at the workspace root, with a description of the machine.
 //!
 //! `--only loss` runs the loss section alone (after the builds it needs) and writes its
-//! table to `target/bench/loss.md`, leaving `BENCHMARKS.md` as it is.
+//! table to `target/bench/loss.md`, leaving `BENCHMARKS.md` as it is; `--only
+//! fleet-upgrade` likewise, into `target/bench/fleet-upgrade.md`.
 //!
 //! Timing is never a pass/fail criterion here: the task fails only when a tool fails.
 //! Every `smp-sim` is stopped by its process id however the task ends.
@@ -34,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{self, Result};
 
+mod fleet_upgrade;
 mod loss;
 
 /// Simulated round-trip times, in milliseconds.
@@ -70,6 +74,8 @@ pub(crate) struct Options {
     quick: bool,
     /// Run the loss section alone (`--only loss`).
     only_loss: bool,
+    /// Run the fleet-upgrade section alone (`--only fleet-upgrade`).
+    only_fleet_upgrade: bool,
 }
 
 impl Options {
@@ -81,15 +87,16 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--only" => match args.next().map(String::as_str) {
                     Some("loss") => options.only_loss = true,
+                    Some("fleet-upgrade") => options.only_fleet_upgrade = true,
                     other => {
                         return Err(format!(
-                            "bench: --only takes a section (known: loss), got {other:?}"
+                            "bench: --only takes a section (known: loss, fleet-upgrade), got {other:?}"
                         ));
                     }
                 },
                 other => {
                     return Err(format!(
-                        "bench: unknown option `{other}` (known: --quick, --only loss)"
+                        "bench: unknown option `{other}` (known: --quick, --only loss|fleet-upgrade)"
                     ));
                 }
             }
@@ -174,6 +181,7 @@ pub(crate) fn run(options: Options) -> Result {
         "smp-bench",
     ]);
     build.args(["-p", "smp-sim", "--bin", "smp-sim"]);
+    build.args(["-p", "smp-cli", "--bin", "smp"]);
     let mut build_codec = util::cargo();
     build_codec.args(["bench", "--no-run", "-p", "smp-client", "--bench", "codec"]);
     let mut build_allocations = util::cargo();
@@ -185,7 +193,7 @@ pub(crate) fn run(options: Options) -> Result {
         "--test",
         "allocations",
     ]);
-    let builds = if options.only_loss {
+    let builds = if options.only_loss || options.only_fleet_upgrade {
         vec![&mut build]
     } else {
         vec![&mut build, &mut build_codec, &mut build_allocations]
@@ -198,6 +206,10 @@ pub(crate) fn run(options: Options) -> Result {
     util::heading("bench: write MCUboot images of 1 MiB and 256 KiB");
     let image = write_image(&dir.join("app-1MiB.bin"), IMAGE_LEN)?;
     let loss_image = write_image(&dir.join("app-256KiB.bin"), loss::IMAGE_LEN)?;
+
+    if options.only_fleet_upgrade {
+        return fleet_upgrade_alone(plan, started, &load_before);
+    }
 
     util::heading("bench: the Python reference client (interop venv)");
     let interop = target.join("interop");
@@ -237,6 +249,7 @@ pub(crate) fn run(options: Options) -> Result {
     let echo = echo_round_trips(&tools, plan)?;
     let fleet = fleet_runs(&tools, plan)?;
     let loss = loss::loss_matrix(&tools, plan, &loss_image)?;
+    let fleet_upgrade = fleet_upgrade::measure(plan)?;
 
     let report = Report {
         plan,
@@ -246,6 +259,7 @@ pub(crate) fn run(options: Options) -> Result {
         echo,
         fleet,
         loss,
+        fleet_upgrade,
         codec,
         allocations,
         reliability,
@@ -260,6 +274,24 @@ pub(crate) fn run(options: Options) -> Result {
         path.display(),
         util::seconds(started.elapsed())
     );
+    Ok(())
+}
+
+/// `--only fleet-upgrade`: the section alone, into `target/bench/fleet-upgrade.md`.
+fn fleet_upgrade_alone(plan: Plan, started: Instant, load_before: &str) -> Result {
+    let results = fleet_upgrade::measure(plan)?;
+    let header = format!(
+        "# Fleet-upgrade section of `cargo xtask bench --only fleet-upgrade{}`\n\nCommit {}, {}; \
+         load average (1, 5, 15 min) {load_before} before, {} after; {}.",
+        if plan.quick { " --quick" } else { "" },
+        output(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
+        output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        load_average(),
+        util::seconds(started.elapsed()),
+    );
+    let path = fleet_upgrade::write_alone(&results, &header)?;
+    println!("\n{}", results.table());
+    println!("bench: wrote {path} (BENCHMARKS.md left as it is)");
     Ok(())
 }
 
@@ -938,6 +970,7 @@ struct Report {
     echo: EchoResults,
     fleet: Vec<FleetRun>,
     loss: loss::LossResults,
+    fleet_upgrade: fleet_upgrade::FleetUpgradeResults,
     codec: Vec<(String, f64)>,
     allocations: String,
     /// The fault matrix's table, as `tests/faults.rs` prints it.
@@ -966,6 +999,7 @@ impl Report {
              ```sh\n\
              {REGENERATE}            # about 15 minutes; --quick: 1 run each, smaller samples\n\
              {REGENERATE} --only loss  # the loss section alone, into target/bench/loss.md\n\
+             {REGENERATE} --only fleet-upgrade  # likewise, into target/bench/fleet-upgrade.md\n\
              ```\n\n",
         );
         if plan.quick {
@@ -997,6 +1031,7 @@ impl Report {
         self.download_section(&mut md);
         self.echo_section(&mut md);
         self.fleet_section(&mut md);
+        md.push_str(&self.fleet_upgrade.markdown());
         md.push_str(&self.loss.markdown());
         md.push('\n');
         self.micro_section(&mut md);
@@ -1214,6 +1249,7 @@ impl Report {
             );
         }
         let _ = write!(out, "  loss:\n{}", self.loss.table());
+        let _ = write!(out, "  fleet upgrade:\n{}", self.fleet_upgrade.table());
         let _ = write!(out, "  allocations: {}", self.allocations);
         out
     }
@@ -1254,5 +1290,7 @@ mod tests {
         assert!(Options::parse(&only).is_ok_and(|o| o.only_loss && !o.quick));
         assert!(Options::parse(&only[..1]).is_err());
         assert!(Options::parse(&["--only".to_owned(), "echo".to_owned()]).is_err());
+        let only = ["--only".to_owned(), "fleet-upgrade".to_owned()];
+        assert!(Options::parse(&only).is_ok_and(|o| o.only_fleet_upgrade && !o.only_loss));
     }
 }

@@ -10,9 +10,9 @@
 //! - `interop [FILTER]`: sets up the real Zephyr SMP servers from the `smpclient` sdist and
 //!   the Python reference tools, and runs the interop tests of every suite against each
 //!   server and serial fixture, one at a time, and the tests against the simulated device.
-//! - `bench [--quick] [--only loss]`: measures our client against the Python reference
-//!   on the simulated device and writes `BENCHMARKS.md` (`--only loss`: the loss section
-//!   alone, into `target/bench/loss.md`).
+//! - `bench [--quick] [--only loss|fleet-upgrade]`: measures our client against the Python
+//!   reference on the simulated device and writes `BENCHMARKS.md` (`--only SECTION`: that
+//!   section alone, into `target/bench/SECTION.md`).
 //!
 //! Standard library only: the tools it drives (cargo, apt-get, pip, tar, sha256sum) do the
 //! heavy lifting, and xtask itself should build in seconds on a fresh machine.
@@ -71,16 +71,18 @@ tasks:
       sdist's manifest (native_sim on a pty, mps2_an385 and qemu_cortex_m0 under qemu on
       a TCP port), each where the fixture has what the test needs. Prints a table of
       every server and fixture. FILTER keeps only test names containing it.
-  bench [--quick] [--only loss]
-      builds smp-bench and smp-sim in release and measures, against the simulated device
+  bench [--quick] [--only loss|fleet-upgrade]
+      builds smp-bench, smp-sim and smp in release and measures, against the simulated device
       on 127.0.0.1: upload throughput of a 1 MiB image and download throughput of a
       256 KiB file (RTT 0/5/20 ms x buf_count 2/4/8), ours and the Python reference
       alternating; echo round trips against a raw UDP floor; a fleet of 1, 16 and 64
       devices; a 256 KiB upload and download at 20 ms RTT with 1/5/10% loss each way
-      (buf_count 2/8) against the lossless ones; the codec micro-benchmarks and
+      (buf_count 2/8) against the lossless ones; a whole upgrade (Client::upgrade, and
+      smp upgrade) of 1, 16, 64 and 256 devices at once at 20 ms RTT; the codec micro-benchmarks and
       allocations per upload chunk; the fault matrix. Writes BENCHMARKS.md. About 15
       minutes; --quick: 1 run each and smaller samples. --only loss: the loss section
-      alone, written to target/bench/loss.md (BENCHMARKS.md left as it is).
+      alone, written to target/bench/loss.md (BENCHMARKS.md left as it is);
+      --only fleet-upgrade: likewise, into target/bench/fleet-upgrade.md.
   help
       this text";
 
