@@ -132,6 +132,7 @@ pub(crate) fn sims(args: &SimsArgs) -> Result<Value, String> {
             "running_confirmed": running,
             "datagrams_received": received,
             "sims_peak_rss_kib": proc_status_kib("VmHWM"),
+            "sims_cpu_s": cpu_seconds(),
         }))
     })
 }
@@ -242,15 +243,33 @@ pub(crate) fn fleet_upgrade(args: &FleetUpgradeArgs) -> Result<Value, String> {
         }
         Ok::<_, String>((started.elapsed().as_secs_f64(), ended))
     })?;
-    let peak_rss_kib = proc_status_kib("VmHWM");
-    Ok(report(
+    let mut report = report(
         &ended,
         image.len(),
         parallel,
         seconds,
         rss_before_kib,
-        peak_rss_kib,
-    ))
+        proc_status_kib("VmHWM"),
+    );
+    report["cpu_s"] = json!(cpu_seconds());
+    Ok(report)
+}
+
+/// CPU time this process has used, user and system, every thread: `utime` and `stime`
+/// of `/proc/self/stat`, in clock ticks of 1/100 s (`USER_HZ` on Linux); `None` off
+/// Linux.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of(&stat)
+}
+
+fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    // Fields 14 and 15 of the line; the state (field 3) comes first after the name.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// The JSON line of a fleet upgrade: every key appears once, so that the bench can read
@@ -362,5 +381,15 @@ mod tests {
         assert_eq!(report["confirm_median_s"], Value::Null);
         assert_eq!(report["bytes_per_second"], 4.0 * 4096.0 / 10.0);
         assert_eq!(report["per_device_seconds"]["median_us"], 7e6);
+    }
+
+    #[test]
+    fn cpu_time_comes_from_proc_stat() {
+        let stat = "4242 (smp bench) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 31 0 0 20 0 1 0 1234 5000 300";
+        assert_eq!(cpu_seconds_of(stat), Some(2.81));
+        assert_eq!(cpu_seconds_of("4242 (smp"), None);
+        if cfg!(target_os = "linux") {
+            assert!(cpu_seconds().is_some());
+        }
     }
 }

@@ -79,12 +79,15 @@ struct UpgradeRun {
     /// upgrades (library only).
     peak_rss_kib: Option<f64>,
     rss_before_kib: Option<f64>,
+    /// CPU time of the client process, user and system.
+    cpu_s: Option<f64>,
     /// Devices the client reports upgraded, and those the devices themselves say run
     /// the new image confirmed.
     upgraded: u32,
     confirmed_on_devices: u32,
-    /// The devices' process's peak resident set.
+    /// The devices' process's peak resident set and CPU time.
     sims_peak_rss_kib: Option<f64>,
+    sims_cpu_s: Option<f64>,
 }
 
 /// Every run of one fleet with one client.
@@ -128,8 +131,8 @@ impl FleetUpgradeResults {
     /// The table.
     pub(super) fn table(&self) -> String {
         let mut md = String::from(
-            "| client | devices | total (s) | aggregate KB/s | ratio to N × one device | median device (s) | upload (s) | wait (s) | client peak RSS (MiB) | client RSS before (MiB) | devices' process peak RSS (MiB) | upgraded (client / devices) |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| client | devices | total (s) | aggregate KB/s | ratio to N × one device | median device (s) | upload (s) | wait (s) | client CPU (s) | client peak RSS (MiB) | client RSS before (MiB) | devices' CPU (s) | devices' peak RSS (MiB) | upgraded (client / devices) |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let secs = |s: Option<f64>| s.map_or("–".to_owned(), |s| format!("{s:.2}"));
         let mib = |kib: Option<f64>| kib.map_or("–".to_owned(), |k| format!("{:.1}", k / 1024.0));
@@ -168,14 +171,16 @@ impl FleetUpgradeResults {
                 .unwrap_or(0);
             let _ = writeln!(
                 md,
-                "| {} | {} | {total} | {aggregate:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {upgraded} / {confirmed} of {} |",
+                "| {} | {} | {total} | {aggregate:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {} | {} | {upgraded} / {confirmed} of {} |",
                 row.driver.name(),
                 row.devices,
                 secs(row.median_of(|r| r.device_median_s)),
                 secs(row.median_of(|r| r.upload_s)),
                 secs(row.median_of(|r| r.wait_s)),
+                secs(row.median_of(|r| r.cpu_s)),
                 mib(row.median_of(|r| r.peak_rss_kib)),
                 mib(row.median_of(|r| r.rss_before_kib)),
+                secs(row.median_of(|r| r.sims_cpu_s)),
                 mib(row.median_of(|r| r.sims_peak_rss_kib)),
                 row.devices,
             );
@@ -190,35 +195,36 @@ impl FleetUpgradeResults {
         let largest = FLEETS[FLEETS.len() - 1];
         format!(
             "## Fleet upgrade\n\n\
-             A whole firmware upgrade of N simulated devices at once: `Client::upgrade` on\n\
-             each (read the image state, upload a {kib} KiB MCUboot image, mark it for test,\n\
-             reset, wait for the device to come back, confirm), default options, every\n\
-             device in a task of its own and all N at once (`--parallel N`; the `smp upgrade`\n\
-             default is 16, which would run the larger fleets in waves of 16). The devices\n\
-             (`smp-bench sims`) are N `smp-sim` devices in one process, each on its own UDP\n\
-             port, with {RTT_MS} ms round trip (`one_way_latency` {half} ms), `buf_count`\n\
-             {BUF_COUNT} and a boot time of {boot} s after the reset, during which a device\n\
-             hears nothing (MCUboot swapping the images, the application starting; a large\n\
-             image on slow flash takes longer). The client runs in another process, on one\n\
-             thread as `smp` does: `smp-bench fleet-upgrade` for the library rows, and the\n\
-             `smp` binary itself (`smp --json upgrade IMAGE --devices LIST --parallel N`)\n\
-             for the rows that show the command line gets the same. Fresh devices every\n\
-             run, {runs} run(s) per row; times are medians, total with the runs' range.\n\n\
-             Total is from the first connect to the last device's end (for `smp upgrade`,\n\
-             the process's whole life, start and summary included); aggregate throughput\n\
-             is N × image / total, the whole upgrade included, not the upload alone; the\n\
-             ratio to N × one device is N × (the same client's one-device total) / total:\n\
-             N would be perfect concurrency. Median device is when the median device was\n\
-             done; upload and wait are the medians over the devices of those steps (the\n\
-             wait includes the boot time and the polls' backoff). Peak memory is the client process's\n\
-             `VmHWM` (read by the library process itself at the end; sampled every\n\
-             {sample} ms from `/proc/PID/status` for `smp`), the image it reads\n\
-             included, with its resident set before the first connect; the devices'\n\
-             memory (their flash, two slots each) is in the other process. Upgraded\n\
-             counts the devices the client reports running the new image confirmed, and\n\
-             those that say so themselves at the end, in the worst run. {largest} devices\n\
-             need {largest} sockets in each process and {ports} local UDP ports: the\n\
-             section checks the open-file limit and the port range first.\n\n\
+             A whole firmware upgrade of N simulated devices at once: `Client::upgrade` on each\n\
+             (read the image state, upload a {kib} KiB MCUboot image, mark it for test, reset,\n\
+             wait for the device to come back, confirm), default options, a task per device and\n\
+             all N at once (`--parallel N`; `smp upgrade`'s default, 16, would upgrade the\n\
+             larger fleets in waves of 16). The devices (`smp-bench sims`) are N `smp-sim`\n\
+             devices in one process, each on its own UDP port, with a {RTT_MS} ms round trip\n\
+             (`one_way_latency` {half} ms), `buf_count` {BUF_COUNT} and a boot time of {boot} s after the\n\
+             reset, during which a device hears nothing (MCUboot swapping the images and the\n\
+             application starting; a large image on slow flash takes longer). The client runs\n\
+             in another process, on one thread as `smp` does: `smp-bench fleet-upgrade` for\n\
+             the library rows, and the `smp` binary itself (`smp --json upgrade IMAGE\n\
+             --devices LIST --parallel N`) for the rows that compare the command line with the\n\
+             library. Fresh devices every run, {runs} run(s) per row; medians of the runs, and the\n\
+             range of their totals.\n\n\
+             Total is from the first connect to the last device's end (for `smp upgrade`, the\n\
+             process's whole life, start and summary included); aggregate throughput is\n\
+             N × image / total, the whole upgrade and not the upload alone; the ratio to\n\
+             N × one device is N × (the same client's one-device total) / total, N for\n\
+             perfect concurrency. Median device is when the median device was done; upload\n\
+             and wait are the medians over the devices of those steps (the wait holds the\n\
+             boot time and the backoff of the polls). CPU is user and system time of each\n\
+             process (`/proc/PID/stat`); both share the machine's cores. Peak memory is the\n\
+             client process's `VmHWM`, the image it read included (read by\n\
+             `smp-bench fleet-upgrade` itself at the end, with its resident set before the\n\
+             first connect; sampled every {sample} ms from `/proc/PID/status` for `smp`); the\n\
+             devices' memory, their flash (two slots each) included, is the other process's.\n\
+             Upgraded counts, in the worst run, the devices the client reports running the\n\
+             new image confirmed, and those that say so themselves at the end. {largest} devices\n\
+             take {largest} sockets in each process and {ports} local UDP ports: the section checks\n\
+             the open-file limit and the port range first.\n\n\
              {}\n\
              This section's runs: {}.\n\n",
             self.table(),
@@ -275,6 +281,7 @@ pub(super) fn measure(plan: Plan) -> Result<FleetUpgradeResults> {
             let number = |key: &str| json_number(&report, key).ok_or_else(|| no_key(&report));
             result.confirmed_on_devices = number("running_confirmed")? as u32;
             result.sims_peak_rss_kib = json_number(&report, "sims_peak_rss_kib");
+            result.sims_cpu_s = json_number(&report, "sims_cpu_s");
             println!(
                 "  run {run}/{runs}: {:.2} s, {} upgraded ({} confirmed on the devices), client peak RSS {}",
                 result.seconds,
@@ -333,6 +340,7 @@ fn library_run(
         wait_s: json_number(&out, "wait_median_s"),
         peak_rss_kib: json_number(&out, "peak_rss_kib"),
         rss_before_kib: json_number(&out, "rss_before_kib"),
+        cpu_s: json_number(&out, "cpu_s"),
         upgraded,
         ..UpgradeRun::default()
     })
@@ -361,15 +369,22 @@ fn cli_run(smp: &Path, list: &Path, image: &Path, devices: u32, dir: &Path) -> R
         .spawn()
         .map_err(|e| format!("could not start `{shown}`: {e}"))?;
     let mut child = Guard(child);
-    let status_path = PathBuf::from(format!("/proc/{}/status", child.0.id()));
-    let mut peak: Option<f64> = None;
+    let proc_dir = PathBuf::from(format!("/proc/{}", child.0.id()));
+    let (mut peak, mut cpu): (Option<f64>, Option<f64>) = (None, None);
     let status = loop {
-        // Read before try_wait: a process that has exited has no memory lines left.
-        if let Some(kib) = fs::read_to_string(&status_path)
+        // Read before try_wait: a process that has exited has no memory lines left
+        // (and its CPU time is that of its last sample, 10 ms before at most).
+        if let Some(kib) = fs::read_to_string(proc_dir.join("status"))
             .ok()
             .and_then(|status| vm_hwm_kib(&status))
         {
             peak = Some(peak.map_or(kib, |p| p.max(kib)));
+        }
+        if let Some(seconds) = fs::read_to_string(proc_dir.join("stat"))
+            .ok()
+            .and_then(|stat| cpu_seconds(&stat))
+        {
+            cpu = Some(seconds);
         }
         match child.0.try_wait() {
             Ok(Some(status)) => break status,
@@ -395,6 +410,7 @@ fn cli_run(smp: &Path, list: &Path, image: &Path, devices: u32, dir: &Path) -> R
     Ok(UpgradeRun {
         seconds,
         peak_rss_kib: peak,
+        cpu_s: cpu,
         upgraded,
         ..UpgradeRun::default()
     })
@@ -406,6 +422,16 @@ fn vm_hwm_kib(status: &str) -> Option<f64> {
         let rest = line.strip_prefix("VmHWM:")?;
         rest.trim().strip_suffix("kB")?.trim().parse().ok()
     })
+}
+
+/// CPU time, user and system, of a `/proc/PID/stat`: fields 14 and 15, in clock ticks
+/// of 1/100 s (`USER_HZ` on Linux).
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Fails early, with what to do, when a process cannot open a socket per device or the
@@ -609,7 +635,7 @@ mod tests {
         // 16 × 11 s / 22 s; the worst run's count.
         assert!(
             table.contains(
-                "| library | 16 | 22.00 (20.00–22.00) | 1 | 8.0× (50% of 16) | – | – | – | 2.0 | – | – | 15 / 15 of 16 |"
+                "| library | 16 | 22.00 (20.00–22.00) | 1 | 8.0× (50% of 16) | – | – | – | – | 2.0 | – | – | – | 15 / 15 of 16 |"
             ),
             "{table}"
         );
@@ -629,6 +655,8 @@ mod tests {
         let status = "Name:\tsmp\nVmPeak:\t  10000 kB\nVmHWM:\t    5224 kB\nVmRSS:\t 5000 kB\n";
         assert_eq!(vm_hwm_kib(status), Some(5224.0));
         assert_eq!(vm_hwm_kib("Name:\tsmp\n"), None);
+        let stat = "4242 (smp) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 31 0 0 20 0 1 0 1234";
+        assert_eq!(cpu_seconds(stat), Some(2.81));
         let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
                       Max processes             94424                94424                processes \n\
                       Max open files            1024                 524288               files     \n";
