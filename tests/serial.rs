@@ -214,7 +214,10 @@ async fn without_pacing_every_message_of_more_than_two_lines_is_lost() {
     // The frames that lost their tails never reached the work queue: what did is the
     // params, the two short echoes and any probe the client sent meanwhile (one line).
     assert!(c.processed >= 3, "params and two echoes: {c:?}");
-    assert_eq!(c.processed, c.received, "no damaged frame was processed: {c:?}");
+    assert_eq!(
+        c.processed, c.received,
+        "no damaged frame was processed: {c:?}"
+    );
 }
 
 /// With enough line buffers (native_sim's `bigrx`), an unpaced client gets through.
