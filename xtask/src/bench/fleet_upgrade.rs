@@ -207,8 +207,8 @@ impl FleetUpgradeResults {
              in another process, on one thread as `smp` does: `smp-bench fleet-upgrade` for\n\
              the library rows, and the `smp` binary itself (`smp --json upgrade IMAGE\n\
              --devices LIST --parallel N`) for the rows that compare the command line with the\n\
-             library. Fresh devices every run, {runs} run(s) per row; medians of the runs, and the\n\
-             range of their totals.\n\n\
+             library, their runs alternating with the library's. Fresh devices every run, {runs}\n\
+             run(s) per row; medians of the runs, and the range of their totals.\n\n\
              Total is from the first connect to the last device's end (for `smp upgrade`, the\n\
              process's whole life, start and summary included); aggregate throughput is\n\
              N × image / total, the whole upgrade and not the upload alone; the ratio to\n\
@@ -237,7 +237,7 @@ impl FleetUpgradeResults {
     }
 }
 
-/// Runs the section: every fleet with the library, then the `smp` rows.
+/// Runs the section: every fleet with the library, and with `smp` for [`CLI_FLEETS`].
 pub(super) fn measure(plan: Plan) -> Result<FleetUpgradeResults> {
     let started = Instant::now();
     let load_before = super::load_average();
@@ -253,47 +253,67 @@ pub(super) fn measure(plan: Plan) -> Result<FleetUpgradeResults> {
         image_bytes,
     )?;
     let runs = runs(plan);
-    let plan_rows: Vec<(Driver, u32)> = FLEETS
+    // The table's rows, library first; a fleet's `smp` runs alternate with its library
+    // runs, so that both see the same load on a shared machine.
+    let mut rows: Vec<Row> = FLEETS
         .iter()
         .map(|&n| (Driver::Library, n))
         .chain(CLI_FLEETS.iter().map(|&n| (Driver::Cli, n)))
-        .collect();
-    let mut rows = Vec::new();
-    for (index, &(driver, devices)) in plan_rows.iter().enumerate() {
-        util::heading(&format!(
-            "bench: fleet upgrade [{}/{}] {devices} device(s), {}",
-            index + 1,
-            plan_rows.len(),
-            driver.name()
-        ));
-        let mut row = Row {
+        .map(|(driver, devices)| Row {
             driver,
             devices,
             runs: Vec::new(),
+        })
+        .collect();
+    for (index, devices) in FLEETS.into_iter().enumerate() {
+        let drivers: &[Driver] = if CLI_FLEETS.contains(&devices) {
+            &[Driver::Library, Driver::Cli]
+        } else {
+            &[Driver::Library]
         };
+        util::heading(&format!(
+            "bench: fleet upgrade [{}/{}] {devices} device(s), {}",
+            index + 1,
+            FLEETS.len(),
+            drivers
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ));
         for run in 1..=runs {
-            let sims = Devices::start(&bench, &dir, devices, plan.fleet_kib, &image)?;
-            let mut result = match driver {
-                Driver::Library => library_run(&bench, &sims.list, &image, devices, &dir)?,
-                Driver::Cli => cli_run(&smp, &sims.list, &image, devices, &dir)?,
-            };
-            let report = sims.finish()?;
-            let number = |key: &str| json_number(&report, key).ok_or_else(|| no_key(&report));
-            result.confirmed_on_devices = number("running_confirmed")? as u32;
-            result.sims_peak_rss_kib = json_number(&report, "sims_peak_rss_kib");
-            result.sims_cpu_s = json_number(&report, "sims_cpu_s");
-            println!(
-                "  run {run}/{runs}: {:.2} s, {} upgraded ({} confirmed on the devices), client peak RSS {}",
-                result.seconds,
-                result.upgraded,
-                result.confirmed_on_devices,
-                result
-                    .peak_rss_kib
-                    .map_or("unknown".to_owned(), |k| format!("{:.1} MiB", k / 1024.0)),
-            );
-            row.runs.push(result);
+            for &driver in drivers {
+                let sims = Devices::start(&bench, &dir, devices, plan.fleet_kib, &image)?;
+                let mut result = match driver {
+                    Driver::Library => library_run(&bench, &sims.list, &image, devices, &dir)?,
+                    Driver::Cli => cli_run(&smp, &sims.list, &image, devices, &dir)?,
+                };
+                let report = sims.finish()?;
+                let number = |key: &str| json_number(&report, key).ok_or_else(|| no_key(&report));
+                result.confirmed_on_devices = number("running_confirmed")? as u32;
+                result.sims_peak_rss_kib = json_number(&report, "sims_peak_rss_kib");
+                result.sims_cpu_s = json_number(&report, "sims_cpu_s");
+                println!(
+                    "  run {run}/{runs}, {}: {:.2} s, {} upgraded ({} confirmed on the devices), client CPU {}, client peak RSS {}",
+                    driver.name(),
+                    result.seconds,
+                    result.upgraded,
+                    result.confirmed_on_devices,
+                    result
+                        .cpu_s
+                        .map_or("unknown".to_owned(), |s| format!("{s:.2} s")),
+                    result
+                        .peak_rss_kib
+                        .map_or("unknown".to_owned(), |k| format!("{:.1} MiB", k / 1024.0)),
+                );
+                if let Some(row) = rows
+                    .iter_mut()
+                    .find(|row| row.driver == driver && row.devices == devices)
+                {
+                    row.runs.push(result);
+                }
+            }
         }
-        rows.push(row);
     }
     let measured = format!(
         "commit {}, {}; load average (1, 5, 15 min) {load_before} before, {} after; {}",
