@@ -188,6 +188,30 @@ impl FleetUpgradeResults {
         md
     }
 
+    /// What the library client holds per device in the largest fleet, when measured.
+    fn per_device(&self) -> String {
+        let Some(row) = self
+            .rows
+            .iter()
+            .filter(|row| row.driver == Driver::Library)
+            .max_by_key(|row| row.devices)
+        else {
+            return String::new();
+        };
+        match (
+            row.median_of(|r| r.peak_rss_kib),
+            row.median_of(|r| r.rss_before_kib),
+        ) {
+            (Some(peak), Some(before)) => format!(
+                "The library client's memory per device at N = {}: (peak − before) / N = \
+                 {:.0} KiB.\n\n",
+                row.devices,
+                (peak - before) / f64::from(row.devices)
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// The section of BENCHMARKS.md (and of `target/bench/fleet-upgrade.md`).
     pub(super) fn markdown(&self) -> String {
         let runs = self.runs;
@@ -216,8 +240,9 @@ impl FleetUpgradeResults {
              perfect concurrency. Median device is when the median device was done; upload\n\
              and wait are the medians over the devices of those steps (the wait holds the\n\
              boot time and the backoff of the polls). CPU is user and system time of each\n\
-             process (`/proc/PID/stat`); both share the machine's cores. Peak memory is the\n\
-             client process's `VmHWM`, the image it read included (read by\n\
+             process (`/proc/PID/stat`); both share the machine's cores, so where the ratio\n\
+             falls short of N they say whether the client or the devices took them. Peak\n\
+             memory is the client process's `VmHWM`, the image it read included (read by\n\
              `smp-bench fleet-upgrade` itself at the end, with its resident set before the\n\
              first connect; sampled every {sample} ms from `/proc/PID/status` for `smp`); the\n\
              devices' memory, their flash (two slots each) included, is the other process's.\n\
@@ -225,9 +250,10 @@ impl FleetUpgradeResults {
              new image confirmed, and those that say so themselves at the end. {largest} devices\n\
              take {largest} sockets in each process and {ports} local UDP ports: the section checks\n\
              the open-file limit and the port range first.\n\n\
-             {}\n\
+             {}\n{}\
              This section's runs: {}.\n\n",
             self.table(),
+            self.per_device(),
             self.measured,
             half = RTT_MS / 2,
             boot = BOOT_MS / 1000,
@@ -282,7 +308,13 @@ pub(super) fn measure(plan: Plan) -> Result<FleetUpgradeResults> {
                 .join(" and ")
         ));
         for run in 1..=runs {
-            for &driver in drivers {
+            // Each client goes first in every other run.
+            let order: Vec<Driver> = if run % 2 == 0 {
+                drivers.iter().rev().copied().collect()
+            } else {
+                drivers.to_vec()
+            };
+            for driver in order {
                 let sims = Devices::start(&bench, &dir, devices, plan.fleet_kib, &image)?;
                 let mut result = match driver {
                     Driver::Library => library_run(&bench, &sims.list, &image, devices, &dir)?,
@@ -667,7 +699,19 @@ mod tests {
             table.contains("| library | 1 | 11.00 (10.00–12.00) | 0 | 1.0× (100% of 1) |"),
             "{table}"
         );
-        assert!(results.markdown().contains("This section's runs: now."));
+        let markdown = results.markdown();
+        assert!(markdown.contains("This section's runs: now."), "{markdown}");
+        // Only the library reports its memory before the upgrades.
+        assert!(!markdown.contains("per device at N"), "{markdown}");
+        let mut results = results;
+        for run in &mut results.rows[1].runs {
+            run.rss_before_kib = Some(1024.0);
+        }
+        let markdown = results.markdown();
+        assert!(
+            markdown.contains("memory per device at N = 16: (peak − before) / N = 64 KiB."),
+            "{markdown}"
+        );
     }
 
     #[test]
