@@ -997,7 +997,7 @@ impl Report {
              from one run on one machine, which may be shared with other work and so noisy.\n\n\
              Regenerate with:\n\n\
              ```sh\n\
-             {REGENERATE}            # about 15 minutes; --quick: 1 run each, smaller samples\n\
+             {REGENERATE}            # about 20 minutes; --quick: 1 run each, smaller samples\n\
              {REGENERATE} --only loss  # the loss section alone, into target/bench/loss.md\n\
              {REGENERATE} --only fleet-upgrade  # likewise, into target/bench/fleet-upgrade.md\n\
              ```\n\n",

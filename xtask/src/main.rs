@@ -78,9 +78,9 @@ tasks:
       alternating; echo round trips against a raw UDP floor; a fleet of 1, 16 and 64
       devices; a 256 KiB upload and download at 20 ms RTT with 1/5/10% loss each way
       (buf_count 2/8) against the lossless ones; a whole upgrade (Client::upgrade, and
-      smp upgrade) of 1, 16, 64 and 256 devices at once at 20 ms RTT; the codec micro-benchmarks and
-      allocations per upload chunk; the fault matrix. Writes BENCHMARKS.md. About 15
-      minutes; --quick: 1 run each and smaller samples. --only loss: the loss section
+      smp upgrade) of 1, 16, 64 and 256 devices at once at 20 ms RTT; the codec
+      micro-benchmarks and allocations per upload chunk; the fault matrix. Writes
+      BENCHMARKS.md. About 20 minutes; --quick: 1 run each and smaller samples. --only loss: the loss section
       alone, written to target/bench/loss.md (BENCHMARKS.md left as it is);
       --only fleet-upgrade: likewise, into target/bench/fleet-upgrade.md.
   help
