@@ -19,11 +19,13 @@
 //!    of the datagrams lost each way, against the lossless transfer ([`loss`]);
 //! 8. serial: an image upload over serial on `smp-sim` over a pseudo-terminal and on two
 //!    emulated fixtures of the `smpclient` sdist, ours against the reference ([`serial`]);
-//! 9. `BENCHMARKS.md` at the workspace root, with a description of the machine.
+//! 9. fleet upgrade: `Client::upgrade` on 1 to 256 simulated devices at once, the
+//!    library and the `smp` binary ([`fleet_upgrade`]);
+//! 10. `BENCHMARKS.md` at the workspace root, with a description of the machine.
 //!
-//! `--only loss` (or `--only serial`) runs that section alone (after the builds it
-//! needs) and writes its table to `target/bench/loss.md` (`serial.md`), leaving
-//! `BENCHMARKS.md` as it is.
+//! `--only loss` (or `serial`, or `fleet-upgrade`) runs that section alone (after the
+//! builds it needs) and writes its table to `target/bench/loss.md` (`serial.md`,
+//! `fleet-upgrade.md`), leaving `BENCHMARKS.md` as it is.
 //!
 //! Timing is never a pass/fail criterion here: the task fails only when a tool fails.
 //! Every `smp-sim` is stopped by its process id however the task ends.
@@ -37,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{self, Result};
 
+mod fleet_upgrade;
 mod loss;
 mod serial;
 
@@ -76,6 +79,8 @@ pub(crate) struct Options {
     only_loss: bool,
     /// Run the serial section alone (`--only serial`).
     only_serial: bool,
+    /// Run the fleet-upgrade section alone (`--only fleet-upgrade`).
+    only_fleet_upgrade: bool,
 }
 
 impl Options {
@@ -88,15 +93,16 @@ impl Options {
                 "--only" => match args.next().map(String::as_str) {
                     Some("loss") => options.only_loss = true,
                     Some("serial") => options.only_serial = true,
+                    Some("fleet-upgrade") => options.only_fleet_upgrade = true,
                     other => {
                         return Err(format!(
-                            "bench: --only takes a section (known: loss, serial), got {other:?}"
+                            "bench: --only takes a section (known: loss, serial, fleet-upgrade), got {other:?}"
                         ));
                     }
                 },
                 other => {
                     return Err(format!(
-                        "bench: unknown option `{other}` (known: --quick, --only loss|serial)"
+                        "bench: unknown option `{other}` (known: --quick, --only loss|serial|fleet-upgrade)"
                     ));
                 }
             }
@@ -181,6 +187,7 @@ pub(crate) fn run(options: Options) -> Result {
         "smp-bench",
     ]);
     build.args(["-p", "smp-sim", "--bin", "smp-sim"]);
+    build.args(["-p", "smp-cli", "--bin", "smp"]);
     let mut build_codec = util::cargo();
     build_codec.args(["bench", "--no-run", "-p", "smp-client", "--bench", "codec"]);
     let mut build_allocations = util::cargo();
@@ -192,7 +199,7 @@ pub(crate) fn run(options: Options) -> Result {
         "--test",
         "allocations",
     ]);
-    let builds = if options.only_loss || options.only_serial {
+    let builds = if options.only_loss || options.only_serial || options.only_fleet_upgrade {
         vec![&mut build]
     } else {
         vec![&mut build, &mut build_codec, &mut build_allocations]
@@ -205,6 +212,10 @@ pub(crate) fn run(options: Options) -> Result {
     util::heading("bench: write MCUboot images of 1 MiB and 256 KiB");
     let image = write_image(&dir.join("app-1MiB.bin"), IMAGE_LEN)?;
     let loss_image = write_image(&dir.join("app-256KiB.bin"), loss::IMAGE_LEN)?;
+
+    if options.only_fleet_upgrade {
+        return fleet_upgrade_alone(plan, started, &load_before);
+    }
 
     util::heading("bench: the Python reference client (interop venv)");
     let interop = target.join("interop");
@@ -264,6 +275,7 @@ pub(crate) fn run(options: Options) -> Result {
     let fleet = fleet_runs(&tools, plan)?;
     let loss = loss::loss_matrix(&tools, plan, &loss_image)?;
     let serial = serial::serial_uploads(&tools, plan.quick, &loss_image)?;
+    let fleet_upgrade = fleet_upgrade::measure(plan)?;
 
     let report = Report {
         plan,
@@ -274,6 +286,7 @@ pub(crate) fn run(options: Options) -> Result {
         fleet,
         loss,
         serial,
+        fleet_upgrade,
         codec,
         allocations,
         reliability,
@@ -288,6 +301,24 @@ pub(crate) fn run(options: Options) -> Result {
         path.display(),
         util::seconds(started.elapsed())
     );
+    Ok(())
+}
+
+/// `--only fleet-upgrade`: the section alone, into `target/bench/fleet-upgrade.md`.
+fn fleet_upgrade_alone(plan: Plan, started: Instant, load_before: &str) -> Result {
+    let results = fleet_upgrade::measure(plan)?;
+    let header = format!(
+        "# Fleet-upgrade section of `cargo xtask bench --only fleet-upgrade{}`\n\nCommit {}, {}; \
+         load average (1, 5, 15 min) {load_before} before, {} after; {}.",
+        if plan.quick { " --quick" } else { "" },
+        output(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
+        output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        load_average(),
+        util::seconds(started.elapsed()),
+    );
+    let path = fleet_upgrade::write_alone(&results, &header)?;
+    println!("\n{}", results.table());
+    println!("bench: wrote {path} (BENCHMARKS.md left as it is)");
     Ok(())
 }
 
@@ -967,6 +998,7 @@ struct Report {
     fleet: Vec<FleetRun>,
     loss: loss::LossResults,
     serial: serial::SerialResults,
+    fleet_upgrade: fleet_upgrade::FleetUpgradeResults,
     codec: Vec<(String, f64)>,
     allocations: String,
     /// The fault matrix's table, as `tests/faults.rs` prints it.
@@ -993,9 +1025,10 @@ impl Report {
              from one run on one machine, which may be shared with other work and so noisy.\n\n\
              Regenerate with:\n\n\
              ```sh\n\
-             {REGENERATE}            # about 25 minutes; --quick: 1 run each, smaller samples\n\
+             {REGENERATE}            # about 30 minutes; --quick: 1 run each, smaller samples\n\
              {REGENERATE} --only loss  # the loss section alone, into target/bench/loss.md\n\
              {REGENERATE} --only serial  # the serial section alone, into target/bench/serial.md\n\
+             {REGENERATE} --only fleet-upgrade  # likewise, into target/bench/fleet-upgrade.md\n\
              ```\n\n",
         );
         if plan.quick {
@@ -1027,6 +1060,7 @@ impl Report {
         self.download_section(&mut md);
         self.echo_section(&mut md);
         self.fleet_section(&mut md);
+        md.push_str(&self.fleet_upgrade.markdown());
         md.push_str(&self.loss.markdown());
         md.push('\n');
         md.push_str(&self.serial.markdown());
@@ -1247,6 +1281,7 @@ impl Report {
         }
         let _ = write!(out, "  loss:\n{}", self.loss.table());
         let _ = write!(out, "  serial:\n{}", self.serial.tables());
+        let _ = write!(out, "  fleet upgrade:\n{}", self.fleet_upgrade.table());
         let _ = write!(out, "  allocations: {}", self.allocations);
         out
     }
@@ -1289,5 +1324,7 @@ mod tests {
         let serial = ["--only".to_owned(), "serial".to_owned()];
         assert!(Options::parse(&serial).is_ok_and(|o| o.only_serial && !o.only_loss));
         assert!(Options::parse(&["--only".to_owned(), "echo".to_owned()]).is_err());
+        let only = ["--only".to_owned(), "fleet-upgrade".to_owned()];
+        assert!(Options::parse(&only).is_ok_and(|o| o.only_fleet_upgrade && !o.only_loss));
     }
 }

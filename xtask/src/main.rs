@@ -10,10 +10,10 @@
 //! - `interop [FILTER]`: sets up the real Zephyr SMP servers from the `smpclient` sdist and
 //!   the Python reference tools, and runs the interop tests of every suite against each
 //!   server and serial fixture, one at a time, and the tests against the simulated device.
-//! - `bench [--quick] [--only loss|serial]`: measures our client against the Python
-//!   reference on the simulated device (and, for serial, on emulated fixtures) and writes
-//!   `BENCHMARKS.md` (`--only loss` or `serial`: that section alone, into
-//!   `target/bench/loss.md` or `serial.md`).
+//! - `bench [--quick] [--only loss|serial|fleet-upgrade]`: measures our client against
+//!   the Python reference on the simulated device (and, for serial, on emulated fixtures)
+//!   and writes `BENCHMARKS.md` (`--only SECTION`: that section alone, into
+//!   `target/bench/SECTION.md`).
 //!
 //! Standard library only: the tools it drives (cargo, apt-get, pip, tar, sha256sum) do the
 //! heavy lifting, and xtask itself should build in seconds on a fresh machine.
@@ -73,8 +73,8 @@ tasks:
       sdist's manifest (native_sim on a pty, mps2_an385 and qemu_cortex_m0 under qemu on
       a TCP port), each where the fixture has what the test needs. Prints a table of
       every server and fixture. FILTER keeps only test names containing it.
-  bench [--quick] [--only loss|serial]
-      builds smp-bench and smp-sim in release and measures, against the simulated device
+  bench [--quick] [--only loss|serial|fleet-upgrade]
+      builds smp-bench, smp-sim and smp in release and measures, against the simulated device
       on 127.0.0.1: upload throughput of a 1 MiB image and download throughput of a
       256 KiB file (RTT 0/5/20 ms x buf_count 2/4/8), ours and the Python reference
       alternating; echo round trips against a raw UDP floor; a fleet of 1, 16 and 64
@@ -82,10 +82,11 @@ tasks:
       (buf_count 2/8) against the lossless ones; image uploads over serial (smp-sim on
       a pty, and the sdist's emulated MCUboot serial recovery and qemu_cortex_m0
       fixtures, set up as for interop), ours with and without pacing against the
-      reference; the codec micro-benchmarks and allocations per upload chunk; the
-      fault matrix. Writes BENCHMARKS.md. About 25 minutes; --quick: 1 run each and
-      smaller samples. --only loss or --only serial: that section alone, written to
-      target/bench/loss.md or serial.md (BENCHMARKS.md left as it is).
+      reference; a whole upgrade (Client::upgrade, and smp upgrade) of 1, 16, 64 and
+      256 devices at once at 20 ms RTT; the codec micro-benchmarks and allocations per
+      upload chunk; the fault matrix. Writes BENCHMARKS.md. About 30 minutes; --quick:
+      1 run each and smaller samples. --only loss, serial or fleet-upgrade: that section
+      alone, written to target/bench/SECTION.md (BENCHMARKS.md left as it is).
   help
       this text";
 

@@ -16,6 +16,9 @@
 //!   socket: what loopback UDP with tokio costs at least.
 //! - `fleet`: N simulated devices in this process, one image uploaded to all of them at
 //!   once by one client each, on one tokio runtime.
+//! - `sims` and `fleet-upgrade`: N simulated devices in one process, and
+//!   `Client::upgrade` on all of them at once in another, so that its peak memory is the
+//!   client's alone ([`fleet_upgrade`]).
 //!
 //! - `serial-upload`, `serial-wait`: an image upload over a serial port with what the
 //!   transport counted, and a wait for a booting device (see [`serial`]).
@@ -23,6 +26,8 @@
 //! `RUST_LOG` (for example `RUST_LOG=smp_client=debug`) logs to stderr what the client
 //! does meanwhile: re-sends, probes, the upload window.
 #![forbid(unsafe_code)]
+
+mod fleet_upgrade;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -145,6 +150,11 @@ enum Command {
         #[arg(long, default_value_t = 60.0)]
         seconds: f64,
     },
+    /// Start N simulated devices, write their list and serve until stdin closes; then
+    /// count those running the expected image, confirmed.
+    Sims(fleet_upgrade::SimsArgs),
+    /// Upgrade every device of a list with `Client::upgrade`, all at once by default.
+    FleetUpgrade(fleet_upgrade::FleetUpgradeArgs),
 }
 
 fn main() -> ExitCode {
@@ -194,6 +204,8 @@ fn main() -> ExitCode {
         Command::SerialWait { port, seconds } => {
             current_thread().and_then(|rt| rt.block_on(serial::wait(&port, seconds)))
         }
+        Command::Sims(args) => fleet_upgrade::sims(&args),
+        Command::FleetUpgrade(args) => fleet_upgrade::fleet_upgrade(&args),
     };
     match result {
         Ok(report) => {
