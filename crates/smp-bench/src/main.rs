@@ -138,7 +138,7 @@ enum Command {
         #[arg(long, default_value_t = smp_client::serial::SerialOptions::DEFAULT_LINE_LENGTH)]
         line_length: usize,
         /// Line pacing: `default` (2 lines, then 20 ms), `none`, or BURST:MS.
-        #[arg(long, default_value = "default", value_parser = serial::parse_pacing)]
+        #[arg(long, default_value = "default")]
         pacing: smp_client::serial::Pacing,
     },
     /// Wait until the device on a serial port answers an image state read.

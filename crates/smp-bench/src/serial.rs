@@ -21,29 +21,6 @@ use serde_json::{Value, json};
 use smp_client::serial::{Pacing, SerialOptions, SerialStats, SerialTarget};
 use smp_client::{Client, ClientOptions, ImageUploadOptions, RetryPolicy};
 
-/// `default`, `none`, or `BURST:MS` (BURST lines back to back, then MS milliseconds).
-pub(crate) fn parse_pacing(text: &str) -> Result<Pacing, String> {
-    match text {
-        "default" => Ok(Pacing::default()),
-        "none" => Ok(Pacing::none()),
-        other => {
-            let (burst, ms) = other
-                .split_once(':')
-                .ok_or_else(|| format!("pacing {other:?}: expected default, none or BURST:MS"))?;
-            let burst: usize = burst
-                .parse()
-                .map_err(|e| format!("pacing {other:?}: burst: {e}"))?;
-            let ms: f64 = ms
-                .parse()
-                .map_err(|e| format!("pacing {other:?}: pause: {e}"))?;
-            if !(0.0..=60_000.0).contains(&ms) {
-                return Err(format!("pacing {other:?}: pause out of range"));
-            }
-            Ok(Pacing::new(burst, Duration::from_secs_f64(ms / 1000.0)))
-        }
-    }
-}
-
 fn target(port: &str, line_length: usize, pacing: Pacing) -> Result<SerialTarget, String> {
     let target: SerialTarget = port.parse().map_err(|e| format!("{port}: {e}"))?;
     Ok(target.with_options(
@@ -192,19 +169,6 @@ pub(crate) async fn wait(port: &str, seconds: f64) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pacing_options() {
-        assert_eq!(parse_pacing("default"), Ok(Pacing::default()));
-        assert!(parse_pacing("none").is_ok_and(|p| p.is_none()));
-        assert_eq!(
-            parse_pacing("2:5"),
-            Ok(Pacing::new(2, Duration::from_millis(5)))
-        );
-        assert!(parse_pacing("2").is_err());
-        assert!(parse_pacing("x:5").is_err());
-        assert!(parse_pacing("2:-1").is_err());
-    }
 
     #[test]
     fn cpu_time_grows() {

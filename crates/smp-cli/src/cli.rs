@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use smp_client::serial::{Framing, SerialTarget};
+use smp_client::serial::{Framing, Pacing, SerialTarget};
 use smp_client::udp::UdpTarget;
 
 use crate::reference;
@@ -106,6 +106,19 @@ pub(crate) struct GlobalOptions {
     #[arg(long, global = true, value_enum, default_value_t = FramingArg::Console)]
     pub(crate) framing: FramingArg,
 
+    /// How fast console lines go out: `default` (2 lines back to back, then 20 ms: what a
+    /// device whose UART drops bursts needs, native_sim's among them), `none` (every
+    /// message in one write: for links and devices that take bursts, much faster over a
+    /// pseudo-terminal, TCP or USB), or BURST:MS.
+    #[arg(
+        long,
+        global = true,
+        env = "SMP_PACING",
+        value_name = "PACING",
+        default_value = "default"
+    )]
+    pub(crate) pacing: Pacing,
+
     /// Link MTU in bytes: every request is sized to fit one datagram.
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 1500)]
     pub(crate) mtu: u16,
@@ -188,7 +201,8 @@ impl GlobalOptions {
         Ok(targets)
     }
 
-    /// The serial port `device` with the options' baud rate, framing and line length.
+    /// The serial port `device` with the options' baud rate, framing, line length and
+    /// pacing.
     pub(crate) fn serial_target(&self, device: &str) -> Result<SerialTarget, String> {
         let target: SerialTarget = device
             .parse()
@@ -202,7 +216,8 @@ impl GlobalOptions {
             .options()
             .clone()
             .framing(framing)
-            .line_length(self.line_length);
+            .line_length(self.line_length)
+            .pacing(self.pacing);
         Ok(target.with_baud_rate(self.baud).with_options(options))
     }
 

@@ -154,3 +154,40 @@ async fn a_port_that_vanishes_or_does_not_exist_is_unreachable() {
     assert_eq!(run.status, 3, "{run:#?}");
     assert!(run.stderr.contains("--framing"), "{}", run.stderr);
 }
+
+/// `--pacing` reaches the line: unpaced, a five-line echo overruns the simulated UART's
+/// two line buffers (as native_sim's does) at every attempt; with the default pacing, or
+/// the same given as `2:20`, it gets through; a value that names
+/// no pacing is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn pacing_is_an_option_that_reaches_the_line() {
+    let (sim, port) = serial_sim(SerialConfig::pty()).await;
+    let long = "x".repeat(300);
+    let echo = |pacing: Option<&str>| {
+        let mut args = vec!["--serial", port.as_str()];
+        if let Some(pacing) = pacing {
+            args.extend(["--pacing", pacing]);
+        }
+        args.extend(["--timeout", "300ms", "--retries", "1", "os", "echo", &long]);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+
+    let run = smp(echo(Some("none"))).await;
+    assert_eq!(
+        run.status, 3,
+        "unpaced, the device never hears it: {run:#?}"
+    );
+    for pacing in [None, Some("default"), Some("2:20")] {
+        let run = smp(echo(pacing)).await;
+        assert_eq!(run.ok().trim(), long, "--pacing {pacing:?}");
+    }
+
+    let run = smp(["--serial", &port, "--pacing", "fast", "os", "echo", "hi"]).await;
+    assert_eq!(run.status, 2, "{run:#?}");
+    assert!(
+        run.stderr.contains("pacing \"fast\"") && run.stderr.contains("BURST:MS"),
+        "{}",
+        run.stderr
+    );
+    sim.shutdown().await;
+}

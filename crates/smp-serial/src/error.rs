@@ -126,6 +126,19 @@ pub enum OptionsError {
     },
 }
 
+/// Text that does not name a [`Pacing`](crate::Pacing): `default`, `none` or
+/// `BURST:MS`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "pacing {text:?}: {reason}; expected `default` (2 lines, then 20 ms), `none`, or BURST:MS (lines written back to back, then a pause in milliseconds, e.g. 2:20)"
+)]
+pub struct ParsePacingError {
+    /// The text given.
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
 impl From<OptionsError> for TransportError {
     fn from(err: OptionsError) -> Self {
         TransportError::Framing(Box::new(err))

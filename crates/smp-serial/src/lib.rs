@@ -50,7 +50,7 @@ mod serial_transport;
 mod target;
 
 pub use crc::crc16;
-pub use error::{FrameError, OptionsError};
+pub use error::{FrameError, OptionsError, ParsePacingError};
 pub use framing::{Deframer, encode};
 pub use options::{Framing, Pacing, SerialOptions};
 pub use port::Port;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use smp_transport::header;
 
 use crate::console::{self, LineLength};
-use crate::error::OptionsError;
+use crate::error::{OptionsError, ParsePacingError};
 
 /// How SMP frames are put on the byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -108,6 +108,53 @@ impl Pacing {
 impl Default for Pacing {
     fn default() -> Self {
         Self::new(Self::DEFAULT_BURST, Self::DEFAULT_PAUSE)
+    }
+}
+
+/// `none`, or `BURST:MS` (the pause in milliseconds, fractions shown where there are any):
+/// what [`FromStr`](std::str::FromStr) reads back.
+impl std::fmt::Display for Pacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_none() {
+            return f.write_str("none");
+        }
+        write!(f, "{}:{}", self.burst, self.pause.as_secs_f64() * 1000.0)
+    }
+}
+
+/// Reads `default`, `none`, or `BURST:MS`: up to BURST lines back to back, then a pause of
+/// MS milliseconds (a decimal number, at most [`Pacing::MAX_PAUSE`]). `2:20` is the
+/// default; `1:5` waits 5 ms between any two lines; a pause of 0 is no pacing.
+impl std::str::FromStr for Pacing {
+    type Err = ParsePacingError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = |reason| ParsePacingError {
+            text: text.to_owned(),
+            reason,
+        };
+        match text.trim() {
+            "default" => return Ok(Self::default()),
+            "none" => return Ok(Self::none()),
+            _ => {}
+        }
+        let (burst, ms) = text
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| error("not a known name and no `:`"))?;
+        let burst: usize = burst
+            .parse()
+            .map_err(|_| error("the burst is not a whole number of lines"))?;
+        if burst == 0 {
+            return Err(error("a burst holds at least one line"));
+        }
+        let ms: f64 = ms
+            .parse()
+            .map_err(|_| error("the pause is not a number of milliseconds"))?;
+        if !(0.0..=Self::MAX_PAUSE.as_secs_f64() * 1000.0).contains(&ms) {
+            return Err(error("the pause is negative or longer than 60 s"));
+        }
+        Ok(Self::new(burst, Duration::from_secs_f64(ms / 1000.0)))
     }
 }
 
@@ -342,5 +389,34 @@ mod tests {
         assert_eq!(Pacing::new(0, Duration::from_millis(1)).burst(), 1);
         assert_eq!(Pacing::new(2, Duration::MAX).pause(), Pacing::MAX_PAUSE);
         assert_eq!(Pacing::per_line(Duration::from_millis(2)).burst(), 1);
+    }
+
+    #[test]
+    fn pacing_reads_and_prints_as_text() {
+        let read = |text: &str| text.parse::<Pacing>();
+        assert_eq!(read("default"), Ok(Pacing::default()));
+        assert_eq!(read("2:20"), Ok(Pacing::default()));
+        assert_eq!(read(" none "), Ok(Pacing::none()));
+        assert_eq!(
+            read("1:2.5"),
+            Ok(Pacing::per_line(Duration::from_micros(2500)))
+        );
+        assert!(read("4:0").is_ok_and(|p| p.is_none()));
+        for bad in [
+            "", "fast", "2", "0:20", "-1:20", "2:x", "2:-1", "2:60001", "2:NaN",
+        ] {
+            let err = read(bad).expect_err(bad);
+            assert_eq!(err.text, bad);
+            assert!(err.to_string().contains("BURST:MS"), "{err}");
+        }
+        for pacing in [
+            Pacing::default(),
+            Pacing::none(),
+            Pacing::per_line(Duration::from_micros(2500)),
+        ] {
+            assert_eq!(read(&pacing.to_string()), Ok(pacing), "{pacing}");
+        }
+        assert_eq!(Pacing::default().to_string(), "2:20");
+        assert_eq!(Pacing::none().to_string(), "none");
     }
 }

@@ -11,7 +11,8 @@ use smp_sim::{Sim, SimConfig};
 
 use super::Run;
 
-/// Runs `smp` with `args`, without the caller's `SMP_UDP` or `RUST_LOG`.
+/// Runs `smp` with `args`, without the caller's `SMP_UDP`, `SMP_SERIAL`, `SMP_PACING` or
+/// `RUST_LOG`.
 pub(crate) async fn smp<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
@@ -33,6 +34,7 @@ where
             .args(&args)
             .env_remove("SMP_UDP")
             .env_remove("SMP_SERIAL")
+            .env_remove("SMP_PACING")
             .env_remove("RUST_LOG");
         if let Some(udp) = udp {
             command.env("SMP_UDP", udp);
