@@ -1287,6 +1287,29 @@ impl Report {
     }
 }
 
+/// Runs `command`: its stdout when it succeeds, else the last line of its stderr (the
+/// error), as data. Only failing to start it at all is an error of the task.
+pub(super) fn attempt(command: &mut Command) -> Result<std::result::Result<String, String>> {
+    let shown = util::show(command);
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if output.status.success() {
+        return Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()));
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("no message")
+        .trim();
+    // Python's traceback ends with `Exception: message`; keep it short.
+    let short: String = last.chars().take(120).collect();
+    Ok(Err(short))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,6 @@
 //! - `sims` and `fleet-upgrade`: N simulated devices in one process, and
 //!   `Client::upgrade` on all of them at once in another, so that its peak memory is the
 //!   client's alone ([`fleet_upgrade`]).
-//!
 //! - `serial-upload`, `serial-wait`: an image upload over a serial port with what the
 //!   transport counted, and a wait for a booting device (see [`serial`]).
 //!
@@ -239,17 +238,35 @@ async fn upload(addr: SocketAddr, image: &[u8]) -> Result<Value, String> {
         .await
         .map_err(|e| format!("upload to {addr}: {e}"))?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(json!({
-        "bytes": image.len(),
+    Ok(upload_report(
+        &client,
+        image.len(),
+        connect,
+        seconds,
+        &summary,
+    ))
+}
+
+/// What every timed image upload reports: the image's size, the upload's time and rate,
+/// the connect time, and what the client found (chunks, window, frame limit, buffers).
+fn upload_report<T: smp_client::Transport>(
+    client: &Client<T>,
+    image_len: usize,
+    connect: Duration,
+    seconds: f64,
+    summary: &smp_client::UploadSummary,
+) -> Value {
+    json!({
+        "bytes": image_len,
         "seconds": seconds,
-        "bytes_per_second": image.len() as f64 / seconds,
+        "bytes_per_second": image_len as f64 / seconds,
         "connect_seconds": connect.as_secs_f64(),
         "chunks": summary.chunks,
         "max_in_flight": summary.max_in_flight,
         "matched": summary.matched,
         "frame_limit": client.frame_limit(),
         "buf_count": client.buf_count(),
-    }))
+    })
 }
 
 async fn download(addr: SocketAddr, name: &str, expect: &[u8]) -> Result<Value, String> {

@@ -91,26 +91,20 @@ pub(crate) async fn upload(
         .zip(cpu_before)
         .map(|(after, before)| (after - before).as_secs_f64());
     let after = client.transport().stats();
-    let frame_limit = client.frame_limit();
-    let buf_count = client.buf_count();
+    let mut report = crate::upload_report(&client, image.len(), connect, seconds, &summary);
     let _ = client.close().await;
-    let mut report = json!({
-        "bytes": image.len(),
-        "seconds": seconds,
-        "bytes_per_second": image.len() as f64 / seconds,
-        "connect_seconds": connect.as_secs_f64(),
-        "chunks": summary.chunks,
-        "max_in_flight": summary.max_in_flight,
-        "matched": summary.matched,
-        "frame_limit": frame_limit,
-        "buf_count": buf_count,
+    let serial = json!({
         "line_length": line_length,
         "pacing_burst": if pacing.is_none() { 0 } else { pacing.burst() },
         "pacing_pause_ms": pacing.pause().as_secs_f64() * 1000.0,
         "cpu_seconds": cpu,
     });
-    if let (Value::Object(report), Value::Object(counted)) = (&mut report, grown(before, after)) {
-        report.extend(counted);
+    if let Value::Object(report) = &mut report {
+        for extra in [serial, grown(before, after)] {
+            if let Value::Object(extra) = extra {
+                report.extend(extra);
+            }
+        }
     }
     Ok(report)
 }

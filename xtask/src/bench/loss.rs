@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::{Plan, Sim, Tools, json_number, median, no_key};
 use crate::util::{self, Result};
@@ -218,7 +218,8 @@ pub(super) fn loss_matrix(tools: &Tools, plan: Plan, image: &Path) -> Result<Los
                         sim_args.extend(["--fs-root".to_owned(), root.display().to_string()]);
                     }
                     let sim = Sim::start(tools, &sim_args)?;
-                    let ours = attempt(&mut ours_command(tools, kind, sim.addr, image, &local))?;
+                    let ours =
+                        super::attempt(&mut ours_command(tools, kind, sim.addr, image, &local))?;
                     drop(sim);
                     let ours = match ours {
                         Ok(out) => {
@@ -230,8 +231,12 @@ pub(super) fn loss_matrix(tools: &Tools, plan: Plan, image: &Path) -> Result<Los
                         Err(why) => Err(why),
                     };
                     let sim = Sim::start(tools, &sim_args)?;
-                    let reference =
-                        attempt(&mut reference_command(tools, kind, sim.addr.port(), image))?;
+                    let reference = super::attempt(&mut reference_command(
+                        tools,
+                        kind,
+                        sim.addr.port(),
+                        image,
+                    ))?;
                     drop(sim);
                     let reference = match reference {
                         Ok(out) => Ok(json_number(&out, "seconds").ok_or_else(|| no_key(&out))?),
@@ -294,29 +299,6 @@ fn reference_command(tools: &Tools, kind: &str, port: u16, image: &Path) -> Comm
             .args(["127.0.0.1", &port.to_string(), super::DOWNLOAD_NAME]);
     }
     command
-}
-
-/// Runs `command`: its stdout when it succeeds, else the last line of its stderr (the
-/// error), as data. Only failing to start it at all is an error of the task.
-fn attempt(command: &mut Command) -> Result<std::result::Result<String, String>> {
-    let shown = util::show(command);
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
-    if output.status.success() {
-        return Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()));
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("no message")
-        .trim();
-    // Python's traceback ends with `Exception: message`; keep it short.
-    let short: String = last.chars().take(120).collect();
-    Ok(Err(short))
 }
 
 /// Writes the loss table to `target/bench/loss.md` (for `--only loss`, which leaves

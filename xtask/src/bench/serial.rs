@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::{Tools, json_number, median, no_key, spread};
 use crate::fixtures::{self, Launch, Manifest, Role, SerialFixture};
@@ -432,23 +432,10 @@ fn upload(
             command
         }
     };
-    let shown = util::show(&command);
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|line| !line.trim().is_empty())
-            .unwrap_or("no message")
-            .trim();
-        return Ok(Err(last.chars().take(100).collect()));
+    match super::attempt(&mut command)? {
+        Ok(out) => Upload::from_json(&out, uploader.is_ours()).map(Ok),
+        Err(last) => Ok(Err(last)),
     }
-    let out = String::from_utf8_lossy(&output.stdout);
-    Upload::from_json(&out, uploader.is_ours()).map(Ok)
 }
 
 impl SerialResults {
