@@ -775,7 +775,9 @@ async fn enter_recovery(
 /// framing has no way to resynchronise, so a request sent again before the bootloader
 /// drops the partial one (after its input timeout) is read as its missing tail, and both
 /// are lost (measured with the 2.5 s default: EINVAL to the mangled request, and the
-/// upload fails; with 5 s it goes through, 15 s leaves room on a loaded machine).
+/// upload fails; with 5 s it goes through, 15 s leaves room on a loaded machine). The
+/// raw transport tells the client it cannot resynchronise, so no attempt goes sooner
+/// than this (no learned re-sends, no probes: docs/reliability.md).
 const RAW_RECOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A client of MCUboot's serial recovery once it answers; checks its parameters (or the

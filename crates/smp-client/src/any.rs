@@ -108,4 +108,8 @@ impl Transport for AnyTransport {
     fn set_device_buffer(&self, buf_size: usize) -> usize {
         each!(self, t => t.set_device_buffer(buf_size))
     }
+
+    fn resynchronises(&self) -> bool {
+        each!(self, t => t.resynchronises())
+    }
 }

@@ -663,7 +663,10 @@ impl<T: Transport + 'static> Client<T> {
             // Refusals before the device ever answered end the request instead (see
             // `Refusals`): the last attempt is not held for them.
             let listen = !shared.refusals.answered_once.load(Ordering::Relaxed);
-            if attempt == retries && attempt > 0 && !(listen && refused > 0) {
+            // A link that cannot resynchronise keeps the fixed schedule (and sends no
+            // probes while it holds).
+            let resynchronises = shared.transport.resynchronises();
+            if attempt == retries && attempt > 0 && !(listen && refused > 0) && resynchronises {
                 // The last attempt: kept for when the device is heard from again, at the
                 // latest when the fixed schedule (no learned timer) would send it, so that
                 // a device that is unreachable for a while gets as long to come back as
@@ -679,7 +682,13 @@ impl<T: Transport + 'static> Client<T> {
                     }
                 }
             }
-            let rto = shared.timers().rto(attempts.kind(), policy.min_rto);
+            // A link that cannot resynchronise (serial raw framing) gets no early
+            // re-sends: each attempt waits the full timeout.
+            let rto = if resynchronises {
+                shared.timers().rto(attempts.kind(), policy.min_rto)
+            } else {
+                None
+            };
             let wait = if attempt < retries {
                 policy.attempt_wait(timeout, attempt, rto)
             } else {
@@ -694,7 +703,9 @@ impl<T: Transport + 'static> Client<T> {
             let refused_at_send = self.send_attempt(frame).await?;
             crate::wire::sent(&request.with_sequence(sequence), frame, attempt);
             // The last attempt waits the whole timeout: nothing would go after a probe.
-            let until = if attempt < retries {
+            // Nor does any attempt on a link that cannot resynchronise: a probe sent
+            // after a damaged request would be read as its tail.
+            let until = if attempt < retries && resynchronises {
                 Until::Probed
             } else {
                 Until::Reply

@@ -65,7 +65,7 @@ async fn next_request(device: &MemoryTransport) -> (Header, Vec<u8>) {
     (Header::decode(&frame).unwrap(), frame)
 }
 
-async fn echo(client: &Client<MemoryTransport>, text: &str) -> Result<Vec<u8>, ClientError> {
+async fn echo<T: Transport>(client: &Client<T>, text: &str) -> Result<Vec<u8>, ClientError> {
     let (op, group, command) = ECHO;
     client
         .request_raw(
@@ -1129,4 +1129,79 @@ async fn the_last_attempt_goes_once_the_device_is_heard_from_again() {
     );
     let policy = client.options().retry.clone();
     assert!(took < policy.budget(Duration::from_secs(1)) - Duration::from_secs(1));
+}
+
+/// A memory link that, as serial raw framing, cannot resynchronise after a damaged frame.
+struct Unsynced(MemoryTransport);
+
+impl Transport for Unsynced {
+    async fn send(&self, frame: &[u8]) -> Result<(), TransportError> {
+        self.0.send(frame).await
+    }
+
+    async fn receive(&self) -> Result<Vec<u8>, TransportError> {
+        self.0.receive().await
+    }
+
+    async fn disconnect(&self) -> Result<(), TransportError> {
+        self.0.disconnect().await
+    }
+
+    fn mtu(&self) -> usize {
+        self.0.mtu()
+    }
+
+    fn max_unencoded_size(&self) -> usize {
+        self.0.max_unencoded_size()
+    }
+
+    fn resynchronises(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_that_cannot_resynchronise_gets_no_early_resends_or_probes() {
+    // The same device as above, 20 ms away, whose round trip the client has learned
+    // from 20 echoes; over a link like serial raw framing, where a re-send or a probe
+    // before the device gives up a damaged request would be read as its tail.
+    let (near, far) = MemoryTransport::pair(1472).unwrap();
+    let client = Client::new(Unsynced(near), options(1000, 3)).await.unwrap();
+    let script = Arc::new(std::sync::Mutex::new(Script::default()));
+    serve_script(Arc::new(far), script.clone());
+    for _ in 0..20 {
+        assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+    }
+    for lose in ["request", "reply"] {
+        {
+            let mut s = script.lock().unwrap();
+            s.arrivals.clear();
+            match lose {
+                "request" => s.drop_next = 1,
+                _ => s.drop_replies = 1,
+            }
+        }
+        assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+        // Sent again after the whole 1 s timeout, not the learned ~25 ms, and the device
+        // saw no probe meanwhile.
+        let gaps = gaps(&script);
+        let backoff = client.options().retry.backoff;
+        assert_eq!(gaps.len(), 1, "a lost {lose}");
+        assert!(
+            gaps[0] >= Duration::from_secs(1) && gaps[0] <= Duration::from_secs(1) + backoff,
+            "re-sent {:?} after a lost {lose}",
+            gaps[0]
+        );
+        assert_eq!(probes(&script), 0, "a lost {lose}");
+    }
+    // A request never answered still ends after every attempt, on the fixed schedule.
+    script.lock().unwrap().drop_next = 4;
+    let started = tokio::time::Instant::now();
+    let err = echo(&client, "hi").await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        started.elapsed(),
+        client.options().retry.budget(Duration::from_secs(1))
+    );
+    assert_eq!(probes(&script), 0);
 }

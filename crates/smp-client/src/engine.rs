@@ -281,7 +281,10 @@ impl Pending {
 /// not a `timeout`. While a request of a kind not measured yet (or a slow one) waits alone,
 /// the client also probes the device with empty echoes: the device handles requests in
 /// order, so an answer to a later probe shows that the request or its reply was lost, and
-/// it goes again at once. Busy replies (ENOMEM, EBUSY) are not measured.
+/// it goes again at once. Busy replies (ENOMEM, EBUSY) are not measured. Over a link
+/// that cannot resynchronise after a damaged frame (serial raw framing:
+/// [`Transport::resynchronises`](crate::Transport::resynchronises)) none of this
+/// applies: every attempt waits the full `timeout` and the backoff, and nothing is probed.
 ///
 /// The user's settings stay the bounds:
 ///

@@ -424,6 +424,14 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
         tracing::debug!(buf_size, limit, "device buffer size known");
         limit
     }
+
+    /// False for [`Framing::Raw`], whose frames only their header's length delimits: a
+    /// lost byte makes the device read the next frame's start as the missing tail, so a
+    /// request must not go again before the device's input timeout drops the partial
+    /// one. Console lines (newlines, a CRC) and COBS (a delimiter, a CRC) resynchronise.
+    fn resynchronises(&self) -> bool {
+        self.options.framing != Framing::Raw
+    }
 }
 
 impl Connect for SerialTransport<Port> {

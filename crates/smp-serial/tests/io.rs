@@ -648,3 +648,17 @@ async fn the_devices_buffer_size_sets_the_frame_limit() {
         device.abort();
     }
 }
+
+/// Only raw framing, which a length field alone delimits, tells the client that the
+/// device cannot find the next frame after a damaged one (no early re-sends then).
+#[test]
+fn only_raw_framing_cannot_resynchronise() {
+    for (framing, resynchronises) in [
+        (Framing::Console, true),
+        (Framing::RawCobs, true),
+        (Framing::Raw, false),
+    ] {
+        let (serial, _device) = pair(unpaced().framing(framing));
+        assert_eq!(serial.resynchronises(), resynchronises, "{framing:?}");
+    }
+}

@@ -114,6 +114,20 @@ pub trait Transport: Send + Sync {
     fn set_device_buffer(&self, buf_size: usize) -> usize {
         self.max_unencoded_size().min(buf_size)
     }
+
+    /// Whether the device finds the start of the next frame by itself after a damaged or
+    /// partial one: true for datagrams and for delimited, checked framings (serial
+    /// console lines, COBS), the default.
+    ///
+    /// A framing that only a length field delimits (serial raw framing) cannot: when a
+    /// byte of a request is lost, the device takes the first bytes of whatever comes next
+    /// as the missing tail, and the request sent again is lost with the damaged one. A
+    /// client must then not send a request again before the device has given up the
+    /// partial frame (Zephyr's and MCUboot's input timeouts): `smp-client` re-sends only
+    /// after the full timeout on such a link, with no early re-sends and no probes.
+    fn resynchronises(&self) -> bool {
+        true
+    }
 }
 
 /// A transport that is opened by connecting to a target (an address, a device path).
