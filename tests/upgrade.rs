@@ -291,3 +291,68 @@ async fn a_pending_image_or_a_file_that_is_not_an_image_stops_it() {
         "{err:?}"
     );
 }
+
+/// A serial port that vanishes while the device resets (a USB CDC ACM device
+/// re-enumerating; here the simulated device's TCP serial port closing every connection
+/// at the reset) is opened again while the upgrade waits, and the upgrade ends with the
+/// new image confirmed. A client that cannot reopen its port never hears the device
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serial_port_that_vanishes_at_the_reset_is_opened_again() {
+    init_tracing();
+    for reopens in [true, false] {
+        let config = SimConfig {
+            delays: Delays {
+                boot: BOOT,
+                ..Delays::default()
+            },
+            ..SimConfig::default()
+        };
+        let serial = smp_sim::SerialConfig {
+            vanishes_on_reset: true,
+            rx_line_buffers: None,
+            ..smp_sim::SerialConfig::tcp(([127, 0, 0, 1], 0).into())
+        };
+        let sim = Sim::start_serial(config, serial).await.unwrap();
+        let target = sim.serial_target().unwrap();
+        let client_options = smp_client::ClientOptions::default().with_retry(policy());
+        let client = if reopens {
+            Client::connect_serial(target, client_options)
+                .await
+                .unwrap()
+        } else {
+            let transport = smp_client::serial::SerialTransport::connect(target, policy().timeout)
+                .await
+                .unwrap();
+            Client::new(transport, client_options).await.unwrap()
+        };
+        let image = test_image(20_000, 5, "2.3.0");
+        let options = options().with_reset_timeout(Duration::from_secs(3));
+        let result = client.upgrade(&image, &options, |_| {}).await;
+        if reopens {
+            let report = result.unwrap();
+            assert!(
+                matches!(
+                    report.outcome,
+                    UpgradeOutcome::Running {
+                        confirmed: true,
+                        ..
+                    }
+                ),
+                "{report:?}"
+            );
+            assert_eq!(running(&sim), (Some(hash_of(&image)), Some(true)));
+        } else {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ClientError::Upgrade(UpgradeError::NeverCameBack { .. })
+                ),
+                "{err:?}"
+            );
+            // The device did boot the image; nobody confirmed it.
+            assert_eq!(running(&sim), (Some(hash_of(&image)), Some(false)));
+        }
+    }
+}

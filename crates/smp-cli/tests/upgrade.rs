@@ -197,3 +197,34 @@ async fn a_fleet_of_64_ends_with_each_devices_true_outcome() {
     assert_eq!(summary["summary"]["failed"], 4);
     assert_eq!(run.status, 3, "{}", run.stderr);
 }
+
+/// Over a serial port that vanishes while the device resets (USB re-enumerating; here
+/// the simulated device's TCP serial port closing every connection at the reset), `smp
+/// upgrade` opens the port again while it waits, and the device ends confirmed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serial_port_that_vanishes_at_the_reset_is_opened_again() {
+    let dir = scratch("vanishes");
+    let serial = smp_sim::SerialConfig {
+        vanishes_on_reset: true,
+        rx_line_buffers: None,
+        ..smp_sim::SerialConfig::tcp(([127, 0, 0, 1], 0).into())
+    };
+    let config = SimConfig {
+        delays: Delays {
+            boot: Duration::from_millis(200),
+            ..Delays::default()
+        },
+        ..SimConfig::default()
+    };
+    let sim = Sim::start_serial(config, serial).await.unwrap();
+    let port = sim.serial_target().unwrap().to_string();
+    let (image, hash) = write_image(&dir, ImageVersion::new(2, 1, 0, 0), 20_000);
+
+    let run = smp_fast(&["--json", "--serial", &port, "upgrade", &path_str(&image)]).await;
+    assert_eq!(run.status, 0, "{run:#?}");
+    let summary: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["devices"][0]["outcome"], "upgraded", "{summary}");
+    let state = sim.image_state();
+    assert_eq!(state.images[0].hash.as_ref().unwrap().to_string(), hash);
+    assert_eq!(state.images[0].confirmed, Some(true));
+}

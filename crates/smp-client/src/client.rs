@@ -96,11 +96,29 @@ impl Default for ClientOptions {
 /// assert_eq!(reply.r, "hello");
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Client<T: Transport + 'static> {
     shared: Arc<Shared<T>>,
     reader: JoinHandle<()>,
+    /// How to open the link again once it closed, if the client knows.
+    reopen: Option<Reopen<T>>,
 }
+
+impl<T: Transport + std::fmt::Debug + 'static> std::fmt::Debug for Client<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("shared", &self.shared)
+            .field("reader", &self.reader)
+            .field("reopens", &self.reopen.is_some())
+            .finish()
+    }
+}
+
+/// Opens the link to a device again: see [`Client::set_reopen`].
+pub type Reopen<T> = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<T, TransportError>> + Send>>
+        + Send
+        + Sync,
+>;
 
 #[derive(Debug)]
 struct Shared<T> {
@@ -245,8 +263,11 @@ impl Client<smp_serial::SerialTransport> {
         target: smp_serial::SerialTarget,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
-        let transport = smp_serial::SerialTransport::connect(target, options.retry.timeout).await?;
-        Self::new(transport, options).await
+        let timeout = options.retry.timeout;
+        let transport = smp_serial::SerialTransport::connect(target.clone(), timeout).await?;
+        let mut client = Self::new(transport, options).await?;
+        client.set_reopen(move || smp_serial::SerialTransport::connect(target.clone(), timeout));
+        Ok(client)
     }
 }
 
@@ -277,7 +298,11 @@ impl<T: Transport + 'static> Client<T> {
             refusals: Refusals::default(),
         });
         let reader = tokio::spawn(read_replies(shared.clone()));
-        Self { shared, reader }
+        Self {
+            shared,
+            reader,
+            reopen: None,
+        }
     }
 
     /// Reads MCUmgr parameters: narrows the frame limit to the device's buffer size and,
@@ -365,6 +390,38 @@ impl<T: Transport + 'static> Client<T> {
     pub(crate) fn learned_rto(&self, request: &Header, phase: Phase) -> Option<Duration> {
         let min = self.shared.options.retry.min_rto;
         self.shared.timers().rto(Kind::new(request, phase), min)
+    }
+
+    /// Lets the client open its link again once it has closed, with `reopen` (for
+    /// example the same serial port, by its path). A USB CDC ACM port vanishes while the
+    /// device re-enumerates after a reset and comes back under the same path; an
+    /// emulator's serial socket closes when it restarts. [`Client::upgrade`] reopens the
+    /// link this way while it waits for the device to come back.
+    /// [`Client::connect_serial`] sets it.
+    pub fn set_reopen<F, Fut>(&mut self, reopen: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, TransportError>> + Send + 'static,
+    {
+        self.reopen = Some(Arc::new(move || Box::pin(reopen())));
+    }
+
+    /// A client on the link opened again (see [`set_reopen`](Self::set_reopen)), with
+    /// these options, its parameters not read (the device may still be starting); `None`
+    /// when the client has no way to reopen it.
+    pub(crate) async fn reopened(&self) -> Option<Result<Self, ClientError>> {
+        let reopen = self.reopen.clone()?;
+        let transport = match reopen().await {
+            Ok(transport) => transport,
+            Err(err) => return Some(Err(err.into())),
+        };
+        let options = ClientOptions {
+            read_params: false,
+            ..self.options().clone()
+        };
+        let mut client = Self::start(transport, options);
+        client.reopen = Some(reopen);
+        Some(Ok(client))
     }
 
     /// The client's settings.

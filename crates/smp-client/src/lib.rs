@@ -80,7 +80,7 @@ mod wire;
 
 #[cfg(any(feature = "udp", feature = "serial"))]
 pub use any::AnyTransport;
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, Reopen};
 pub use engine::RetryPolicy;
 pub use error::{ClientError, ErrorChain, HashAlgorithm, ReplyError, TransferError};
 pub use smp_proto::{

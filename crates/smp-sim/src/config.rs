@@ -111,6 +111,10 @@ pub struct SerialConfig {
     /// every 10 ms and hands the lines to the work queue then, so a line written less
     /// than that after two others finds no buffer.
     pub rx_hold: Duration,
+    /// A reboot ends every TCP connection to the port (TCP only; the pseudo-terminal
+    /// stays): as a USB CDC ACM port vanishes while the device re-enumerates, or an
+    /// emulator's serial socket closes when it restarts. The client has to connect again.
+    pub vanishes_on_reset: bool,
 }
 
 impl SerialConfig {
@@ -142,6 +146,7 @@ impl Default for SerialConfig {
             line_length: smp_serial::console::DEFAULT_LINE_LENGTH,
             rx_line_buffers: Some(Self::DEFAULT_RX_LINE_BUFFERS),
             rx_hold: Self::DEFAULT_RX_HOLD,
+            vanishes_on_reset: false,
         }
     }
 }

@@ -53,6 +53,10 @@ struct Args {
     /// (native_sim's UART polling period).
     #[arg(long, default_value_t = 10.0, value_name = "MS", requires = "serial")]
     rx_hold_ms: f64,
+    /// A reset ends every TCP connection to the serial port, as a USB CDC ACM port
+    /// vanishes while the device re-enumerates (TCP serial only).
+    #[arg(long, requires = "serial")]
+    vanishes_on_reset: bool,
     /// SMP buffers shared by requests and replies (Zephyr's UDP default: 2).
     #[arg(long, default_value_t = smp_sim::DEFAULT_BUF_COUNT)]
     buf_count: usize,
@@ -278,6 +282,7 @@ impl Args {
             line_length: self.line_length,
             rx_line_buffers: (!self.bigrx).then_some(self.rx_line_buffers),
             rx_hold: ms(self.rx_hold_ms),
+            vanishes_on_reset: self.vanishes_on_reset,
         })
     }
 }

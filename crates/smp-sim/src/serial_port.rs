@@ -87,6 +87,7 @@ struct Settings {
     rx_line_buffers: Option<usize>,
     rx_hold: std::time::Duration,
     buf_size: usize,
+    vanishes_on_reset: bool,
 }
 
 impl Settings {
@@ -98,6 +99,7 @@ impl Settings {
             line_length,
             rx_line_buffers: config.rx_line_buffers,
             rx_hold: config.rx_hold,
+            vanishes_on_reset: config.vanishes_on_reset,
             buf_size,
         })
     }
@@ -165,9 +167,19 @@ async fn connection<R, W>(
     // When the device last answered on this line: its work queue had taken in every
     // line received before then.
     let answered = Mutex::new(None);
+    let vanishes = kind == Stream::Tcp && settings.vanishes_on_reset;
     tokio::select! {
         () = read_requests(rx, &shared, &inlet, &settings, replies_tx, &answered, kind) => {}
         () = write_replies(tx, &shared, &settings, replies_rx, &answered) => {}
+        () = next_boot(&shared), if vanishes => debug!("the device reset: its port vanishes"),
+    }
+}
+
+/// Returns once the device has rebooted after the call (its boot count moved).
+async fn next_boot(shared: &Shared) {
+    let boots = shared.boots.load(Ordering::Acquire);
+    while shared.boots.load(Ordering::Acquire) == boots {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

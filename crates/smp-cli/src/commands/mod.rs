@@ -66,14 +66,24 @@ pub(crate) async fn connect(
 ) -> Result<DeviceClient, CliError> {
     tracing::debug!(%target, "connecting");
     let timeout = options.retry.timeout;
+    let serial = match &target {
+        Target::Serial(target) => Some(target.clone()),
+        Target::Udp(_) => None,
+    };
     let transport = match target {
         Target::Udp(target) => AnyTransport::connect_udp(target, timeout).await,
         Target::Serial(target) => AnyTransport::connect_serial(target, timeout).await,
     }
     .map_err(|err| CliError::Connect(err.into()))?;
-    Client::new(transport, options)
+    let mut client = Client::new(transport, options)
         .await
-        .map_err(CliError::Connect)
+        .map_err(CliError::Connect)?;
+    if let Some(target) = serial {
+        // A port that vanishes while the device resets (USB re-enumerating) is opened
+        // again by `smp upgrade` while it waits for the device.
+        client.set_reopen(move || AnyTransport::connect_serial(target.clone(), timeout));
+    }
+    Ok(client)
 }
 
 /// Runs `command` (anything but `completions`, which `main` handles).

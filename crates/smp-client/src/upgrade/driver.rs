@@ -5,7 +5,7 @@ use std::time::Duration;
 use smp_proto::ImageHash;
 use smp_proto::messages::image::{ImageState, SetStateRequest};
 use smp_proto::messages::os::ResetRequest;
-use smp_transport::Transport;
+use smp_transport::{Transport, TransportError};
 use tokio::time::Instant;
 
 use super::plan::{Next, Poll, UpgradePlan};
@@ -47,7 +47,11 @@ impl<T: Transport + 'static> Client<T> {
         let mut next = None;
         // When the last reset was sent.
         let mut reset_at = Instant::now();
+        // The link opened again after it closed while the device restarted (a serial
+        // port that vanished): used from then on instead of `self`.
+        let mut reopened: Option<Client<T>> = None;
         loop {
+            let link = reopened.as_ref().unwrap_or(self);
             let (this, acknowledged) = match &next {
                 None => (UpgradeStep::Inspect, false),
                 Some(Next::Done(outcome)) => {
@@ -67,14 +71,14 @@ impl<T: Transport + 'static> Client<T> {
             let started = Instant::now();
             let decided = match this {
                 UpgradeStep::Inspect => {
-                    let next = plan.start(&self.image_state().await?)?;
+                    let next = plan.start(&link.image_state().await?)?;
                     if plan.mode() == UpgradeMode::SerialRecovery {
                         tracing::info!("upgrade: the device answers as MCUboot's serial recovery");
                     }
                     next
                 }
                 UpgradeStep::Upload => {
-                    let summary = self
+                    let summary = link
                         .upload_image(image, &options.upload, |p| events(UpgradeEvent::Upload(p)))
                         .await?;
                     report.upload = Some(summary);
@@ -85,7 +89,7 @@ impl<T: Transport + 'static> Client<T> {
                         hash: Some(plan.hash().clone()),
                         confirm: plan.permanent(),
                     };
-                    self.request(&request).await?;
+                    link.request(&request).await?;
                     plan.marked()
                 }
                 UpgradeStep::Reset => {
@@ -96,16 +100,16 @@ impl<T: Transport + 'static> Client<T> {
                         .into());
                     }
                     reset_at = Instant::now();
-                    plan.reset_done(self.reset_once(options).await?)
+                    plan.reset_done(link.reset_once(options).await?)
                 }
                 UpgradeStep::Wait => {
                     let images = self
-                        .wait_for_boot(&plan, acknowledged, reset_at, options)
+                        .wait_for_boot(&mut reopened, &plan, acknowledged, reset_at, options)
                         .await?;
                     plan.rebooted(&images, acknowledged)?
                 }
                 UpgradeStep::Confirm => {
-                    let images = self.confirm_image(Some(plan.hash())).await?;
+                    let images = link.confirm_image(Some(plan.hash())).await?;
                     plan.confirmed(&images)?
                 }
             };
@@ -126,7 +130,8 @@ impl<T: Transport + 'static> Client<T> {
         let wait = options.poll_timeout.max(self.options().retry.timeout);
         match self.request_once(&ResetRequest::default(), wait).await {
             Ok(_) => Ok(true),
-            Err(ClientError::Timeout { .. } | ClientError::Transport(_)) => {
+            // A link that closes at once is a port that vanished as the device reset.
+            Err(ClientError::Timeout { .. } | ClientError::Transport(_) | ClientError::Closed) => {
                 tracing::debug!("upgrade: no reply to the reset; it may not have arrived");
                 Ok(false)
             }
@@ -139,8 +144,13 @@ impl<T: Transport + 'static> Client<T> {
     /// each time, until the device answers something the plan decides on (see
     /// [`UpgradePlan::poll`]). Gives up after the reset timeout: with the last state it
     /// answered, or with [`UpgradeError::NeverCameBack`] when it answered nothing.
+    ///
+    /// A link that closed (a serial port that vanished while a USB device re-enumerates)
+    /// is opened again at each poll, if the client knows how ([`Client::set_reopen`]),
+    /// and the new client, kept in `reopened`, serves the rest of the upgrade.
     async fn wait_for_boot(
         &self,
+        reopened: &mut Option<Client<T>>,
         plan: &UpgradePlan,
         acknowledged: bool,
         reset_at: Instant,
@@ -151,7 +161,8 @@ impl<T: Transport + 'static> Client<T> {
         let mut pause = FIRST_POLL_PAUSE;
         let mut last = None;
         loop {
-            let answer = tokio::time::timeout(options.poll_timeout, self.image_state()).await;
+            let link = reopened.as_ref().unwrap_or(self);
+            let answer = tokio::time::timeout(options.poll_timeout, link.image_state()).await;
             match answer {
                 Ok(Ok(images)) => match plan.poll(&images, acknowledged, reset_at.elapsed()) {
                     Poll::KeepWaiting => {
@@ -160,6 +171,19 @@ impl<T: Transport + 'static> Client<T> {
                     }
                     Poll::Decide => return Ok(images),
                 },
+                Ok(Err(ClientError::Closed | ClientError::Transport(TransportError::Closed))) => {
+                    match self.reopened().await {
+                        Some(Ok(client)) => {
+                            tracing::info!("upgrade: the link closed; opened it again");
+                            *reopened = Some(client);
+                        }
+                        Some(Err(err)) => tracing::debug!(
+                            err = %crate::ErrorChain(&err),
+                            "upgrade: the link closed and cannot be opened yet"
+                        ),
+                        None => tracing::debug!("upgrade: the link closed"),
+                    }
+                }
                 Ok(Err(err)) => {
                     tracing::debug!(err = %crate::ErrorChain(&err), "upgrade: poll failed")
                 }

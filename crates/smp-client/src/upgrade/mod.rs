@@ -15,8 +15,11 @@
 //!    A reset with no reply may never have arrived; it is sent again only if the device
 //!    answers again still waiting to boot the image.
 //! 5. **Wait** for the device to come back: polls its image state with backoff up to
-//!    [`reset_timeout`](UpgradeOptions::reset_timeout). The new image running means
-//!    success, then
+//!    [`reset_timeout`](UpgradeOptions::reset_timeout). A link that closed meanwhile (a
+//!    serial port that vanished while a USB device re-enumerates) is opened again at each
+//!    poll, as [`Client::set_reopen`](crate::Client::set_reopen) says (clients from
+//!    [`Client::connect_serial`](crate::Client::connect_serial) know how), and serves the
+//!    rest of the upgrade. The new image running means success, then
 //! 6. **Confirm** (unless
 //!    [`confirm`](UpgradeOptions::confirm) is off); the old one running means the device
 //!    rolled back: [`UpgradeOutcome::RolledBack`], an outcome, not an error.
