@@ -885,6 +885,17 @@ fn probes(script: &std::sync::Mutex<Script>) -> usize {
         .count()
 }
 
+/// Forgets what the device received, and has it lose its next `"request"` or the reply
+/// to it.
+fn lose_next(script: &std::sync::Mutex<Script>, lose: &str) {
+    let mut s = script.lock().unwrap();
+    s.arrivals.clear();
+    match lose {
+        "request" => s.drop_next = 1,
+        _ => s.drop_replies = 1,
+    }
+}
+
 /// The gaps between the requests the device received, probes left out.
 fn gaps(script: &std::sync::Mutex<Script>) -> Vec<Duration> {
     sends(script).windows(2).map(|w| w[1] - w[0]).collect()
@@ -894,14 +905,7 @@ fn gaps(script: &std::sync::Mutex<Script>) -> Vec<Duration> {
 async fn a_lost_request_or_reply_costs_round_trips_not_the_timeout() {
     let (client, script) = learned_client(3, 20).await;
     for lose in ["request", "reply"] {
-        {
-            let mut s = script.lock().unwrap();
-            s.arrivals.clear();
-            match lose {
-                "request" => s.drop_next = 1,
-                _ => s.drop_replies = 1,
-            }
-        }
+        lose_next(&script, lose);
         let started = tokio::time::Instant::now();
         assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
         let took = started.elapsed();
@@ -1173,14 +1177,7 @@ async fn a_link_that_cannot_resynchronise_gets_no_early_resends_or_probes() {
         assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
     }
     for lose in ["request", "reply"] {
-        {
-            let mut s = script.lock().unwrap();
-            s.arrivals.clear();
-            match lose {
-                "request" => s.drop_next = 1,
-                _ => s.drop_replies = 1,
-            }
-        }
+        lose_next(&script, lose);
         assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
         // Sent again after the whole 1 s timeout, not the learned ~25 ms, and the device
         // saw no probe meanwhile.
