@@ -173,6 +173,9 @@ pub(crate) fn run(options: Options) -> Result {
     let dir = target.join("bench");
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let load_before = load_average();
+    // The commit (and whether the tree has changes) as it is built now: the tree may
+    // move on during the half hour the measurements take.
+    let mut machine = Machine::describe(load_before.clone());
 
     // Everything is compiled before anything is measured, so that a build error shows
     // in a minute rather than after the long runs.
@@ -279,7 +282,10 @@ pub(crate) fn run(options: Options) -> Result {
 
     let report = Report {
         plan,
-        machine: Machine::describe(load_before),
+        machine: {
+            machine.load_after = load_average();
+            machine
+        },
         uploads,
         downloads,
         echo,
