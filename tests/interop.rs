@@ -64,8 +64,9 @@ async fn zephyr_udp6_echo_raw() {
 
 use std::collections::BTreeSet;
 
-use smp_client::messages::{enumeration, fs, image, os, settings, shell, stat};
-use smp_client::{Client, ClientError, ClientOptions, FileTransferOptions};
+use smp_client::messages::{enumeration, fs, image, os, settings, stat};
+use smp_client::{Client, ClientError, ClientOptions};
+use smp_integration_tests::zephyr_sample::{self, expect_device_error};
 
 async fn client(var: &str) -> Client<UdpTransport> {
     init_tracing();
@@ -73,13 +74,6 @@ async fn client(var: &str) -> Client<UdpTransport> {
     Client::connect_udp(target, ClientOptions::default())
         .await
         .unwrap()
-}
-
-fn device_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> smp_client::DeviceError {
-    match result {
-        Err(ClientError::Device(err)) => err,
-        other => panic!("expected a device error, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -132,7 +126,7 @@ async fn zephyr_udp4_os_task_and_memory_statistics() {
     assert!(tasks.contains_key("smp_udp4"), "tasks: {:?}", tasks.keys());
     assert!(tasks.values().all(|t| t.stksiz.is_some()));
     // This build has no memory pools: a typed "not supported".
-    assert!(device_error(client.request(&os::MpStatRequest).await).is_not_supported());
+    assert!(expect_device_error(client.request(&os::MpStatRequest).await).is_not_supported());
     let info = client
         .request(&os::InfoRequest { format: None })
         .await
@@ -143,25 +137,7 @@ async fn zephyr_udp4_os_task_and_memory_statistics() {
 #[tokio::test]
 #[ignore = "needs the real Zephyr servers: cargo xtask interop"]
 async fn zephyr_udp4_stats_list_and_group() {
-    let client = client(INTEROP_UDP4).await;
-    let list = client.request(&stat::ListRequest).await.unwrap().stat_list;
-    assert!(list.iter().any(|name| name == "smp_svr_stats"), "{list:?}");
-    let group = client
-        .request(&stat::GroupDataRequest {
-            name: "smp_svr_stats".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(group.name, "smp_svr_stats");
-    assert!(group.fields.contains_key("ticks"), "{:?}", group.fields);
-    let err = device_error(
-        client
-            .request(&stat::GroupDataRequest {
-                name: "no_such_group".into(),
-            })
-            .await,
-    );
-    assert_eq!(err.group, group::STAT);
+    zephyr_sample::stats_list_and_group(&client(INTEROP_UDP4).await).await;
 }
 
 #[tokio::test]
@@ -170,25 +146,11 @@ async fn zephyr_udp4_settings_write_read_delete() {
     let client = client(INTEROP_UDP4).await;
     // The sample registers no settings handler: every key's root is unknown, and the
     // device says so in its settings error table.
-    let write = settings::WriteRequest {
-        name: "smp/interop".into(),
-        val: vec![1, 2, 3],
-    };
-    let err = device_error(client.request(&write).await);
-    assert_eq!(
-        (err.group, err.name()),
-        (group::SETTINGS, Some("ROOT_KEY_NOT_FOUND"))
-    );
-    let read = settings::ReadRequest {
-        name: "smp/interop".into(),
-        max_size: None,
-    };
-    let err = device_error(client.request(&read).await);
-    assert_eq!(err.name(), Some("ROOT_KEY_NOT_FOUND"));
+    zephyr_sample::settings_have_no_handler(&client).await;
     let delete = settings::DeleteRequest {
         name: "smp/interop".into(),
     };
-    let err = device_error(client.request(&delete).await);
+    let err = expect_device_error(client.request(&delete).await);
     assert_eq!(err.name(), Some("KEY_NOT_FOUND"));
 }
 
@@ -196,78 +158,26 @@ async fn zephyr_udp4_settings_write_read_delete() {
 #[ignore = "needs the real Zephyr servers: cargo xtask interop"]
 async fn zephyr_udp4_file_upload_download_status_hash() {
     let client = client(INTEROP_UDP4).await;
-    let name = "/lfs1/interop.bin";
     let data: Vec<u8> = (0..6000u32).map(|i| (i * 13 % 256) as u8).collect();
-    let mut uploaded = 0;
-    let summary = client
-        .upload_file(name, &data, &FileTransferOptions::default(), |p| {
-            uploaded = p.done
-        })
-        .await
-        .unwrap();
-    assert_eq!((summary.len, uploaded), (6000, 6000));
-    assert_eq!(
-        summary.verified_with,
-        Some(smp_client::HashAlgorithm::Sha256)
-    );
-    let status = client
-        .request(&fs::StatusRequest { name: name.into() })
-        .await
-        .unwrap();
-    assert_eq!(status.len, 6000);
-    let (downloaded, summary) = client
-        .download_file(name, &FileTransferOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(downloaded, data);
-    assert_eq!(
-        summary.verified_with,
-        Some(smp_client::HashAlgorithm::Sha256)
-    );
-    let crc = client
-        .request(&fs::HashRequest {
-            name: name.into(),
-            r#type: Some("crc32".into()),
-            off: None,
-            len: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        crc.output,
-        fs::HashOutput::Int(crc32fast::hash(&data).into())
-    );
+    let trip = zephyr_sample::fs_round_trip(&client, "/lfs1/interop.bin", &data).await;
+    assert_eq!((trip.upload.len, trip.progress), (6000, 6000));
+    for summary in [&trip.upload, &trip.download] {
+        assert_eq!(
+            summary.verified_with,
+            Some(smp_client::HashAlgorithm::Sha256)
+        );
+    }
     let types = client
         .request(&fs::SupportedHashTypesRequest)
         .await
         .unwrap();
     assert!(types.types.contains_key("sha256") && types.types.contains_key("crc32"));
-    client.request(&fs::CloseRequest).await.unwrap();
-    let err = device_error(
-        client
-            .request(&fs::StatusRequest {
-                name: "/lfs1/missing".into(),
-            })
-            .await,
-    );
-    assert_eq!((err.group, err.name()), (group::FS, Some("FILE_NOT_FOUND")));
 }
 
 #[tokio::test]
 #[ignore = "needs the real Zephyr servers: cargo xtask interop"]
 async fn zephyr_udp4_shell_exec() {
-    let client = client(INTEROP_UDP4).await;
-    let argv = ["kernel", "version"].map(String::from).to_vec();
-    let reply = client.request(&shell::ExecRequest { argv }).await.unwrap();
-    assert!(reply.o.contains("Zephyr version"), "{:?}", reply.o);
-    assert_eq!(reply.ret, 0);
-    let reply = client
-        .request(&shell::ExecRequest {
-            argv: vec!["no-such-command".into()],
-        })
-        .await
-        .unwrap();
-    assert_ne!(reply.ret, 0);
+    zephyr_sample::shell_exec(&client(INTEROP_UDP4).await).await;
 }
 
 #[tokio::test]
@@ -305,7 +215,7 @@ async fn zephyr_udp4_enumeration() {
 #[ignore = "needs the real Zephyr servers: cargo xtask interop"]
 async fn zephyr_udp4_unsupported_command_is_a_typed_error() {
     let client = client(INTEROP_UDP4).await;
-    let err = device_error(client.request(&image::StateRequest).await);
+    let err = expect_device_error(client.request(&image::StateRequest).await);
     assert!(err.is_not_supported(), "{err}");
     assert_eq!(err.to_string(), "MGMT 8 ENOTSUP");
 }
@@ -354,7 +264,7 @@ async fn zephyr_udp4_settings_commit_load_save() {
     client.request(&settings::LoadRequest).await.unwrap();
     // Save answers a group code its table does not define (the Python reference fails to
     // parse this reply); it still arrives as a typed error with its number.
-    let err = device_error(client.request(&settings::SaveRequest).await);
+    let err = expect_device_error(client.request(&settings::SaveRequest).await);
     assert_eq!(
         (err.group, err.rc, err.scope),
         (group::SETTINGS, 8, smp_client::ErrorScope::Group)
@@ -367,9 +277,9 @@ async fn zephyr_udp4_settings_commit_load_save() {
 #[ignore = "needs the real Zephyr servers: cargo xtask interop"]
 async fn zephyr_udp4_commands_this_build_leaves_out() {
     let client = client(INTEROP_UDP4).await;
-    assert!(device_error(client.request(&os::DateTimeRequest).await).is_not_supported());
+    assert!(expect_device_error(client.request(&os::DateTimeRequest).await).is_not_supported());
     let bootloader = os::BootloaderInfoRequest { query: None };
-    assert!(device_error(client.request(&bootloader).await).is_not_supported());
+    assert!(expect_device_error(client.request(&bootloader).await).is_not_supported());
 }
 
 #[tokio::test]
@@ -381,7 +291,7 @@ async fn zephyr_udp4_enumeration_by_index() {
         .await
         .unwrap();
     assert_eq!((last.group, last.end), (group::ZEPHYR, Some(true)));
-    let err = device_error(
+    let err = expect_device_error(
         client
             .request(&enumeration::SingleRequest { index: Some(7) })
             .await,

@@ -14,17 +14,17 @@ use std::sync::Arc;
 
 use smp_client::header::group;
 use smp_client::messages::image::ImageState;
-use smp_client::messages::{enumeration, fs, os, settings, shell, stat, zephyr};
+use smp_client::messages::{enumeration, os, settings, zephyr};
 use smp_client::serial::{Framing, SerialTransport};
 use smp_client::upgrade::{UpgradeMode, UpgradeStep};
 use smp_client::{
-    Client, ClientError, ClientOptions, FileTransferOptions, ImageUploadOptions, UpgradeOptions,
-    UpgradeOutcome, UpgradeReport,
+    Client, ClientError, ClientOptions, ImageUploadOptions, UpgradeOptions, UpgradeOutcome,
+    UpgradeReport,
 };
-use smp_integration_tests::init_tracing;
 use smp_integration_tests::serial::{
     Probe, Recovery, SerialFixture, answering_client, app_client, expect_device_error,
 };
+use smp_integration_tests::{init_tracing, zephyr_sample};
 use smp_mcuboot::Image;
 
 async fn fixture_and_client() -> (SerialFixture, Client<SerialTransport>) {
@@ -166,24 +166,7 @@ async fn serial_os_info() {
 #[ignore = "needs a real serial server: cargo xtask interop"]
 async fn serial_stat_list_and_group() {
     let (_, client) = fixture_and_client().await;
-    let list = client.request(&stat::ListRequest).await.unwrap().stat_list;
-    assert!(list.iter().any(|name| name == "smp_svr_stats"), "{list:?}");
-    let data = client
-        .request(&stat::GroupDataRequest {
-            name: "smp_svr_stats".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(data.name, "smp_svr_stats");
-    assert!(data.fields.contains_key("ticks"), "{:?}", data.fields);
-    let err = expect_device_error(
-        client
-            .request(&stat::GroupDataRequest {
-                name: "no_such_group".into(),
-            })
-            .await,
-    );
-    assert_eq!(err.group, group::STAT);
+    zephyr_sample::stats_list_and_group(&client).await;
 }
 
 /// The manifest's group names as SMP group ids.
@@ -250,49 +233,12 @@ async fn serial_enum_lists_the_manifest_groups() {
 #[ignore = "needs a real serial server: cargo xtask interop"]
 async fn serial_fs_round_trip() {
     let (_, client) = fixture_and_client().await;
-    let name = "/lfs1/interop-serial.bin";
     let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let summary = client
-        .upload_file(name, &data, &FileTransferOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(summary.len, data.len() as u64);
-    let status = client
-        .request(&fs::StatusRequest { name: name.into() })
-        .await
-        .unwrap();
-    assert_eq!(status.len, data.len() as u64);
-    let (back, summary) = client
-        .download_file(name, &FileTransferOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(back, data);
+    let trip = zephyr_sample::fs_round_trip(&client, "/lfs1/interop-serial.bin", &data).await;
     assert!(
-        summary.verified_with.is_some(),
+        trip.download.verified_with.is_some(),
         "the device hashed the file"
     );
-    let crc = client
-        .request(&fs::HashRequest {
-            name: name.into(),
-            r#type: Some("crc32".into()),
-            off: None,
-            len: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        crc.output,
-        fs::HashOutput::Int(crc32fast::hash(&data).into())
-    );
-    client.request(&fs::CloseRequest).await.unwrap();
-    let err = expect_device_error(
-        client
-            .request(&fs::StatusRequest {
-                name: "/lfs1/missing".into(),
-            })
-            .await,
-    );
-    assert_eq!((err.group, err.name()), (group::FS, Some("FILE_NOT_FOUND")));
 }
 
 /// `settings`: the sample registers no handler, so every key's root is unknown, and the
@@ -301,21 +247,7 @@ async fn serial_fs_round_trip() {
 #[ignore = "needs a real serial server: cargo xtask interop"]
 async fn serial_settings_without_a_handler() {
     let (_, client) = fixture_and_client().await;
-    let write = settings::WriteRequest {
-        name: "smp/interop".into(),
-        val: vec![1, 2, 3],
-    };
-    let err = expect_device_error(client.request(&write).await);
-    assert_eq!(
-        (err.group, err.name()),
-        (group::SETTINGS, Some("ROOT_KEY_NOT_FOUND"))
-    );
-    let read = settings::ReadRequest {
-        name: "smp/interop".into(),
-        max_size: None,
-    };
-    let err = expect_device_error(client.request(&read).await);
-    assert_eq!(err.name(), Some("ROOT_KEY_NOT_FOUND"));
+    zephyr_sample::settings_have_no_handler(&client).await;
     client.request(&settings::CommitRequest).await.unwrap();
     client.request(&settings::LoadRequest).await.unwrap();
 }
@@ -325,17 +257,7 @@ async fn serial_settings_without_a_handler() {
 #[ignore = "needs a real serial server: cargo xtask interop"]
 async fn serial_shell_exec() {
     let (_, client) = fixture_and_client().await;
-    let argv = ["kernel", "version"].map(String::from).to_vec();
-    let reply = client.request(&shell::ExecRequest { argv }).await.unwrap();
-    assert!(reply.o.contains("Zephyr version"), "{:?}", reply.o);
-    assert_eq!(reply.ret, 0);
-    let reply = client
-        .request(&shell::ExecRequest {
-            argv: vec!["no-such-command".into()],
-        })
-        .await
-        .unwrap();
-    assert_ne!(reply.ret, 0);
+    zephyr_sample::shell_exec(&client).await;
 }
 
 /// `zbasic`: erasing the storage partition succeeds (on a fresh device of its own).

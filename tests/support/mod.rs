@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod serial;
+pub mod zephyr_sample;
 
 use std::net::SocketAddr;
 

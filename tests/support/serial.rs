@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use smp_client::serial::{Framing, SerialOptions, SerialTarget, SerialTransport};
-use smp_client::{Client, ClientError, ClientOptions};
+use smp_client::{Client, ClientOptions};
 
 /// Environment variable naming the serial port of the fixture under test.
 pub const INTEROP_SERIAL: &str = "SMP_INTEROP_SERIAL";
@@ -236,12 +236,4 @@ pub async fn answering_client(
     panic!("{target} did not answer {probe:?} within {BOOT_TIMEOUT:?}; last error: {last_error}");
 }
 
-/// The device error of a result that should be one.
-pub fn expect_device_error<T: std::fmt::Debug>(
-    result: Result<T, ClientError>,
-) -> smp_client::DeviceError {
-    match result {
-        Err(ClientError::Device(err)) => err,
-        other => panic!("expected a device error, got {other:?}"),
-    }
-}
+pub use crate::zephyr_sample::expect_device_error;
