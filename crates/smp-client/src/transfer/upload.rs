@@ -441,23 +441,13 @@ fn finished(plan: &UploadPlan<'_>, matched: Option<bool>) -> ChunksSent {
     }
 }
 
-/// The image hash an MCUboot image carries (its SHA256 TLV): the SHA-256 of the header
-/// area, the body and the protected TLV area, whose sizes the header gives (little-endian
-/// `ih_hdr_size` at 8, `ih_protect_tlv_size` at 10, `ih_img_size` at 12, after the magic
-/// 0x96f3b83d). It is what the device lists in its image state for a slot that holds
-/// the image. `None` for data that is not an MCUboot image.
+/// The image hash the device lists for a slot that holds `image`: the SHA-256 MCUboot
+/// computes over the header area, the body and the protected TLV area (what a valid
+/// image's SHA256 TLV carries). `None` for data that is not a whole MCUboot image.
 fn mcuboot_hash(image: &[u8]) -> Option<[u8; 32]> {
-    const MAGIC: u32 = 0x96f3_b83d;
-    let u16_at = |at: usize| Some(u16::from_le_bytes(*image.get(at..)?.first_chunk()?));
-    let u32_at = |at: usize| Some(u32::from_le_bytes(*image.get(at..)?.first_chunk()?));
-    if u32_at(0)? != MAGIC {
-        return None;
-    }
-    let hashed = usize::from(u16_at(8)?)
-        .checked_add(usize::try_from(u32_at(12)?).ok()?)?
-        .checked_add(usize::from(u16_at(10)?))?;
-    // The TLV area follows: an image without it is not whole.
-    (hashed < image.len()).then(|| Sha256::digest(&image[..hashed]).into())
+    smp_mcuboot::Image::parse(image)
+        .ok()
+        .map(|image| image.computed_hash())
 }
 
 /// Sleeps until `until`, or forever without it.
