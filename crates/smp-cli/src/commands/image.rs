@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use smp_client::ImageUploadOptions;
 use smp_client::messages::image::{
     EraseRequest, ImageState, SetStateRequest, SlotInfoRequest, SlotInfoResponse, StateRequest,
     StateResponse,
@@ -259,13 +258,11 @@ async fn upload(args: &UploadArgs, ctx: &Ctx<'_>) -> Result<Outcome, CliError> {
     };
 
     let client = ctx.client().await?;
-    let defaults = ImageUploadOptions::default();
     let image_number = args.image.unwrap_or(0);
-    let options = ImageUploadOptions::default()
+    let options = ctx
+        .upload_options()
         .with_image(Some(image_number))
         .with_upgrade(args.upgrade)
-        .with_first_timeout(defaults.first_timeout.max(ctx.global.timeout))
-        .with_last_timeout(defaults.last_timeout.max(ctx.global.timeout))
         .with_window(args.window);
     let transfer = Transfer::start("upload", Some(len), &ctx.progress);
     let summary = client

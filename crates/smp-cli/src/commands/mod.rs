@@ -15,7 +15,7 @@ mod zephyr;
 use std::cell::Cell;
 use std::path::Path;
 
-use smp_client::{AnyTransport, Client, ClientOptions, Progress, RetryPolicy};
+use smp_client::{AnyTransport, Client, ClientOptions, ImageUploadOptions, Progress, RetryPolicy};
 
 use crate::cli::{Command, GlobalOptions, Target};
 use crate::error::CliError;
@@ -36,6 +36,16 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Image upload options whose first and last chunks may wait at least as long as
+    /// `--timeout` (their defaults are longer: a slot erase, an image check).
+    pub(crate) fn upload_options(&self) -> ImageUploadOptions {
+        let defaults = ImageUploadOptions::default();
+        let (first, last) = (defaults.first_timeout, defaults.last_timeout);
+        defaults
+            .with_first_timeout(first.max(self.global.timeout))
+            .with_last_timeout(last.max(self.global.timeout))
+    }
+
     /// The client's options from the global options.
     pub(crate) fn client_options(&self) -> ClientOptions {
         ClientOptions::default().with_retry(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use smp_client::upgrade::{UpgradeEvent, UpgradeMode, UpgradeStep};
-use smp_client::{ImageUploadOptions, UpgradeOptions, UpgradeOutcome, UpgradeReport};
+use smp_client::{UpgradeOptions, UpgradeOutcome, UpgradeReport};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -71,14 +71,8 @@ pub(super) async fn run(args: &UpgradeArgs, ctx: &Ctx<'_>) -> Result<Outcome, Cl
         if devices.len() == 1 { "" } else { "s" }
     ));
 
-    let defaults = ImageUploadOptions::default();
     let options = UpgradeOptions::default()
-        .with_upload(
-            defaults
-                .clone()
-                .with_first_timeout(defaults.first_timeout.max(ctx.global.timeout))
-                .with_last_timeout(defaults.last_timeout.max(ctx.global.timeout)),
-        )
+        .with_upload(ctx.upload_options())
         .with_confirm(!args.no_confirm)
         .with_permanent(args.permanent)
         .with_force(args.force)
@@ -315,7 +309,6 @@ fn summary(devices: &[Device], ended: &[Ended], version: &str, hash: &str) -> Ou
     let mut docs = Vec::new();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut exit_code = 0;
-    let mut all_rolled_back = true;
     for (device, ended) in devices.iter().zip(ended) {
         let (word, detail) = describe(&ended.result, &device.target);
         *counts.entry(word).or_default() += 1;
@@ -343,7 +336,6 @@ fn summary(devices: &[Device], ended: &[Ended], version: &str, hash: &str) -> Ou
             Err(err) => {
                 let report = ErrorReport::new(err, "upgrade", Some(&device.target));
                 doc["error"] = report.to_json()["error"].clone();
-                all_rolled_back = false;
                 if exit_code == 0 || exit_code == exit::ROLLED_BACK {
                     exit_code = report.exit_code;
                 }
@@ -365,9 +357,6 @@ fn summary(devices: &[Device], ended: &[Ended], version: &str, hash: &str) -> Ou
             detail,
         ]);
         docs.push(doc);
-    }
-    if !all_rolled_back && exit_code == exit::ROLLED_BACK {
-        exit_code = exit::PROTOCOL;
     }
     let totals: Vec<String> = counts
         .iter()
