@@ -29,13 +29,7 @@ where
 {
     let args: Vec<String> = args.into_iter().map(Into::into).collect();
     tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_smp"));
-        command
-            .args(&args)
-            .env_remove("SMP_UDP")
-            .env_remove("SMP_SERIAL")
-            .env_remove("SMP_PACING")
-            .env_remove("RUST_LOG");
+        let mut command = smp_command(&args);
         if let Some(udp) = udp {
             command.env("SMP_UDP", udp);
         }
@@ -44,6 +38,19 @@ where
     })
     .await
     .expect("the blocking task finishes")
+}
+
+/// The `smp` binary with `args`, without the caller's `SMP_UDP`, `SMP_SERIAL`,
+/// `SMP_PACING` or `RUST_LOG`: what every test runs.
+pub(crate) fn smp_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smp"));
+    command
+        .args(args)
+        .env_remove("SMP_UDP")
+        .env_remove("SMP_SERIAL")
+        .env_remove("SMP_PACING")
+        .env_remove("RUST_LOG");
+    command
 }
 
 /// `smp --udp ADDR args...`.
