@@ -802,6 +802,12 @@ async fn a_late_reply_to_the_first_chunk_still_counts() {
         device.dropped_while_busy, 1,
         "the re-sent first chunk was dropped"
     );
+    // Probes went while the device erased, spaced (each wait twice the one before),
+    // never a flood: six in the 700 ms.
+    assert_eq!(
+        device.probes_dropped_while_busy, 6,
+        "probes during the erase"
+    );
     assert_eq!(device.upload.as_ref().unwrap().2, data);
     // Not another 500 ms timeout for the re-sent chunk.
     assert!(
@@ -839,6 +845,12 @@ async fn a_slow_first_or_last_chunk_is_never_sent_again_early() {
         assert_eq!(
             device.dropped_while_busy, 0,
             "upload {version}: sent again while busy"
+        );
+        // Spaced probes while the device erased and checked: six per upload.
+        assert_eq!(
+            device.probes_dropped_while_busy,
+            6 * usize::from(version),
+            "upload {version}: probes while busy"
         );
         assert_eq!(
             device.data_bytes_received, sent,
