@@ -703,6 +703,8 @@ impl<T: Transport + 'static> Client<T> {
         let mut attempts = Attempts::new(Kind::new(&request, phase));
         let mut sequence = request.sequence;
         let started = Instant::now();
+        // When the last attempt went out.
+        let mut sent_at = started;
         let mut refused = 0;
         for attempt in 0..=retries {
             // Each attempt under a number of its own, so that the reply says which one
@@ -731,11 +733,10 @@ impl<T: Transport + 'static> Client<T> {
                 let hold_until = started + policy.budget(timeout).saturating_sub(timeout);
                 let hold = hold_until.saturating_duration_since(Instant::now());
                 if !hold.is_zero() {
-                    if let Waited::Reply(Reply { frame, attempt }) =
+                    if let Waited::Reply(answer) =
                         self.wait_for(&mut reply, hold, Until::Heard).await?
                     {
-                        let sample = attempts.sample(attempt, Instant::now());
-                        return Ok((frame, sample));
+                        return Ok(take_reply(&request, &mut attempts, answer, sent_at));
                     }
                 }
             }
@@ -755,7 +756,7 @@ impl<T: Transport + 'static> Client<T> {
             let refusal = shared.refusals.signal.notified();
             tokio::pin!(refusal);
             refusal.as_mut().enable();
-            let sent_at = Instant::now();
+            sent_at = Instant::now();
             attempts.sent(sent_at, own_sequence);
             let refused_at_send = self.send_attempt(frame).await?;
             crate::wire::sent(&request.with_sequence(sequence), frame, attempt);
@@ -776,11 +777,8 @@ impl<T: Transport + 'static> Client<T> {
                 }
             };
             match waited {
-                Waited::Reply(Reply { frame, attempt }) => {
-                    let now = Instant::now();
-                    crate::wire::received(&request, &frame, now.saturating_duration_since(sent_at));
-                    let sample = attempts.sample(attempt, now);
-                    return Ok((frame, sample));
+                Waited::Reply(answer) => {
+                    return Ok(take_reply(&request, &mut attempts, answer, sent_at));
                 }
                 Waited::Refused => {
                     refused += 1;
@@ -798,12 +796,10 @@ impl<T: Transport + 'static> Client<T> {
                     }
                     // Paced as after a timeout, still taking a late reply meanwhile.
                     let pause = policy.backoff_after(attempt);
-                    if let Ok(answered) = tokio::time::timeout(pause, &mut reply).await {
-                        let Reply { frame, attempt } =
-                            answered.map_err(|Closed| ClientError::Closed)?;
-                        crate::wire::received(&request, &frame, sent_at.elapsed());
-                        let sample = attempts.sample(attempt, Instant::now());
-                        return Ok((frame, sample));
+                    if let Waited::Reply(answer) =
+                        self.wait_for(&mut reply, pause, Until::Reply).await?
+                    {
+                        return Ok(take_reply(&request, &mut attempts, answer, sent_at));
                     }
                     on_timeout();
                 }
@@ -1008,6 +1004,20 @@ impl<T: Transport + 'static> Drop for Client<T> {
     fn drop(&mut self) {
         self.reader.abort();
     }
+}
+
+/// The reply to one of `request`'s attempts: logged as received (its round trip from
+/// `sent_at`, the last send) and measured from the attempt it answers.
+fn take_reply(
+    request: &Header,
+    attempts: &mut Attempts<Instant>,
+    Reply { frame, attempt }: Reply,
+    sent_at: Instant,
+) -> (Vec<u8>, Option<Sample>) {
+    let now = Instant::now();
+    crate::wire::received(request, &frame, now.saturating_duration_since(sent_at));
+    let sample = attempts.sample(attempt, now);
+    (frame, sample)
 }
 
 /// Hands every received frame to the request it answers; drops the rest.
