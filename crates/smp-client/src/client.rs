@@ -929,15 +929,17 @@ impl<T: Transport + 'static> Client<T> {
         probe: &mut Option<Registration<'a, T>>,
         count: u32,
     ) -> Result<(), ClientError> {
-        // `{"d": ""}`, as `EchoRequest` encodes it.
-        const PAYLOAD: [u8; 4] = [0xa1, 0x61, b'd', 0x60];
-        let template = Header::new(
+        // An empty echo, encoded as every echo is (a frame too large for the device
+        // cannot happen: it is 12 bytes, but a probe is never worth an error).
+        let Ok((template, mut frame)) = self.encode_frame(
             Op::Write,
             header::group::OS,
             header::command::os::ECHO,
-            PAYLOAD.len() as u16,
-        )
-        .with_version(self.shared.options.version);
+            &EchoText(""),
+            header::SIZE + 4,
+        ) else {
+            return Ok(());
+        };
         let header = match probe {
             None => {
                 let Ok(registration) = self.register(template) else {
@@ -955,9 +957,7 @@ impl<T: Transport + 'static> Client<T> {
                 }
             }
         };
-        let mut frame = [0; header::SIZE + PAYLOAD.len()];
         frame[..header::SIZE].copy_from_slice(&header.encode());
-        frame[header::SIZE..].copy_from_slice(&PAYLOAD);
         tracing::debug!(sequence = header.sequence, "probing the device");
         // A refused probe tells nothing the request's own attempts do not.
         self.send_attempt(&frame).await.map(|_| ())
