@@ -636,6 +636,12 @@ impl Command {
         matches!(self, Self::Upgrade(_))
     }
 
+    /// True when running the command again after an interruption continues where it
+    /// stopped: an image upload (the device keeps it; a file transfer starts over).
+    pub(crate) fn resumes_on_rerun(&self) -> bool {
+        matches!(self, Self::Image(ImageCommand::Upload(_)))
+    }
+
     /// True when stdout carries the command's data (`fs download REMOTE -`): answers and
     /// notes go to stderr then.
     pub(crate) fn stdout_carries_data(&self) -> bool {

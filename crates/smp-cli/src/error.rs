@@ -175,7 +175,7 @@ impl ErrorReport {
                 action,
                 source,
             } => {
-                let name = match (path.as_os_str() == "-", *action) {
+                let name = match (crate::cli::is_std_stream(path), *action) {
                     (true, "read") => "standard input".to_owned(),
                     (true, _) => "standard output".to_owned(),
                     (false, _) => path.display().to_string(),

@@ -86,9 +86,7 @@ fn main() -> ExitCode {
                         // cleared before the message is printed.
                         Err(error::CliError::Interrupted {
                             progress: ctx.progress.get(),
-                            // The device keeps an interrupted image upload; a file
-                            // transfer starts over.
-                            resumable: name == "image upload",
+                            resumable: cli.command.resumes_on_rerun(),
                         })
                     }
                     result = commands::run(&cli.command, &ctx) => result,
