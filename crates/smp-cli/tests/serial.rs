@@ -128,7 +128,7 @@ async fn udp_and_serial_name_one_device() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_port_that_vanishes_or_does_not_exist_is_unreachable() {
+async fn a_missing_port_or_a_silent_device_is_unreachable() {
     let run = smp(["--serial", "/dev/smp-no-such-port", "os", "echo", "x"]).await;
     assert_eq!(run.status, 3, "{run:#?}");
     assert!(
