@@ -866,6 +866,20 @@ async fn learned_client(
     (client, script)
 }
 
+/// An image state read, which the scripted device answers as an echo of "st" (a kind
+/// of request apart from echoes), with a 1 s timeout.
+async fn image_state_read<T: Transport>(client: &Client<T>) -> Result<Vec<u8>, ClientError> {
+    client
+        .request_raw(
+            Op::Read,
+            group::IMAGE,
+            0,
+            &echo_request("st"),
+            Duration::from_secs(1),
+        )
+        .await
+}
+
 /// When the device received the requests, probes (empty echoes) left out.
 fn sends(script: &std::sync::Mutex<Script>) -> Vec<tokio::time::Instant> {
     let s = script.lock().unwrap();
@@ -931,16 +945,7 @@ async fn a_kind_never_answered_before_waits_the_full_timeout() {
     // it (less than the 1 s timeout): it must not be sent again meanwhile.
     let (client, script) = learned_client(3, 20).await;
     script.lock().unwrap().delay = Duration::from_millis(600);
-    let frame = client
-        .request_raw(
-            Op::Read,
-            group::IMAGE,
-            0,
-            &echo_request("st"),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+    let frame = image_state_read(&client).await.unwrap();
     assert_eq!(frame, echo_reply("st"));
     assert_eq!(sends(&script).len(), 1, "sent once");
     // Meanwhile the device was asked whether it still works on it: probes after the
@@ -949,16 +954,7 @@ async fn a_kind_never_answered_before_waits_the_full_timeout() {
     assert_eq!(probes(&script), 4, "probes after 25, 75, 175 and 375 ms");
     // Now it is known (600 ms, so its timer is 1.8 s, beyond the timeout): the next one
     // is not sent again early either, and the echoes' timer did not move.
-    let frame = client
-        .request_raw(
-            Op::Read,
-            group::IMAGE,
-            0,
-            &echo_request("st"),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+    let frame = image_state_read(&client).await.unwrap();
     assert_eq!(frame, echo_reply("st"));
     assert_eq!(sends(&script).len(), 2, "each sent once");
 }
@@ -1080,16 +1076,7 @@ async fn a_probe_finds_a_lost_request_of_a_kind_not_learned_yet() {
         s.drop_next = 1;
     }
     let started = tokio::time::Instant::now();
-    let frame = client
-        .request_raw(
-            Op::Read,
-            group::IMAGE,
-            0,
-            &echo_request("st"),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+    let frame = image_state_read(&client).await.unwrap();
     assert_eq!(frame, echo_reply("st"));
     let sends = sends(&script);
     assert_eq!(sends.len(), 2);
