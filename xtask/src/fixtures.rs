@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::gdb;
-use crate::interop::{ServerGuard, remove_dir_if_exists, tail};
+use crate::interop::{ServerGuard, remove_dir_if_exists, wait_until};
 use crate::json::Json;
 use crate::util::Result;
 
@@ -44,9 +44,6 @@ pub(crate) const SERIAL_FIXTURE_ENV: &str = "SMP_INTEROP_SERIAL_FIXTURE";
 
 /// native_sim prints this, then the pseudo-terminal's path, once its UART is up.
 const PTY_LINE: &str = "connected to pseudotty: ";
-/// How long a fixture may take to come up (native_sim: milliseconds; qemu: its socket
-/// listens at once, the board boots while the test's first requests wait for it).
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What is wrong with a group the manifest lists for a fixture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -858,60 +855,40 @@ fn free_tcp_port() -> Result<u16> {
 /// Waits for the fixture's serial port: the pseudo-terminal native_sim names in its log,
 /// or the emulator's TCP socket accepting a connection.
 fn wait_for_port(guard: &mut ServerGuard, port: Option<u16>) -> Result<String> {
-    let started = Instant::now();
-    loop {
-        let log = String::from_utf8_lossy(&fs::read(&guard.log).unwrap_or_default()).into_owned();
-        match port {
-            None => {
-                if let Some(at) = log.find(PTY_LINE) {
-                    let rest = &log[at + PTY_LINE.len()..];
-                    if let Some(path) = rest
-                        .split_whitespace()
-                        .next()
-                        .filter(|_| rest.contains('\n'))
-                    {
-                        println!(
-                            "interop: {} is up after {} ms on {path}",
-                            guard.name,
-                            started.elapsed().as_millis()
-                        );
-                        return Ok(path.to_owned());
-                    }
+    let name = guard.name.clone();
+    wait_until(guard, "up on its serial port", |log, elapsed| match port {
+        None => {
+            let Some(at) = log.find(PTY_LINE) else {
+                return Ok(None);
+            };
+            let rest = &log[at + PTY_LINE.len()..];
+            let path = rest
+                .split_whitespace()
+                .next()
+                .filter(|_| rest.contains('\n'));
+            Ok(path.map(|path| {
+                println!(
+                    "interop: {name} is up after {} ms on {path}",
+                    elapsed.as_millis()
+                );
+                path.to_owned()
+            }))
+        }
+        Some(port) => {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(_) => {
+                    println!(
+                        "interop: {name} listens on 127.0.0.1:{port} after {} ms",
+                        elapsed.as_millis()
+                    );
+                    Ok(Some(format!("socket://127.0.0.1:{port}")))
                 }
-            }
-            Some(port) => {
-                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-                match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                    Ok(_) => {
-                        println!(
-                            "interop: {} listens on 127.0.0.1:{port} after {} ms",
-                            guard.name,
-                            started.elapsed().as_millis()
-                        );
-                        return Ok(format!("socket://127.0.0.1:{port}"));
-                    }
-                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
-                    Err(e) => return Err(format!("connecting to {addr}: {e}")),
-                }
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(None),
+                Err(e) => Err(format!("connecting to {addr}: {e}")),
             }
         }
-        if let Ok(Some(status)) = guard.child.try_wait() {
-            return Err(format!(
-                "{} exited before its serial port was up ({status}):\n{}",
-                guard.name,
-                tail(&log)
-            ));
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "{}: no serial port within {}s:\n{}",
-                guard.name,
-                READY_TIMEOUT.as_secs(),
-                tail(&log)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    })
 }
 
 /// `text` as a JSON string.

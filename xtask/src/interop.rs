@@ -63,8 +63,9 @@ const PORT: u16 = 1337;
 const READY: &str = "smp_udp: Started";
 /// The log line a server prints when the port is taken; it keeps running regardless.
 const BIND_FAILED: &str = "smp_udp: Could not bind";
-/// How long a server may take to print [`READY`] (it takes ~20 ms).
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a server or fixture may take to come up (a native_sim server prints [`READY`]
+/// in ~20 ms; a qemu board's socket listens at once and the board boots meanwhile).
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// 32-bit runtime files the native_sim servers need, and the Debian packages that
 /// provide them.
 const RUNTIME_FILES: [&str; 2] = ["/lib32/libc.so.6", "/usr/lib32/libgcc_s.so.1"];
@@ -877,35 +878,48 @@ fn check_port_free() -> Result {
 
 /// Waits until the server's log says it is serving, or fails with the log's end.
 fn wait_ready(guard: &mut ServerGuard) -> Result {
+    let name = guard.name.clone();
+    wait_until(
+        guard,
+        &format!("ready (`{READY}` in its log)"),
+        |log, elapsed| {
+            if log.contains(BIND_FAILED) {
+                return Err(format!(
+                    "{name} could not bind UDP port {PORT}; is another server running?\n{}",
+                    tail(log)
+                ));
+            }
+            Ok(log.contains(READY).then(|| {
+                println!("interop: {name} ready after {} ms", elapsed.as_millis());
+            }))
+        },
+    )
+}
+
+/// Waits for a starting server: asks `ready` (given the server's log so far and the
+/// time since the start) every 10 ms until it answers; fails with the log's end when
+/// the server exits first, or is not `what` within [`READY_TIMEOUT`].
+pub(crate) fn wait_until<R>(
+    guard: &mut ServerGuard,
+    what: &str,
+    mut ready: impl FnMut(&str, Duration) -> Result<Option<R>>,
+) -> Result<R> {
     let started = Instant::now();
     loop {
-        let log = fs::read(&guard.log).unwrap_or_default();
-        let log = String::from_utf8_lossy(&log);
-        if log.contains(READY) {
-            println!(
-                "interop: {} ready after {} ms",
-                guard.name,
-                started.elapsed().as_millis()
-            );
-            return Ok(());
-        }
-        if log.contains(BIND_FAILED) {
-            return Err(format!(
-                "{} could not bind UDP port {PORT}; is another server running?\n{}",
-                guard.name,
-                tail(&log)
-            ));
+        let log = String::from_utf8_lossy(&fs::read(&guard.log).unwrap_or_default()).into_owned();
+        if let Some(ready) = ready(&log, started.elapsed())? {
+            return Ok(ready);
         }
         if let Ok(Some(status)) = guard.child.try_wait() {
             return Err(format!(
-                "{} exited before it was ready ({status}):\n{}",
+                "{} exited before it was {what} ({status}):\n{}",
                 guard.name,
                 tail(&log)
             ));
         }
         if started.elapsed() > READY_TIMEOUT {
             return Err(format!(
-                "{} did not log `{READY}` within {}s:\n{}",
+                "{}: not {what} within {}s:\n{}",
                 guard.name,
                 READY_TIMEOUT.as_secs(),
                 tail(&log)
