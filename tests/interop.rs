@@ -174,6 +174,15 @@ async fn zephyr_udp4_file_upload_download_status_hash() {
     assert!(types.types.contains_key("sha256") && types.types.contains_key("crc32"));
 }
 
+/// How the device keeps an upload's file between chunks, which the client's file upload
+/// relies on (the simulator is held to the same checks).
+#[tokio::test]
+#[ignore = "needs the real Zephyr servers: cargo xtask interop"]
+async fn zephyr_udp4_file_upload_state_between_chunks() {
+    let client = client(INTEROP_UDP4).await;
+    zephyr_sample::fs_upload_state(&client, "/lfs1/interop-state.bin").await;
+}
+
 #[tokio::test]
 #[ignore = "needs the real Zephyr servers: cargo xtask interop"]
 async fn zephyr_udp4_shell_exec() {

@@ -241,6 +241,15 @@ async fn serial_fs_round_trip() {
     );
 }
 
+/// `fs`: how the device keeps an upload's file between chunks, which the client's file
+/// upload relies on (the simulator is held to the same checks).
+#[tokio::test]
+#[ignore = "needs a real serial server: cargo xtask interop"]
+async fn serial_fs_upload_state_between_chunks() {
+    let (_, client) = fixture_and_client().await;
+    zephyr_sample::fs_upload_state(&client, "/lfs1/interop-state.bin").await;
+}
+
 /// `settings`: the sample registers no handler, so every key's root is unknown, and the
 /// device says so with the settings group's own codes; commit and load succeed.
 #[tokio::test]

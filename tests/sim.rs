@@ -251,3 +251,43 @@ async fn the_clients_shortcuts_test_and_confirm_an_image() {
 
     assert!(!client.os_info(Some("a")).await.unwrap().is_empty());
 }
+
+/// The simulated device keeps an upload's file between chunks as Zephyr 4.4.0 does (the
+/// same checks run against the real servers: `zephyr_udp4_file_upload_state_between_chunks`,
+/// `serial_fs_upload_state_between_chunks`), and then does not show a file the device
+/// leaves open until it closes it by itself, after 4 idle seconds.
+#[tokio::test(start_paused = true)]
+async fn the_file_system_keeps_an_uploads_file_open_as_zephyr_does() {
+    init_tracing();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = sim_client(&sim, RetryPolicy::default()).await;
+    smp_integration_tests::zephyr_sample::fs_upload_state(&client, "/lfs1/state.bin").await;
+
+    // Left open after a refusal: only the idle close shows the rest.
+    let name = "/lfs1/idle.bin";
+    let first = smp_client::messages::fs::UploadRequest {
+        len: Some(400),
+        off: 0,
+        data: vec![1; 200].into(),
+        name: name.into(),
+    };
+    let wrong = smp_client::messages::fs::UploadRequest {
+        len: None,
+        off: 300,
+        ..first.clone()
+    };
+    let rest = smp_client::messages::fs::UploadRequest {
+        len: None,
+        off: 200,
+        data: vec![2; 200].into(),
+        name: name.into(),
+    };
+    assert_eq!(client.request(&first).await.unwrap().off, 200);
+    assert!(client.request(&wrong).await.is_err());
+    assert_eq!(client.request(&rest).await.unwrap().off, 400);
+    assert_eq!(sim.file(name).map(|f| f.len()), Some(200));
+    tokio::time::sleep(Duration::from_millis(3900)).await;
+    assert_eq!(sim.file(name).map(|f| f.len()), Some(200));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sim.file(name).map(|f| f.len()), Some(400));
+}

@@ -135,3 +135,71 @@ pub async fn fs_round_trip<T: Transport>(client: &Client<T>, name: &str, data: &
         download,
     }
 }
+
+/// `fs`: how Zephyr 4.4.0 keeps an upload's file between chunks (docs/protocol.md 2.1,
+/// file upload state), which [`Client::upload_file`] relies on: a refused chunk closes
+/// the file and makes the device forget the length the first chunk announced, so an
+/// upload that goes on leaves its file open, shown to others as it was at the refusal
+/// until the close command; and a duplicated first chunk is answered with twice its
+/// length, the next chunk refused, after which the device holds the first chunk once.
+pub async fn fs_upload_state<T: Transport>(client: &Client<T>, name: &str) {
+    use sha2::{Digest, Sha256};
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 13 % 253) as u8).collect();
+    let upload = |off: usize, announce: bool| {
+        let request = fs::UploadRequest {
+            len: announce.then_some(data.len() as u64),
+            off: off as u64,
+            data: data[off..(off + 200).min(data.len())].to_vec().into(),
+            name: name.into(),
+        };
+        async move { client.request(&request).await.map(|reply| reply.off) }
+    };
+    let stored = || async {
+        let len = client
+            .request(&fs::StatusRequest { name: name.into() })
+            .await
+            .unwrap()
+            .len;
+        let hash = client
+            .request(&fs::HashRequest {
+                name: name.into(),
+                r#type: Some("sha256".into()),
+                off: None,
+                len: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(hash.len, len, "the hash covers the whole file");
+        (len, hash.output)
+    };
+    let sha256 = |bytes: &[u8]| fs::HashOutput::Bytes(Sha256::digest(bytes).to_vec());
+    let refused = |result: Result<u64, ClientError>| {
+        let err = expect_device_error(result);
+        assert_eq!(
+            (err.group, err.name()),
+            (group::FS, Some("FILE_OFFSET_NOT_VALID"))
+        );
+    };
+
+    // A refusal, then the rest of the file.
+    assert_eq!(upload(0, true).await.unwrap(), 200);
+    refused(upload(400, false).await);
+    for off in (200..data.len()).step_by(200) {
+        let end = (off + 200).min(data.len()) as u64;
+        assert_eq!(upload(off, false).await.unwrap(), end);
+    }
+    assert_eq!(
+        stored().await,
+        (200, sha256(&data[..200])),
+        "left open: shown as it was at the refusal"
+    );
+    client.request(&fs::CloseRequest).await.unwrap();
+    assert_eq!(stored().await, (3000, sha256(&data)), "closed: all of it");
+
+    // A duplicated first chunk.
+    assert_eq!(upload(0, true).await.unwrap(), 200);
+    assert_eq!(upload(0, true).await.unwrap(), 400);
+    refused(upload(200, false).await);
+    assert_eq!(stored().await, (200, sha256(&data[..200])));
+    client.request(&fs::CloseRequest).await.unwrap();
+}

@@ -174,7 +174,7 @@ fn log_request(header: &Header, payload: &[u8], outcome: &Outcome) {
     let result = match outcome {
         Outcome::Ok(_) => "ok".to_owned(),
         Outcome::Mgmt(rc) => format!("rc {rc}"),
-        Outcome::Group(rc) => format!("{group} error {rc}"),
+        Outcome::Group(rc) | Outcome::GroupLen(rc, _) => format!("{group} error {rc}"),
     };
     info!(
         op = ?header.op,

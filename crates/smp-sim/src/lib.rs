@@ -261,9 +261,12 @@ impl Sim {
     }
 
     /// A file's content, if the device has it (`name` as the client gives it, under
-    /// [`MOUNT_POINT`]).
+    /// [`MOUNT_POINT`]): as the device shows it, without what an upload has written to
+    /// a file it has not closed yet.
     pub fn file(&self, name: &str) -> Option<Vec<u8>> {
-        self.shared.device().fs.read_all(name).ok()
+        let mut device = self.shared.device();
+        device.fs.close_if_idle();
+        device.fs.read_all(name).ok()
     }
 
     /// Replaces the faults in effect (and reseeds their generator).

@@ -15,6 +15,10 @@ pub(crate) enum Outcome {
     /// An error of the request's group: `{"err": {"group": G, "rc": N}}` for version 2
     /// requests, `{"rc": <the MGMT code it translates to>}` for version 1.
     Group(u16),
+    /// A group error and, beside it, `"len": N` (the file system group's refusal of a
+    /// chunk at the wrong offset carries the offset it expects so); version 1 requests
+    /// get the translated `{"rc": N}` alone, as for [`Outcome::Group`].
+    GroupLen(u16, u64),
 }
 
 /// MGMT_ERR codes the simulator answers with.
@@ -62,19 +66,14 @@ pub(crate) fn frame(
         }
         Outcome::Mgmt(rc) => rc_map(&mut body, *rc),
         Outcome::Group(rc) if request.version == Version::V2 => {
-            let mut e = Encoder::new(&mut body);
-            let _ = e
-                .begin_map()
-                .and_then(|e| e.str("err"))
-                .and_then(|e| e.begin_map())
-                .and_then(|e| e.str("group"))
-                .and_then(|e| e.u16(request.group))
-                .and_then(|e| e.str("rc"))
-                .and_then(|e| e.u16(*rc))
-                .and_then(|e| e.end())
-                .and_then(|e| e.end());
+            group_error(&mut body, request.group, *rc, None);
         }
-        Outcome::Group(rc) => rc_map(&mut body, translate(request.group, *rc)),
+        Outcome::GroupLen(rc, len) if request.version == Version::V2 => {
+            group_error(&mut body, request.group, *rc, Some(*len));
+        }
+        Outcome::Group(rc) | Outcome::GroupLen(rc, _) => {
+            rc_map(&mut body, translate(request.group, *rc));
+        }
     }
     reply_frame(request, &body)
 }
@@ -99,6 +98,24 @@ pub(crate) fn reply_frame(request: &Header, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&header.encode());
     out.extend_from_slice(body);
     out
+}
+
+/// `{"err": {"group": G, "rc": N}}`, with `"len": L` after it when given.
+fn group_error(out: &mut Vec<u8>, group: u16, rc: u16, len: Option<u64>) {
+    let mut e = Encoder::new(out);
+    let mut written = e
+        .begin_map()
+        .and_then(|e| e.str("err"))
+        .and_then(|e| e.begin_map())
+        .and_then(|e| e.str("group"))
+        .and_then(|e| e.u16(group))
+        .and_then(|e| e.str("rc"))
+        .and_then(|e| e.u16(rc))
+        .and_then(|e| e.end());
+    if let Some(len) = len {
+        written = written.and_then(|e| e.str("len")).and_then(|e| e.u64(len));
+    }
+    let _ = written.and_then(|e| e.end());
 }
 
 fn rc_map(out: &mut Vec<u8>, rc: u16) {

@@ -2,8 +2,11 @@
 //! or in a folder of the host.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// `FS_MGMT_ERR_*` codes.
 pub(crate) mod err {
@@ -19,14 +22,49 @@ pub(crate) mod err {
     pub(crate) const FILE_EMPTY: u16 = 16;
 }
 
+/// How long an upload's file stays open after its last chunk before the device closes
+/// it (Zephyr 4.4.0, measured: `MCUMGR_GRP_FS_FILE_AUTOMATIC_IDLE_CLOSE_TIME`).
+pub(crate) const IDLE_CLOSE: Duration = Duration::from_secs(4);
+
 /// Where the simulated device's file system is mounted (littlefs in Zephyr's
 /// `smp_svr` sample): every file name starts with it.
 pub const MOUNT_POINT: &str = "/lfs1";
 
 /// The device's files.
+///
+/// An upload keeps its file open between chunks, as Zephyr's file system group does
+/// (docs/protocol.md 2.1, file upload state): what it writes is seen by nobody else
+/// (status, hash, download, [`read_all`](Self::read_all)) until the file is closed,
+/// when the upload reaches the length its first chunk announced, on the close command,
+/// on a refused chunk or after [`IDLE_CLOSE`]; a reboot loses it.
 #[derive(Debug)]
 pub(crate) struct FileSystem {
     backend: Backend,
+    open: Option<OpenUpload>,
+}
+
+/// The file an upload has open.
+#[derive(Debug)]
+struct OpenUpload {
+    name: String,
+    /// The file as written so far.
+    content: Vec<u8>,
+    /// The offset the next chunk must have.
+    off: u64,
+    /// The total length the chunk at offset 0 announced; 0 when unknown (a refused
+    /// chunk makes the device forget it).
+    len: u64,
+    /// When the last chunk came.
+    touched: Instant,
+}
+
+/// How the device answers an upload chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upload {
+    /// Written (or empty): the offset the next chunk must have.
+    Accepted(u64),
+    /// Not at the offset the device expects, which the refusal carries as `len`.
+    WrongOffset(u64),
 }
 
 #[derive(Debug)]
@@ -45,12 +83,119 @@ impl FileSystem {
                 Some(root) => Backend::Folder(root),
                 None => Backend::Memory(BTreeMap::new()),
             },
+            open: None,
         }
     }
 
-    /// Closes any open file (a reboot or the close command). Files are written
-    /// through, so nothing is pending.
-    pub(crate) fn close(&mut self) {}
+    /// Closes the file an upload has open (the close command, a refused chunk, the end
+    /// of the upload): what it wrote becomes the file. A file the host folder refuses
+    /// keeps its old content, as a failed flash write would.
+    pub(crate) fn close(&mut self) {
+        if let Some(open) = self.open.take() {
+            if let Err(code) = self.store(&open.name, &open.content) {
+                tracing::warn!(
+                    name = open.name,
+                    code,
+                    "the closed file could not be stored"
+                );
+            }
+        }
+    }
+
+    /// The device restarts: a file left open loses what was written since it opened.
+    pub(crate) fn reboot(&mut self) {
+        self.open = None;
+    }
+
+    /// Closes a file that has been idle for [`IDLE_CLOSE`], as the device does by
+    /// itself.
+    pub(crate) fn close_if_idle(&mut self) {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| open.touched.elapsed() >= IDLE_CLOSE)
+        {
+            self.close();
+        }
+    }
+
+    /// One upload chunk, as Zephyr 4.4.0 handles it: `len` is the total length (the
+    /// chunk at offset 0 carries it).
+    pub(crate) fn upload(
+        &mut self,
+        name: &str,
+        off: u64,
+        len: Option<u64>,
+        data: &[u8],
+    ) -> FsResult<Upload> {
+        checked(name)?;
+        self.close_if_idle();
+        if self.open.as_ref().is_some_and(|open| open.name != name) {
+            self.close();
+        }
+        let mut open = match self.open.take() {
+            Some(open) => open,
+            None => {
+                // Opening creates the file (empty) at once.
+                let content = match self.read_all(name) {
+                    Ok(content) => content,
+                    Err(err::FILE_NOT_FOUND) => {
+                        self.store(name, &[])?;
+                        Vec::new()
+                    }
+                    Err(code) => return Err(code),
+                };
+                OpenUpload {
+                    name: name.to_owned(),
+                    content,
+                    off: 0,
+                    len: 0,
+                    touched: Instant::now(),
+                }
+            }
+        };
+        if off == 0 {
+            open.len = len.unwrap_or(0);
+        } else if open.off == 0 {
+            // A file opened by a later chunk continues from its stored length.
+            open.off = open.content.len() as u64;
+        }
+        if off > 0 && off != open.off {
+            // Refused: the file closes and the total length is forgotten.
+            let expected = open.off;
+            tracing::debug!(name, off, expected, "file chunk refused");
+            self.open = Some(open);
+            self.close();
+            return Ok(Upload::WrongOffset(expected));
+        }
+        if !data.is_empty() {
+            if off == 0 {
+                // The file starts anew, but an upload already open keeps counting
+                // from where it was: a duplicated first chunk is answered with twice
+                // its length, and the next chunk is refused (measured).
+                open.content.clear();
+            }
+            open.content.extend_from_slice(data);
+            open.off += data.len() as u64;
+        }
+        let next = open.off;
+        let complete = open.len > 0 && open.off >= open.len;
+        tracing::debug!(
+            name,
+            off,
+            data = data.len(),
+            next,
+            held = open.content.len(),
+            complete,
+            "file chunk"
+        );
+        open.touched = Instant::now();
+        self.open = Some(open);
+        if complete {
+            self.close();
+        }
+        Ok(Upload::Accepted(next))
+    }
 
     /// Erases the storage partition: every file of an in-memory file system is gone.
     /// A folder on the host is left alone (it belongs to the user).
@@ -124,38 +269,26 @@ impl FileSystem {
         }
     }
 
-    /// Writes `data` at `off`; offset 0 starts the file anew.
-    pub(crate) fn write_at(&mut self, name: &str, off: u64, data: &[u8]) -> FsResult<()> {
+    /// Makes `content` the file `name`.
+    fn store(&mut self, name: &str, content: &[u8]) -> FsResult<()> {
         let path = checked(name)?;
         match &mut self.backend {
             Backend::Memory(files) => {
                 if is_memory_dir(files, name) {
                     return Err(err::FILE_IS_DIRECTORY);
                 }
-                let content = files.entry(name.to_owned()).or_default();
-                if off == 0 {
-                    content.clear();
-                }
-                let start = usize::try_from(off).map_err(|_| err::FILE_OFFSET_NOT_VALID)?;
-                content.truncate(start);
-                content.extend_from_slice(data);
+                files.insert(name.to_owned(), content.to_vec());
                 Ok(())
             }
             Backend::Folder(root) => {
                 let full = root.join(path);
+                if full.is_dir() {
+                    return Err(err::FILE_IS_DIRECTORY);
+                }
                 if let Some(parent) = full.parent() {
                     std::fs::create_dir_all(parent).map_err(|_| err::FILE_WRITE_FAILED)?;
                 }
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .truncate(off == 0)
-                    .open(&full)
-                    .map_err(|_| err::FILE_WRITE_FAILED)?;
-                file.set_len(off).map_err(|_| err::FILE_WRITE_FAILED)?;
-                file.seek(SeekFrom::Start(off))
-                    .map_err(|_| err::FILE_WRITE_FAILED)?;
-                file.write_all(data).map_err(|_| err::FILE_WRITE_FAILED)
+                std::fs::write(&full, content).map_err(|_| err::FILE_WRITE_FAILED)
             }
         }
     }

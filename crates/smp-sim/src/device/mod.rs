@@ -45,7 +45,7 @@ impl Device {
     pub(crate) fn reboot(&mut self) {
         info!("device reboots");
         self.images.reboot();
-        self.fs.close();
+        self.fs.reboot();
         self.booted = Instant::now();
         self.clock_offset = None;
         self.requests = 0;

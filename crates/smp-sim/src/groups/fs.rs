@@ -15,7 +15,7 @@ use smp_proto::messages::fs::{
 };
 
 use crate::device::Device;
-use crate::device::fs::{FsResult, checked, err};
+use crate::device::fs::{FsResult, Upload, err};
 use crate::reply::{Outcome, mgmt, ok};
 use crate::request::{Ctx, Incoming};
 
@@ -24,9 +24,14 @@ use crate::request::{Ctx, Incoming};
 const DOWNLOAD_OVERHEAD: usize = 44;
 
 pub(crate) fn handle(dev: &mut Device, req: &Incoming<'_>, ctx: &mut Ctx) -> Outcome {
+    dev.fs.close_if_idle();
     match (req.command, req.is_read()) {
         (cmd::FILE, true) => match req.decode::<DownloadRequest>() {
-            Ok(download) => reply(download_chunk(dev, &download)),
+            Ok(download) => {
+                // A download takes the group's one open file: an upload's is closed.
+                dev.fs.close();
+                reply(download_chunk(dev, &download))
+            }
             Err(e) => e,
         },
         (cmd::FILE, false) => match req.decode::<UploadRequest<'_>>() {
@@ -96,17 +101,10 @@ fn download_chunk(dev: &Device, req: &DownloadRequest) -> FsResult<Outcome> {
 }
 
 fn upload_chunk(dev: &mut Device, req: &UploadRequest<'_>, data: &[u8]) -> FsResult<Outcome> {
-    checked(&req.name)?;
-    if req.off != 0 {
-        let current = dev.fs.len(&req.name)?;
-        if req.off != current {
-            return Err(err::FILE_OFFSET_NOT_VALID);
-        }
-    }
-    dev.fs.write_at(&req.name, req.off, data)?;
-    Ok(ok(&build(|v: &mut UploadResponse| {
-        v.off = req.off + data.len() as u64;
-    })))
+    Ok(match dev.fs.upload(&req.name, req.off, req.len, data)? {
+        Upload::Accepted(off) => ok(&build(|v: &mut UploadResponse| v.off = off)),
+        Upload::WrongOffset(expected) => Outcome::GroupLen(err::FILE_OFFSET_NOT_VALID, expected),
+    })
 }
 
 fn hash_file(dev: &Device, req: &HashRequest) -> FsResult<Outcome> {
