@@ -1,8 +1,9 @@
-//! The fault matrix: an image upload, a file download and a series of echoes against the
-//! simulated device over real loopback sockets, under every fault of issue 7, seeded.
+//! The fault matrix: an image upload, a file upload, a file download and a series of
+//! echoes against the simulated device over real loopback sockets, under every fault of
+//! issue 7, seeded.
 //!
 //! Each cell must end in success with the data byte-identical (the device's slot, the
-//! downloaded file, every echo), or, for a permanent fault, in the expected typed error
+//! device's file, the downloaded file, every echo), or, for a permanent fault, in the expected typed error
 //! after exactly the attempts the retry policy allows. A cell that does not end within
 //! a generous bound is a hang; a success with different data is a wrong result. Both
 //! fail the test, as does any other error.
@@ -39,6 +40,8 @@ use tokio::time::{Instant, sleep, timeout};
 const IMAGE_BODY: usize = 64 * 1024;
 /// The downloaded file.
 const FILE_NAME: &str = "/lfs1/faults/data.bin";
+/// The uploaded file (the same data under another name).
+const UPLOAD_NAME: &str = "/lfs1/faults/up.bin";
 const FILE_LEN: usize = 64 * 1024;
 /// Echoes per series.
 const ECHOES: usize = 30;
@@ -90,13 +93,15 @@ struct Row {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cell {
-    Upload,
-    Download,
-    Echoes,
+    // The numbers seed each cell's faults; the file upload came last.
+    Upload = 0,
+    FileUpload = 3,
+    Download = 1,
+    Echoes = 2,
 }
 
 impl Cell {
-    const ALL: [Cell; 3] = [Cell::Upload, Cell::Download, Cell::Echoes];
+    const ALL: [Cell; 4] = [Cell::Upload, Cell::FileUpload, Cell::Download, Cell::Echoes];
 }
 
 /// How one cell ended.
@@ -312,7 +317,7 @@ impl Data {
 fn timeout_budget(policy: &RetryPolicy, cell: Cell) -> Duration {
     let first = match cell {
         Cell::Upload => CHUNK_TIMEOUT,
-        Cell::Download | Cell::Echoes => policy.timeout,
+        Cell::FileUpload | Cell::Download | Cell::Echoes => policy.timeout,
     };
     policy.budget(first)
 }
@@ -369,8 +374,8 @@ async fn run_cell<T: Transport + 'static>(
                 sim.upload_progress()
                     .is_some_and(|(off, len)| off >= len / 2)
             }),
-            // About half of the download's 33 chunks, half of the echoes.
-            Cell::Download => reboot_when(sim, &over, move |sim| {
+            // About half of the file's chunks either way, half of the echoes.
+            Cell::FileUpload | Cell::Download => reboot_when(sim, &over, move |sim| {
                 sim.counters().processed >= processed + 16
             }),
             Cell::Echoes => reboot_when(sim, &over, move |sim| {
@@ -442,6 +447,26 @@ async fn operate<T: Transport + 'static>(
                 }
             }
         },
+        Cell::FileUpload => {
+            // Verified as well: the device's SHA-256 of the file it holds once the upload
+            // has closed it, compared with the data; and the file itself, checked here.
+            let options = FileTransferOptions::default();
+            match client
+                .upload_file(UPLOAD_NAME, &data.file, &options, |_| {})
+                .await
+            {
+                Err(err) => Outcome::Error(err),
+                Ok(summary) if sim.file(UPLOAD_NAME).as_deref() != Some(&data.file[..]) => {
+                    Outcome::Wrong(format!(
+                        "upload reported success ({summary:?}), but the device's file differs"
+                    ))
+                }
+                Ok(summary) if summary.verified_with.is_none() => {
+                    Outcome::Wrong(format!("the upload was not verified: {summary:?}"))
+                }
+                Ok(summary) => Outcome::Ok(format!(", {} chunks", summary.chunks)),
+            }
+        }
         Cell::Download => {
             // Verified: the device's SHA-256 of the file is compared with the data.
             let options = FileTransferOptions::default();
@@ -607,8 +632,8 @@ async fn fault_matrix() {
         outcomes.push(task.await);
     }
     let mut table = String::from(
-        "\n| fault | image upload (64 KiB) | × no fault | file download (64 KiB) | × no fault | 30 echoes | × no fault |\n\
-         |---|---|---:|---|---:|---|---:|\n",
+        "\n| fault | image upload (64 KiB) | × no fault | file upload (64 KiB) | × no fault | file download (64 KiB) | × no fault | 30 echoes | × no fault |\n\
+         |---|---|---:|---|---:|---|---:|---|---:|\n",
     );
     let mut failures = Vec::new();
     // The first row's results, once it is in.
@@ -620,7 +645,7 @@ async fn fault_matrix() {
                 failures.push(format!("{}: the row panicked: {err}", row.name));
                 let _ = writeln!(
                     table,
-                    "| {} | PANIC | – | PANIC | – | PANIC | – |",
+                    "| {} | PANIC | – | PANIC | – | PANIC | – | PANIC | – |",
                     row.name
                 );
                 continue;
@@ -755,7 +780,7 @@ async fn serial_fault_matrix() {
     }
     let kib = SERIAL_DATA / 1024;
     let mut table = format!(
-        "\n| fault (serial, pty) | image upload ({kib} KiB) | file download ({kib} KiB) | 30 echoes |\n|---|---|---|---|\n",
+        "\n| fault (serial, pty) | image upload ({kib} KiB) | file upload ({kib} KiB) | file download ({kib} KiB) | 30 echoes |\n|---|---|---|---|---|\n",
     );
     let mut failures = Vec::new();
     for (row, task) in rows.iter().zip(tasks) {
@@ -763,7 +788,7 @@ async fn serial_fault_matrix() {
             Ok(results) => results,
             Err(err) => {
                 failures.push(format!("{}: the row panicked: {err}", row.name));
-                let _ = writeln!(table, "| {} | PANIC | PANIC | PANIC |", row.name);
+                let _ = writeln!(table, "| {} | PANIC | PANIC | PANIC | PANIC |", row.name);
                 continue;
             }
         };

@@ -1080,8 +1080,8 @@ impl Report {
         md.push_str(
             "\n## Reliability\n\n\
              The fault matrix of `tests/faults.rs` (`cargo test -p smp-integration-tests --test \
-             faults fault_matrix -- --nocapture`): a 64 KiB image upload, a 64 KiB file download \
-             and 30 checked echoes against `smp-sim` over loopback UDP under each seeded fault. \
+             faults fault_matrix -- --nocapture`): a 64 KiB image upload, a 64 KiB file upload, \
+             a 64 KiB file download and 30 checked echoes against `smp-sim` over loopback UDP under each seeded fault. \
              Each cell must end with the data byte-identical, or, for the permanent faults, in \
              the typed error after exactly the attempts the retry policy allows; the test fails \
              otherwise. Each cell's time is this run's, and \"× no fault\" divides it by the \

@@ -30,6 +30,10 @@ const FS_FILE_OFFSET_NOT_VALID: i64 = 11;
 
 /// A request that carries one chunk of an upload.
 pub(crate) trait ChunkRequest<'a>: Request + minicbor::CborLen<()> {
+    /// Whether the device may answer the first chunk with an offset beyond it, resuming
+    /// an earlier upload of the same data there. Zephyr's image group does; its file
+    /// system group starts the file anew at offset 0, every time.
+    const RESUMES: bool;
     /// Puts the chunk's data in.
     fn set_data(&mut self, data: &'a [u8]);
     /// The device's offset (and, for images, `match`) from the reply.
@@ -49,6 +53,7 @@ pub(crate) trait ChunkRequest<'a>: Request + minicbor::CborLen<()> {
 }
 
 impl<'a> ChunkRequest<'a> for UploadRequest<'a> {
+    const RESUMES: bool = true;
     fn set_data(&mut self, data: &'a [u8]) {
         self.data = Cow::Borrowed(data);
     }
@@ -58,6 +63,7 @@ impl<'a> ChunkRequest<'a> for UploadRequest<'a> {
 }
 
 impl<'a> ChunkRequest<'a> for fs::UploadRequest<'a> {
+    const RESUMES: bool = false;
     fn set_data(&mut self, data: &'a [u8]) {
         self.data = Cow::Borrowed(data);
     }

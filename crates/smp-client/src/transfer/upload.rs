@@ -126,6 +126,12 @@ impl<T: Transport + 'static> Client<T> {
     /// device refuses as being at the wrong offset (`FILE_OFFSET_NOT_VALID`) is sent
     /// again from the file length the device reports with the refusal, or, when it
     /// reports none, from the length a status request reads.
+    ///
+    /// Once the device holds all of it, the file is closed with the close command: a
+    /// refusal makes Zephyr forget the file's length, so after one the device would
+    /// leave the file open, and its hash, status and downloads would show the file as it
+    /// was before (see the file upload notes in `docs/protocol.md`). A device without
+    /// the command (`ENOTSUP`) is left as it is.
     pub async fn upload_file(
         &self,
         name: &str,
@@ -149,6 +155,7 @@ impl<T: Transport + 'static> Client<T> {
         let sent = self
             .upload_chunks(data, chunk, timeouts, options.window, None, progress)
             .await?;
+        self.close_file().await?;
         let verified_with = if options.verify {
             self.verify_file(name, data).await?
         } else {
@@ -160,6 +167,19 @@ impl<T: Transport + 'static> Client<T> {
             verified_with,
             max_in_flight: sent.max_in_flight,
         })
+    }
+
+    /// Asks the device to close the file an upload left open; a device that has no
+    /// such command needs none.
+    async fn close_file(&self) -> Result<(), ClientError> {
+        match self.request(&fs::CloseRequest).await {
+            Ok(_) => Ok(()),
+            Err(ClientError::Device(err)) if err.is_not_supported() => {
+                tracing::debug!(%err, "the device cannot close files: left as it is");
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Sends the chunks of `data`, each request built by `chunk` for its offset and
@@ -189,7 +209,8 @@ impl<T: Transport + 'static> Client<T> {
         let max_window = window
             .map_or(usize::MAX, NonZeroUsize::get)
             .min(self.max_in_flight());
-        let mut plan = UploadPlan::new(data, self.frame_limit(), max_window, policy.busy_retries);
+        let mut plan = UploadPlan::new(data, self.frame_limit(), max_window, policy.busy_retries)
+            .resuming(R::RESUMES);
         tracing::debug!(len = plan.len(), window = plan.window(), "upload starts");
         // Requests report their timeouts here as they happen.
         let (timed_out, mut timeouts) = tokio::sync::mpsc::unbounded_channel();

@@ -171,6 +171,8 @@ pub(crate) struct UploadPlan<'a> {
     checking: bool,
     /// The first request sent after the window last narrowed on a timeout.
     narrowed_before: u64,
+    /// Whether the device may resume an earlier upload at the first chunk.
+    resumes: bool,
 }
 
 impl<'a> UploadPlan<'a> {
@@ -201,10 +203,24 @@ impl<'a> UploadPlan<'a> {
             sent_end: 0,
             checking: false,
             narrowed_before: 0,
+            resumes: true,
             chunks: 0,
             peak: 0,
             resumed_at: 0,
         }
+    }
+
+    /// Whether the device may answer the first chunk with an offset beyond it, resuming
+    /// an earlier upload there (images; the default). When it may not (files), such an
+    /// answer means the device handled the first chunk more than once (a re-send or a
+    /// duplicate): Zephyr's file system group starts the file anew on each copy, so it
+    /// holds the chunk once, but counts every copy in the offset it answers and expects
+    /// (docs/protocol.md 2.1). The plan then goes on after the chunk: the device refuses
+    /// that with its count, forgets the count as it closes the file, and from there
+    /// the refusals tell the file's true length.
+    pub(crate) fn resuming(mut self, resumes: bool) -> Self {
+        self.resumes = resumes;
+        self
     }
 
     pub(crate) fn len(&self) -> u64 {
@@ -357,6 +373,13 @@ impl<'a> UploadPlan<'a> {
     ) -> Result<Step, PlanError> {
         let Some(kind) = self.answered(id) else {
             return Ok(Step::Continue);
+        };
+        let off = match kind {
+            Kind::Chunk { off: 0, end } if !self.resumes && off > end => {
+                tracing::debug!(off, end, "first chunk handled more than once: held once");
+                end
+            }
+            _ => off,
         };
         let credible = self.credible_offset(kind);
         if off > credible {
@@ -644,6 +667,34 @@ mod tests {
         assert_eq!(fit_data(100, 100), 0);
         assert_eq!(fit_data(100, 120), 0);
         assert_eq!(fit_data(130, 100), 29);
+    }
+
+    #[test]
+    fn a_first_file_chunk_answered_beyond_its_end_is_held_once() {
+        let data = image(10_000);
+        // An image: the device resumes an earlier upload there.
+        let mut plan = plan(&data, 512, 4);
+        let (first, _) = send(&mut plan);
+        plan.on_reply(first.id, 2 * first.end(), None).unwrap();
+        assert_eq!(
+            (plan.acked(), plan.resumed_at()),
+            (2 * first.end(), 2 * first.end())
+        );
+        // A file: the device handled the first chunk twice (Zephyr counts both copies
+        // but holds one). The next chunk goes right after it.
+        let mut plan = self::plan(&data, 512, 4).resuming(false);
+        let (first, _) = send(&mut plan);
+        plan.on_reply(first.id, 2 * first.end(), None).unwrap();
+        assert_eq!((plan.acked(), plan.resumed_at()), (first.end(), 0));
+        let sent = send_all(&mut plan);
+        assert_eq!(sent[0].off, first.end());
+        // The device refuses it with its count and closes the file; reopened, it
+        // refuses the chunks behind with the file's true length: sent again from there.
+        plan.on_reply(sent[0].id, 2 * first.end(), None).unwrap();
+        plan.on_reply(sent[1].id, first.end(), None).unwrap();
+        plan.on_reply(sent[2].id, first.end(), None).unwrap();
+        assert_eq!(plan.acked(), first.end());
+        assert_eq!(plan.next_chunk(), Some(first.end()));
     }
 
     #[test]
