@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use smp_client::messages::os::{EchoRequest, ResetRequest};
-use smp_client::{ImageUploadOptions, RetryPolicy};
+use smp_client::{ClientError, FileTransferOptions, ImageUploadOptions, RetryPolicy};
 use smp_integration_tests::{
     init_tracing, lossy_policy, quick_upload_options, sim_client, test_image,
 };
@@ -290,4 +290,94 @@ async fn the_file_system_keeps_an_uploads_file_open_as_zephyr_does() {
     assert_eq!(sim.file(name).map(|f| f.len()), Some(200));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(sim.file(name).map(|f| f.len()), Some(400));
+}
+
+/// `retries` bounds each request's attempts, and a lone request that runs out of them
+/// fails; a transfer outlives a chunk that runs out while the device still takes data
+/// (a silence longer than one request's budget, shorter than two), and gives up when a
+/// request runs out twice with nothing taken in between (a device that stays silent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_outlives_one_chunk_that_runs_out_of_attempts() {
+    type Ready = Box<dyn Fn(&Sim) -> bool + Send>;
+    init_tracing();
+    let sim = std::sync::Arc::new(Sim::start(SimConfig::default()).await.unwrap());
+    let timeout = Duration::from_millis(100);
+    let policy = RetryPolicy::default()
+        .with_timeout(timeout)
+        .with_retries(1)
+        .with_backoff(Duration::from_millis(5))
+        .with_max_backoff(Duration::from_millis(5));
+    // About 205 ms: the first attempt, the backoff, the last attempt.
+    let budget = policy.budget(timeout);
+    let silence = budget + timeout / 2;
+    let client = sim_client(&sim, policy).await;
+    let options = quick_upload_options(timeout);
+    // Silent for `duration` once `ready` says so; the task says whether that happened.
+    let silent_when = |duration: Duration, ready: Ready| {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let until = tokio::time::Instant::now() + Duration::from_secs(20);
+            while !ready(&sim) {
+                if tokio::time::Instant::now() > until {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            sim.go_silent(duration);
+            true
+        })
+    };
+    let half_way: fn() -> Ready = || {
+        Box::new(|sim| {
+            sim.upload_progress()
+                .is_some_and(|(off, len)| off >= len / 2)
+        })
+    };
+
+    let image = test_image(96 * 1024, 0x5113, "1.0.0");
+    let silent = silent_when(silence, half_way());
+    client.upload_image(&image, &options, |_| {}).await.unwrap();
+    assert!(silent.await.unwrap(), "the device went silent");
+    assert_uploaded(&sim, &image);
+
+    // The same silence fails a lone request.
+    sim.go_silent(silence);
+    let lone = client.echo("alone").await;
+    assert!(
+        matches!(lone, Err(ClientError::Timeout { attempts: 2, .. })),
+        "{lone:?}"
+    );
+    tokio::time::sleep(silence).await;
+
+    // A file download through the same silence, early (it takes about 130 requests).
+    let file = smp_mcuboot::sample_body(256 * 1024, 0xd0);
+    client
+        .upload_file(
+            "/lfs1/persist.bin",
+            &file,
+            &FileTransferOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    let processed = sim.counters().processed;
+    let quiet = silent_when(
+        silence,
+        Box::new(move |sim| sim.counters().processed >= processed + 20),
+    );
+    let (back, _) = client
+        .download_file("/lfs1/persist.bin", &FileTransferOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert!(quiet.await.unwrap(), "the device went silent");
+    assert!(back == file, "the downloaded file differs");
+
+    // Silent for good half-way: two rounds of attempts, then the upload gives up.
+    let other = test_image(96 * 1024, 0x5114, "1.0.1");
+    let silent = silent_when(Duration::from_secs(30), half_way());
+    let started = tokio::time::Instant::now();
+    let gone = client.upload_image(&other, &options, |_| {}).await;
+    assert!(silent.await.unwrap(), "the device went silent");
+    assert!(matches!(gone, Err(ClientError::Timeout { .. })), "{gone:?}");
+    assert!(started.elapsed() >= budget * 2, "{:?}", started.elapsed());
 }

@@ -308,6 +308,13 @@ impl Pending {
 ///   sees each re-send later than the one before, and the first reply teaches the timer
 ///   the new round trip.
 ///
+/// Transfers (uploads, downloads) go one step further: when one of their requests runs out
+/// of attempts but the device took data since the last one did, they start again from
+/// what the device holds instead of failing; a request that runs out twice with nothing
+/// taken in between (or before anything was) fails the transfer with that
+/// [`ClientError::Timeout`]. A device that stays silent mid-transfer is therefore reported
+/// after two rounds of attempts.
+///
 /// On a lossy link, more `retries` cost little once the round trip is learned, and each
 /// makes failure much rarer: with 10% of the datagrams lost each way an attempt fails
 /// 19% of the time, four in a row (the default) 0.13%, eight 0.0002%.

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use smp_transport::Transport;
 
 use super::download_plan::DownloadPlan;
+use super::persistence::Persistence;
 use super::slots::JobSlots;
 use crate::messages::fs;
 use crate::{
@@ -24,7 +25,8 @@ impl<T: Transport + 'static> Client<T> {
     /// [`max_in_flight`](Self::max_in_flight)) ask for the next offsets at once, answers
     /// taken in any order. A short answer leaves a gap that is asked for first. Each
     /// request has the client's timeouts, re-sends and busy retries; one that exhausts
-    /// them fails the download.
+    /// them is asked again if the device sent data since the last one did, and fails the
+    /// download otherwise (as uploads do).
     pub async fn download_file(
         &self,
         name: &str,
@@ -44,6 +46,8 @@ impl<T: Transport + 'static> Client<T> {
             .min(self.max_in_flight());
         let mut plan = DownloadPlan::start(name, first.off, first.len, &first.data, window)?;
         drop(first);
+        let mut persistence = Persistence::default();
+        persistence.progressed();
         progress(Progress {
             done: plan.received(),
             total: plan.len(),
@@ -63,8 +67,23 @@ impl<T: Transport + 'static> Client<T> {
                 .into());
             }
             let (asked, answer) = jobs.next_answer().await;
-            let answer = answer?;
+            let answer = match answer {
+                Err(err @ ClientError::Timeout { .. }) => {
+                    if !persistence.ask_again() {
+                        return Err(err);
+                    }
+                    tracing::info!(%err, asked, "a request of the download ran out of attempts; as the device sent data since, it goes again");
+                    plan.on_exhausted();
+                    jobs.retain(|_| false);
+                    continue;
+                }
+                answer => answer?,
+            };
+            let received = plan.received();
             plan.on_reply(asked, answer.off, &answer.data)?;
+            if plan.received() > received {
+                persistence.progressed();
+            }
             progress(Progress {
                 done: plan.received(),
                 total: plan.len(),

@@ -187,6 +187,17 @@ impl DownloadPlan {
         Ok(())
     }
 
+    /// A request ran out of attempts, and the download goes on (see
+    /// [`Persistence`](super::persistence::Persistence)). The requests in flight met the
+    /// same silence: every range in flight is asked for again, in order, before anything
+    /// new.
+    pub(crate) fn on_exhausted(&mut self) {
+        self.asked.sort_by_key(|range| range.start);
+        for range in self.asked.drain(..).rev() {
+            self.gaps.push_front(range);
+        }
+    }
+
     /// The whole file, once [`is_done`](Self::is_done).
     pub(crate) fn into_data(self) -> Vec<u8> {
         self.data
@@ -235,6 +246,27 @@ mod tests {
     fn answer(file: &[u8], off: u64, chunk: usize) -> &[u8] {
         let start = off as usize;
         &file[start..(start + chunk).min(file.len())]
+    }
+
+    #[test]
+    fn after_a_request_runs_out_everything_in_flight_is_asked_again_in_order() {
+        let data = file(1000);
+        let mut plan = DownloadPlan::start("/f", 0, Some(1000), answer(&data, 0, 100), 3).unwrap();
+        let asked: Vec<u64> = std::iter::from_fn(|| plan.next_request()).collect();
+        assert_eq!(asked, [100, 200, 300]);
+        plan.on_reply(200, 200, answer(&data, 200, 100)).unwrap();
+        plan.on_exhausted();
+        assert_eq!(plan.in_flight(), 0);
+        let again: Vec<u64> = std::iter::from_fn(|| plan.next_request()).collect();
+        assert_eq!(again, [100, 300, 400]);
+        for off in [100, 300, 400] {
+            plan.on_reply(off, off, answer(&data, off, 100)).unwrap();
+        }
+        while let Some(off) = plan.next_request() {
+            plan.on_reply(off, off, answer(&data, off, 100)).unwrap();
+        }
+        assert!(plan.is_done());
+        assert_eq!(plan.into_data(), data);
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! once) and [`download_plan`] (which offsets to ask for, the file the answers build).
 //! The async drivers on [`Client`](crate::Client), [`upload`] and [`download`], send
 //! what the plans say and report every answer back; [`slots`] holds an upload's requests
-//! in flight. [`chunk`] is what an upload request carries, [`options`] the public
+//! in flight. [`persistence`] decides whether a transfer outlives a request that ran out of
+//! attempts. [`chunk`] is what an upload request carries, [`options`] the public
 //! settings and summaries.
 
 mod chunk;
 mod download;
 mod download_plan;
 mod options;
+mod persistence;
 mod slots;
 mod upload;
 mod upload_plan;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::chunk::{ChunkRequest, image_chunk};
+use super::persistence::Persistence;
 use super::slots::JobSlots;
 use super::upload_plan::{Exhausted, Step, UploadPlan};
 use crate::messages::fs;
@@ -188,8 +189,9 @@ impl<T: Transport + 'static> Client<T> {
     /// chunks in flight.
     ///
     /// Each chunk is one request with the client's timeouts and same-frame re-sends (a
-    /// late reply to an earlier attempt still counts, and a chunk that exhausts its
-    /// retries fails the upload, as before pipelining). What pipelining adds: a chunk's
+    /// late reply to an earlier attempt still counts). A chunk that exhausts its retries
+    /// goes again as a new request if the device took data since the last one did
+    /// ([`Persistence`]), and fails the upload otherwise. What pipelining adds: a chunk's
     /// request is dropped, and so never re-sent, as soon as a later chunk is answered
     /// (the device has moved past it, or lost it and said so: an overtaken chunk would
     /// only take a device buffer and answer with a stale offset); after a loss the plan
@@ -216,6 +218,7 @@ impl<T: Transport + 'static> Client<T> {
         let (timed_out, mut timeouts) = tokio::sync::mpsc::unbounded_channel();
         let mut pending = JobSlots::new();
         let mut pause: Option<Instant> = None;
+        let mut persistence = Persistence::default();
         loop {
             if pause.is_some_and(|until| Instant::now() >= until) {
                 pause = None;
@@ -243,7 +246,24 @@ impl<T: Transport + 'static> Client<T> {
                 answered = pending.next_answer() => answered,
                 () = sleep_until(pause) => continue,
             };
-            match take_answer(&mut plan, id, answer?, policy, &mut progress)? {
+            let answer = match answer {
+                Err(err @ ClientError::Timeout { .. }) => {
+                    if !persistence.ask_again() {
+                        return Err(err);
+                    }
+                    tracing::info!(%err, "a request of the upload ran out of attempts; as the device took data since, it goes again");
+                    plan.on_exhausted();
+                    pending.retain(|id| plan.is_in_flight(id));
+                    continue;
+                }
+                answer => answer?,
+            };
+            let acked = plan.acked();
+            let flow = take_answer(&mut plan, id, answer, policy, &mut progress)?;
+            if plan.acked() > acked {
+                persistence.progressed();
+            }
+            match flow {
                 Flow::Go => {}
                 Flow::Pause(backoff) => pause = Some(Instant::now() + backoff),
                 Flow::Done(sent) => return Ok(sent),

@@ -538,6 +538,17 @@ impl<'a> UploadPlan<'a> {
         Ok(self.busy)
     }
 
+    /// A request ran out of attempts, and the upload goes on (see
+    /// [`Persistence`](super::persistence::Persistence)). The requests in flight met the
+    /// same silence: all of them are dropped, and the upload starts again from what the
+    /// device holds, one request at a time (as TCP does after a retransmission timeout).
+    /// A lost offset is asked for again.
+    pub(crate) fn on_exhausted(&mut self) {
+        self.in_flight.clear();
+        self.window = 1;
+        self.next = self.acked;
+    }
+
     /// Request `id` got no answer in time (and goes again, the same frame): narrows the
     /// window, once per loss: not again for requests sent before it last narrowed on a
     /// timeout (their timers expire in the same burst; TCP too reduces its window once
@@ -667,6 +678,26 @@ mod tests {
         assert_eq!(fit_data(100, 100), 0);
         assert_eq!(fit_data(100, 120), 0);
         assert_eq!(fit_data(130, 100), 29);
+    }
+
+    #[test]
+    fn after_a_request_runs_out_the_upload_starts_again_from_the_devices_offset() {
+        let data = image(10_000);
+        let mut plan = started(&data, 4);
+        let acked = plan.acked();
+        let sent = send_all(&mut plan);
+        assert_eq!(sent.len(), 4);
+        plan.on_exhausted();
+        assert_eq!((plan.in_flight(), plan.window()), (0, 1));
+        assert_eq!(plan.next_chunk(), Some(acked));
+        for chunk in &sent {
+            assert!(!plan.is_in_flight(chunk.id));
+        }
+        // The window grows again as the device takes chunks.
+        let (chunk, _) = send(&mut plan);
+        assert_eq!(plan.next_chunk(), None);
+        plan.on_reply(chunk.id, chunk.end(), None).unwrap();
+        assert_eq!(plan.window(), 2);
     }
 
     #[test]
