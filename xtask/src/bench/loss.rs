@@ -164,10 +164,13 @@ impl LossResults {
              \"slowest\" is our slowest successful run (the median hides a rare long one);\n\
              a failed run counts in \"failed\" and not in the times; \"ours requests\" are\n\
              those of our last successful run (upload chunks count again when sent again\n\
-             from the device's offset, not when the same frame is re-sent). Ours fails a\n\
-             transfer when one request loses every attempt the retry policy allows (four):\n\
-             at 10% loss each way an attempt fails 19% of the time, four in a row 0.13%,\n\
-             so about one transfer of this size in five; more `retries` make it rare.\n\n\
+             from the device's offset, not when the same frame is re-sent). A request\n\
+             loses every attempt the retry policy allows (four) now and then: at 10% loss\n\
+             each way an attempt fails 19% of the time, four in a row 0.13%, about once in\n\
+             five transfers of this size. The transfer then starts again from the device's\n\
+             offset, as the device took data since (it fails only when a request runs out\n\
+             twice with nothing taken in between), after that request's last attempt waited\n\
+             the full timeout: what a slow run costs.\n\n\
              {}",
             self.table(),
             image = IMAGE_LEN >> 10,
