@@ -47,7 +47,6 @@ impl<T: Transport + 'static> Client<T> {
         let mut plan = DownloadPlan::start(name, first.off, first.len, &first.data, window)?;
         drop(first);
         let mut persistence = Persistence::default();
-        persistence.progressed();
         progress(Progress {
             done: plan.received(),
             total: plan.len(),
@@ -69,7 +68,7 @@ impl<T: Transport + 'static> Client<T> {
             let (asked, answer) = jobs.next_answer().await;
             let answer = match answer {
                 Err(err @ ClientError::Timeout { .. }) => {
-                    if !persistence.ask_again() {
+                    if !persistence.ask_again(plan.received()) {
                         return Err(err);
                     }
                     tracing::info!(%err, asked, "a request of the download ran out of attempts; as the device sent data since, it goes again");
@@ -79,11 +78,7 @@ impl<T: Transport + 'static> Client<T> {
                 }
                 answer => answer?,
             };
-            let received = plan.received();
             plan.on_reply(asked, answer.off, &answer.data)?;
-            if plan.received() > received {
-                persistence.progressed();
-            }
             progress(Progress {
                 done: plan.received(),
                 total: plan.len(),

@@ -6,26 +6,24 @@
 /// runs out of them fails with [`ClientError::Timeout`](crate::ClientError::Timeout). A
 /// transfer of hundreds of chunks over a lossy link would then fail now and then although
 /// the device never stopped answering (at 10% loss each way, one chunk in 800 loses four
-/// attempts in a row). So a transfer asks again, with a new request, when the device has
-/// taken something since the last request ran out (or since the transfer started), and
-/// gives up when a request runs out twice with nothing taken in between. A device that
-/// stops answering mid-transfer is reported after two rounds of attempts, one at the start
-/// (it never answered) after one.
+/// attempts in a row). So a transfer asks again, with a new request, when the device holds
+/// more than it did when a request last ran out (or than at the start), and gives up when
+/// a request runs out twice with nothing gained in between. A device that stops
+/// answering mid-transfer is reported after two rounds of attempts, one at the start (it
+/// never answered) after one.
 #[derive(Debug, Default)]
 pub(crate) struct Persistence {
-    /// The device took something since the last request ran out.
-    progressed: bool,
+    /// The most the device held when a request last ran out.
+    mark: u64,
 }
 
 impl Persistence {
-    /// The device took data (the transfer moved forward).
-    pub(crate) fn progressed(&mut self) {
-        self.progressed = true;
-    }
-
-    /// A request ran out of attempts: whether to ask again rather than give up.
-    pub(crate) fn ask_again(&mut self) -> bool {
-        std::mem::take(&mut self.progressed)
+    /// A request ran out of attempts while the device held `done` bytes of the transfer:
+    /// whether to ask again rather than give up.
+    pub(crate) fn ask_again(&mut self, done: u64) -> bool {
+        let gained = done > self.mark;
+        self.mark = self.mark.max(done);
+        gained
     }
 }
 
@@ -37,14 +35,12 @@ mod tests {
     fn a_request_that_runs_out_is_asked_again_only_after_progress() {
         let mut persistence = Persistence::default();
         // Nothing taken yet: the device may not be there at all.
-        assert!(!persistence.ask_again());
-        persistence.progressed();
-        assert!(persistence.ask_again());
+        assert!(!persistence.ask_again(0));
+        assert!(persistence.ask_again(100));
         // Out again with nothing taken in between: give up.
-        assert!(!persistence.ask_again());
-        persistence.progressed();
-        persistence.progressed();
-        assert!(persistence.ask_again());
-        assert!(!persistence.ask_again());
+        assert!(!persistence.ask_again(100));
+        assert!(persistence.ask_again(300));
+        // Back below the furthest point reached (the device lost data): no gain.
+        assert!(!persistence.ask_again(200));
     }
 }

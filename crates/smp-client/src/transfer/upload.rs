@@ -248,7 +248,7 @@ impl<T: Transport + 'static> Client<T> {
             };
             let answer = match answer {
                 Err(err @ ClientError::Timeout { .. }) => {
-                    if !persistence.ask_again() {
+                    if !persistence.ask_again(plan.acked()) {
                         return Err(err);
                     }
                     tracing::info!(%err, "a request of the upload ran out of attempts; as the device took data since, it goes again");
@@ -258,12 +258,7 @@ impl<T: Transport + 'static> Client<T> {
                 }
                 answer => answer?,
             };
-            let acked = plan.acked();
-            let flow = take_answer(&mut plan, id, answer, policy, &mut progress)?;
-            if plan.acked() > acked {
-                persistence.progressed();
-            }
-            match flow {
+            match take_answer(&mut plan, id, answer, policy, &mut progress)? {
                 Flow::Go => {}
                 Flow::Pause(backoff) => pause = Some(Instant::now() + backoff),
                 Flow::Done(sent) => return Ok(sent),

@@ -173,6 +173,9 @@ pub(crate) struct UploadPlan<'a> {
     narrowed_before: u64,
     /// Whether the device may resume an earlier upload at the first chunk.
     resumes: bool,
+    /// The offset a device that handled the first chunk more than once counts but does
+    /// not hold (see [`resuming`](Self::resuming)): the next answer may carry it.
+    miscount: Option<u64>,
 }
 
 impl<'a> UploadPlan<'a> {
@@ -204,6 +207,7 @@ impl<'a> UploadPlan<'a> {
             checking: false,
             narrowed_before: 0,
             resumes: true,
+            miscount: None,
             chunks: 0,
             peak: 0,
             resumed_at: 0,
@@ -215,9 +219,10 @@ impl<'a> UploadPlan<'a> {
     /// answer means the device handled the first chunk more than once (a re-send or a
     /// duplicate): Zephyr's file system group starts the file anew on each copy, so it
     /// holds the chunk once, but counts every copy in the offset it answers and expects
-    /// (docs/protocol.md 2.1). The plan then goes on after the chunk: the device refuses
-    /// that with its count, forgets the count as it closes the file, and from there
-    /// the refusals tell the file's true length.
+    /// (docs/protocol.md 2.1). The plan then goes on after the chunk; the device refuses
+    /// that with its count, which the plan does not take (the device still holds the
+    /// first chunk alone), and forgets the count as it closes the file: the chunk sent
+    /// again is taken.
     pub(crate) fn resuming(mut self, resumes: bool) -> Self {
         self.resumes = resumes;
         self
@@ -374,11 +379,14 @@ impl<'a> UploadPlan<'a> {
         let Some(kind) = self.answered(id) else {
             return Ok(Step::Continue);
         };
+        let miscount = self.miscount.take();
         let off = match kind {
             Kind::Chunk { off: 0, end } if !self.resumes && off > end => {
                 tracing::debug!(off, end, "first chunk handled more than once: held once");
+                self.miscount = Some(off);
                 end
             }
+            _ if miscount == Some(off) => self.acked,
             _ => off,
         };
         let credible = self.credible_offset(kind);
@@ -719,9 +727,12 @@ mod tests {
         assert_eq!((plan.acked(), plan.resumed_at()), (first.end(), 0));
         let sent = send_all(&mut plan);
         assert_eq!(sent[0].off, first.end());
-        // The device refuses it with its count and closes the file; reopened, it
-        // refuses the chunks behind with the file's true length: sent again from there.
+        // The device refuses it with its count and closes the file: the count is not
+        // what it holds, and the chunk goes again.
         plan.on_reply(sent[0].id, 2 * first.end(), None).unwrap();
+        assert_eq!(plan.acked(), first.end());
+        assert_eq!(plan.next_chunk(), Some(first.end()));
+        // Reopened, it refuses the chunks behind with the file's true length.
         plan.on_reply(sent[1].id, first.end(), None).unwrap();
         plan.on_reply(sent[2].id, first.end(), None).unwrap();
         assert_eq!(plan.acked(), first.end());
