@@ -21,8 +21,9 @@ use smp_proto::messages::enumeration::{
     SingleRequest, SingleResponse,
 };
 use smp_proto::messages::fs::{
-    DownloadRequest, DownloadResponse, HashOutput, HashRequest, HashResponse, StatusRequest,
-    StatusResponse, UploadRequest as FileUpload, UploadResponse as FileUploadResponse,
+    CloseRequest, DownloadRequest, DownloadResponse, HashOutput, HashRequest, HashResponse,
+    StatusRequest, StatusResponse, UploadRequest as FileUpload,
+    UploadResponse as FileUploadResponse,
 };
 use smp_proto::messages::image::{
     EraseRequest, ImageState, SetStateRequest, SlotInfoRequest, SlotInfoResponse, StateRequest,
@@ -1208,6 +1209,36 @@ async fn file_round_trip(peer: &mut Peer, name: &str, content: &[u8]) {
             v.output = HashOutput::Int(u64::from(crc32_ieee(&content[100..600])));
         })
     );
+}
+
+/// A chunk at another offset than the file's is refused with the offset the device
+/// expects as `len` beside the error (version 2), and the file is closed: the chunk at
+/// that offset is then taken (docs/protocol.md 2.1).
+#[tokio::test]
+async fn a_file_chunk_at_the_wrong_offset_is_refused_with_the_expected_offset() {
+    let (sim, mut peer) = start(config()).await;
+    let name = "/lfs1/refused.bin";
+    let content = sample_body(400, 13);
+    let reply: FileUploadResponse = peer
+        .ok(&file_upload(name, 0, &content[..200], Some(400)))
+        .await;
+    assert_eq!(reply.off, 200);
+    let reply = peer
+        .call(&file_upload(name, 300, &content[300..], None))
+        .await;
+    let Value::Map(mut expected) = group_err(group::FS, 11) else {
+        unreachable!("group_err is a map")
+    };
+    expected.push((text("len"), int(200)));
+    assert_eq!(reply.value(), Value::Map(expected));
+    let reply: FileUploadResponse = peer
+        .ok(&file_upload(name, 200, &content[200..], None))
+        .await;
+    assert_eq!(reply.off, 400);
+    // The refusal made the device forget the length: the file stays open until closed.
+    assert_eq!(sim.file(name).map(|f| f.len()), Some(200));
+    let _: Empty = peer.ok(&CloseRequest).await;
+    assert_eq!(sim.file(name), Some(content));
 }
 
 #[tokio::test]

@@ -34,9 +34,10 @@ pub const MOUNT_POINT: &str = "/lfs1";
 ///
 /// An upload keeps its file open between chunks, as Zephyr's file system group does
 /// (docs/protocol.md 2.1, file upload state): what it writes is seen by nobody else
-/// (status, hash, download, [`read_all`](Self::read_all)) until the file is closed,
-/// when the upload reaches the length its first chunk announced, on the close command,
-/// on a refused chunk or after [`IDLE_CLOSE`]; a reboot loses it.
+/// (status, hash, [`read_all`](Self::read_all)) until the file is closed, when the
+/// upload reaches the length its first chunk announced, on the close command, on a
+/// refused chunk, when a download takes the group's one open file, or after
+/// [`IDLE_CLOSE`]; a reboot loses it unless it was closed.
 #[derive(Debug)]
 pub(crate) struct FileSystem {
     backend: Backend,
@@ -104,6 +105,8 @@ impl FileSystem {
 
     /// The device restarts: a file left open loses what was written since it opened.
     pub(crate) fn reboot(&mut self) {
+        // An idle file the device would have closed by now is kept.
+        self.close_if_idle();
         self.open = None;
     }
 
@@ -168,6 +171,8 @@ impl FileSystem {
             self.close();
             return Ok(Upload::WrongOffset(expected));
         }
+        // As in Zephyr, only a chunk with data truncates: an empty first chunk leaves
+        // the file as it was.
         if !data.is_empty() {
             if off == 0 {
                 // The file starts anew, but an upload already open keeps counting
@@ -200,12 +205,13 @@ impl FileSystem {
     /// Erases the storage partition: every file of an in-memory file system is gone.
     /// A folder on the host is left alone (it belongs to the user).
     pub(crate) fn erase(&mut self) {
+        self.open = None;
         if let Backend::Memory(files) = &mut self.backend {
             files.clear();
         }
     }
 
-    /// A file's content, for tests.
+    /// A file's stored content: without what an upload has written to it while open.
     pub(crate) fn read_all(&self, name: &str) -> FsResult<Vec<u8>> {
         let path = checked(name)?;
         match &self.backend {
