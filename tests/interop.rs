@@ -64,7 +64,7 @@ async fn zephyr_udp6_echo_raw() {
 
 use std::collections::BTreeSet;
 
-use smp_client::messages::{enumeration, fs, image, os, settings, stat};
+use smp_client::messages::{enumeration, fs, image, os, settings};
 use smp_client::{Client, ClientError, ClientOptions};
 use smp_integration_tests::zephyr_sample::{self, expect_device_error};
 
@@ -254,15 +254,8 @@ async fn zephyr_udp6_echo_and_stats() {
     let client = client(INTEROP_UDP6).await;
     assert!(client.transport().is_ipv6());
     assert_eq!(client.frame_limit(), 1452, "min(1500 - 48, 2048)");
-    let reply = client
-        .request(&os::EchoRequest {
-            d: "over v6".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply.r, "over v6");
-    let list = client.request(&stat::ListRequest).await.unwrap().stat_list;
-    assert!(list.iter().any(|name| name == "smp_svr_stats"), "{list:?}");
+    assert_eq!(client.echo("over v6").await.unwrap(), "over v6");
+    zephyr_sample::stats_list_and_group(&client).await;
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use smp_integration_tests::{
     init_tracing, lossy_policy, quick_upload_options, sim_client, test_image,
 };
 use smp_mcuboot::Image;
-use smp_sim::{Faults, Sim, SimConfig};
+use smp_sim::{Faults, Silence, Sim, SimConfig};
 
 fn upload_options() -> ImageUploadOptions {
     quick_upload_options(Duration::from_millis(400))
@@ -298,9 +298,8 @@ async fn the_file_system_keeps_an_uploads_file_open_as_zephyr_does() {
 /// request runs out twice with nothing taken in between (a device that stays silent).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_outlives_one_chunk_that_runs_out_of_attempts() {
-    type Ready = Box<dyn Fn(&Sim) -> bool + Send>;
     init_tracing();
-    let sim = std::sync::Arc::new(Sim::start(SimConfig::default()).await.unwrap());
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
     let timeout = Duration::from_millis(100);
     let policy = RetryPolicy::default()
         .with_timeout(timeout)
@@ -312,35 +311,29 @@ async fn a_transfer_outlives_one_chunk_that_runs_out_of_attempts() {
     let silence = budget + timeout / 2;
     let client = sim_client(&sim, policy).await;
     let options = quick_upload_options(timeout);
-    // Silent for `duration` once `ready` says so; the task says whether that happened.
-    let silent_when = |duration: Duration, ready: Ready| {
-        let sim = sim.clone();
-        tokio::spawn(async move {
-            let until = tokio::time::Instant::now() + Duration::from_secs(20);
-            while !ready(&sim) {
-                if tokio::time::Instant::now() > until {
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            sim.go_silent(duration);
-            true
-        })
-    };
-    let half_way: fn() -> Ready = || {
-        Box::new(|sim| {
-            sim.upload_progress()
-                .is_some_and(|(off, len)| off >= len / 2)
-        })
+    // The device goes silent for `duration` after the next `after` requests.
+    let silent_after = |after: u64, duration: Duration| {
+        sim.set_faults(Faults {
+            silence: Some(Silence {
+                after_requests: after,
+                duration,
+            }),
+            ..Faults::none()
+        });
     };
 
+    // Half-way through the upload (about 70 chunks).
     let image = test_image(96 * 1024, 0x5113, "1.0.0");
-    let silent = silent_when(silence, half_way());
+    silent_after(35, silence);
     client.upload_image(&image, &options, |_| {}).await.unwrap();
-    assert!(silent.await.unwrap(), "the device went silent");
+    assert!(
+        sim.counters().dropped_by_fault > 0,
+        "the device went silent"
+    );
     assert_uploaded(&sim, &image);
 
     // The same silence fails a lone request.
+    sim.set_faults(Faults::none());
     sim.go_silent(silence);
     let lone = client.echo("alone").await;
     assert!(
@@ -349,7 +342,7 @@ async fn a_transfer_outlives_one_chunk_that_runs_out_of_attempts() {
     );
     tokio::time::sleep(silence).await;
 
-    // A file download through the same silence, early (it takes about 130 requests).
+    // Early in a file download (about 130 requests).
     let file = smp_mcuboot::sample_body(256 * 1024, 0xd0);
     client
         .upload_file(
@@ -360,24 +353,36 @@ async fn a_transfer_outlives_one_chunk_that_runs_out_of_attempts() {
         )
         .await
         .unwrap();
-    let processed = sim.counters().processed;
-    let quiet = silent_when(
-        silence,
-        Box::new(move |sim| sim.counters().processed >= processed + 20),
-    );
+    let silenced = sim.counters().dropped_by_fault;
+    silent_after(20, silence);
     let (back, _) = client
         .download_file("/lfs1/persist.bin", &FileTransferOptions::default(), |_| {})
         .await
         .unwrap();
-    assert!(quiet.await.unwrap(), "the device went silent");
+    assert!(
+        sim.counters().dropped_by_fault > silenced,
+        "the device went silent"
+    );
     assert!(back == file, "the downloaded file differs");
 
-    // Silent for good half-way: two rounds of attempts, then the upload gives up.
+    // Silent for good half-way: two rounds of attempts after the last progress (one
+    // without the rule), then the upload gives up.
     let other = test_image(96 * 1024, 0x5114, "1.0.1");
-    let silent = silent_when(Duration::from_secs(30), half_way());
-    let started = tokio::time::Instant::now();
-    let gone = client.upload_image(&other, &options, |_| {}).await;
-    assert!(silent.await.unwrap(), "the device went silent");
-    assert!(matches!(gone, Err(ClientError::Timeout { .. })), "{gone:?}");
-    assert!(started.elapsed() >= budget * 2, "{:?}", started.elapsed());
+    silent_after(35, Duration::from_secs(30));
+    let mut last_progress = tokio::time::Instant::now();
+    let gone = client
+        .upload_image(&other, &options, |_| {
+            last_progress = tokio::time::Instant::now();
+        })
+        .await;
+    assert!(
+        matches!(gone, Err(ClientError::Timeout { attempts: 2, .. })),
+        "{gone:?}"
+    );
+    // Requests in flight at the last progress were sent a little before it.
+    let waited = last_progress.elapsed();
+    assert!(
+        waited > budget * 3 / 2,
+        "gave up {waited:?} after the last progress"
+    );
 }

@@ -111,8 +111,7 @@ pub async fn fs_round_trip<T: Transport>(client: &Client<T>, name: &str, data: &
         .request(&fs::HashRequest {
             name: name.into(),
             r#type: Some("crc32".into()),
-            off: None,
-            len: None,
+            ..fs::HashRequest::default()
         })
         .await
         .unwrap();
@@ -167,8 +166,7 @@ pub async fn fs_upload_state<T: Transport>(client: &Client<T>, name: &str) {
             .request(&fs::HashRequest {
                 name: name.into(),
                 r#type: Some("sha256".into()),
-                off: None,
-                len: None,
+                ..fs::HashRequest::default()
             })
             .await
             .unwrap();

@@ -169,8 +169,8 @@ impl LossResults {
              each way an attempt fails 19% of the time, four in a row 0.13%, about once in\n\
              five transfers of this size. The transfer then starts again from the device's\n\
              offset, as the device took data since (it fails only when a request runs out\n\
-             twice with nothing taken in between), after that request's last attempt waited\n\
-             the full timeout: what a slow run costs.\n\n\
+             twice with nothing taken in between, or before anything was taken), after that\n\
+             request's last attempt waited the full timeout: what a slow run costs.\n\n\
              {}",
             self.table(),
             image = IMAGE_LEN >> 10,
