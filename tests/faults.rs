@@ -65,9 +65,11 @@ enum Expect {
     /// `ClientError::Busy` after every busy retry of the policy.
     Busy,
     /// Corrupted replies: success with identical data, or a typed error that says the
-    /// reply was malformed (`Decode`) or the transfer went wrong (`Transfer`). SMP has no
-    /// checksum of its own: echoes are checked by `Client::echo`, image and file data end
-    /// to end by the device's `match` and the file hash. None may ever be wrong.
+    /// reply was malformed (`Decode`) or the transfer went wrong (`Transfer`, which
+    /// includes `HashMismatch`: accepted in this row only; every other row counts it a
+    /// failure). SMP has no checksum of its own: echoes are checked by `Client::echo`,
+    /// image and file data end to end by the device's `match` and the file hash. None
+    /// may ever be wrong.
     Corrupted,
 }
 

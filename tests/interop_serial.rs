@@ -21,10 +21,9 @@ use smp_client::{
     Client, ClientError, ClientOptions, ImageUploadOptions, UpgradeOptions, UpgradeOutcome,
     UpgradeReport,
 };
-use smp_integration_tests::serial::{
-    Probe, Recovery, SerialFixture, answering_client, app_client, expect_device_error,
-};
-use smp_integration_tests::{init_tracing, zephyr_sample};
+use smp_integration_tests::init_tracing;
+use smp_integration_tests::serial::{Probe, Recovery, SerialFixture, answering_client, app_client};
+use smp_integration_tests::zephyr_sample::{self, expect_device_error};
 use smp_mcuboot::Image;
 
 async fn fixture_and_client() -> (SerialFixture, Client<SerialTransport>) {

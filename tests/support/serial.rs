@@ -235,5 +235,3 @@ pub async fn answering_client(
     }
     panic!("{target} did not answer {probe:?} within {BOOT_TIMEOUT:?}; last error: {last_error}");
 }
-
-pub use crate::zephyr_sample::expect_device_error;

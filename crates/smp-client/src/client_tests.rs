@@ -899,14 +899,21 @@ fn probes(script: &std::sync::Mutex<Script>) -> usize {
         .count()
 }
 
-/// Forgets what the device received, and has it lose its next `"request"` or the reply
-/// to it.
-fn lose_next(script: &std::sync::Mutex<Script>, lose: &str) {
+/// What the scripted device loses next.
+#[derive(Debug, Clone, Copy)]
+enum Lose {
+    Request,
+    Reply,
+}
+
+/// Forgets what the device received, and has it lose its next request or the reply to
+/// it.
+fn lose_next(script: &std::sync::Mutex<Script>, lose: Lose) {
     let mut s = script.lock().unwrap();
     s.arrivals.clear();
     match lose {
-        "request" => s.drop_next = 1,
-        _ => s.drop_replies = 1,
+        Lose::Request => s.drop_next = 1,
+        Lose::Reply => s.drop_replies = 1,
     }
 }
 
@@ -918,7 +925,7 @@ fn gaps(script: &std::sync::Mutex<Script>) -> Vec<Duration> {
 #[tokio::test(start_paused = true)]
 async fn a_lost_request_or_reply_costs_round_trips_not_the_timeout() {
     let (client, script) = learned_client(3, 20).await;
-    for lose in ["request", "reply"] {
+    for lose in [Lose::Request, Lose::Reply] {
         lose_next(&script, lose);
         let started = tokio::time::Instant::now();
         assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
@@ -926,15 +933,15 @@ async fn a_lost_request_or_reply_costs_round_trips_not_the_timeout() {
         // The same frame went again once the learned timer (a little above the 20 ms
         // round trip) expired, not after the 1 s timeout.
         let gaps = gaps(&script);
-        assert_eq!(gaps.len(), 1, "one re-send after a lost {lose}");
+        assert_eq!(gaps.len(), 1, "one re-send after a lost {lose:?}");
         assert!(
             gaps[0] > Duration::from_millis(20) && gaps[0] <= Duration::from_millis(30),
-            "re-sent {:?} after a lost {lose}",
+            "re-sent {:?} after a lost {lose:?}",
             gaps[0]
         );
         assert!(
             took <= Duration::from_millis(50),
-            "{took:?} with a lost {lose}"
+            "{took:?} with a lost {lose:?}"
         );
     }
 }
@@ -1163,20 +1170,20 @@ async fn a_link_that_cannot_resynchronise_gets_no_early_resends_or_probes() {
     for _ in 0..20 {
         assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
     }
-    for lose in ["request", "reply"] {
+    for lose in [Lose::Request, Lose::Reply] {
         lose_next(&script, lose);
         assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
         // Sent again after the whole 1 s timeout, not the learned ~25 ms, and the device
         // saw no probe meanwhile.
         let gaps = gaps(&script);
         let backoff = client.options().retry.backoff;
-        assert_eq!(gaps.len(), 1, "a lost {lose}");
+        assert_eq!(gaps.len(), 1, "a lost {lose:?}");
         assert!(
             gaps[0] >= Duration::from_secs(1) && gaps[0] <= Duration::from_secs(1) + backoff,
-            "re-sent {:?} after a lost {lose}",
+            "re-sent {:?} after a lost {lose:?}",
             gaps[0]
         );
-        assert_eq!(probes(&script), 0, "a lost {lose}");
+        assert_eq!(probes(&script), 0, "a lost {lose:?}");
     }
     // A request never answered still ends after every attempt, on the fixed schedule.
     script.lock().unwrap().drop_next = 4;
