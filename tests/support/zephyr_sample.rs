@@ -138,8 +138,8 @@ pub async fn fs_round_trip<T: Transport>(client: &Client<T>, name: &str, data: &
 /// `fs`: how Zephyr 4.4.0 keeps an upload's file between chunks (docs/protocol.md 2.1,
 /// file upload state), which [`Client::upload_file`] relies on: a refused chunk closes
 /// the file and makes the device forget the length the first chunk announced, so an
-/// upload that goes on leaves its file open, shown to others as it was at the refusal
-/// until the close command; and a duplicated first chunk is answered with twice its
+/// upload that goes on leaves its file open, not shown whole to others until the close
+/// command; and a duplicated first chunk is answered with twice its
 /// length, the next chunk refused, after which the device holds the first chunk once.
 pub async fn fs_upload_state<T: Transport>(client: &Client<T>, name: &str) {
     use sha2::{Digest, Sha256};
@@ -189,10 +189,15 @@ pub async fn fs_upload_state<T: Transport>(client: &Client<T>, name: &str) {
         let end = (off + CHUNK).min(data.len()) as u64;
         assert_eq!(upload(off, false).await.unwrap(), end);
     }
-    assert_eq!(
-        stored().await,
-        (CHUNK as u64, sha256(&data[..CHUNK])),
-        "left open: shown as it was at the refusal"
+    // Left open, the file is not shown whole: as it was at the refusal on native_sim
+    // (12 bytes), and now and then with part of what came after on the emulated mps2
+    // boards (36 bytes seen once in CI), whose littlefs may write out an open file's
+    // cache before the close.
+    let (shown, _) = stored().await;
+    assert!(
+        (CHUNK as u64..data.len() as u64).contains(&shown),
+        "left open: {shown} of {} bytes shown",
+        data.len()
     );
     client.request(&fs::CloseRequest).await.unwrap();
     assert_eq!(
