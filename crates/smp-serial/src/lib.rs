@@ -8,8 +8,8 @@
 //!   length and a CRC16, which share the line with logs and a shell (what the reference
 //!   client's `SMPSerialTransport` speaks, and MCUboot serial recovery by default);
 //! - **raw** ([`raw`]): the bare frame (Zephyr's raw UART transport);
-//! - **raw COBS** ([`cobs`]): the frame and a CRC16, COBS-encoded (MCUboot's raw COBS
-//!   serial recovery).
+//! - **raw COBS** ([`cobs`]): the frame and a CRC16, COBS-encoded between two `00`
+//!   delimiters (MCUboot's raw COBS serial recovery).
 //!
 //! The framings are IO-free: [`encode`] and the deframers ([`Deframer`], or one per
 //! framing) are plain functions and state machines over bytes. [`SerialTransport`] is

@@ -125,7 +125,9 @@ fn cobs_matches_the_reference_byte_for_byte() {
         assert_eq!(decoded, data);
     }
     for v in vectors("cobs_frame") {
-        let (frame, wire) = (unhex(v[0]), unhex(v[1]));
+        let (frame, reference) = (unhex(v[0]), unhex(v[1]));
+        // Ours is the reference's frame with a `00` before it.
+        let wire = [&[cobs::DELIMITER][..], &reference].concat();
         assert_eq!(cobs::encode(&frame), wire);
         assert_eq!(
             encode(Framing::RawCobs, &frame, LineLength::default()).unwrap(),
@@ -133,7 +135,10 @@ fn cobs_matches_the_reference_byte_for_byte() {
         );
         let mut deframer = CobsDeframer::new();
         deframer.push(&wire);
+        deframer.push(&reference);
+        assert_eq!(deframer.next_frame(), Some(Ok(frame.clone())));
         assert_eq!(deframer.next_frame(), Some(Ok(frame)));
+        assert_eq!(deframer.next_frame(), None);
     }
     for v in vectors("cobs_take") {
         let wire = unhex(v[0]);
