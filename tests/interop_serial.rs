@@ -708,9 +708,8 @@ async fn enter_recovery(
 /// upload fails; with 5 s it goes through, 15 s leaves room on a loaded machine). The
 /// raw transport tells the client it cannot resynchronise, so no attempt goes sooner
 /// than this (no learned re-sends, no probes: docs/reliability.md). The COBS bootloader
-/// gets it too: with learned timers its damaged requests are sent again within round
-/// trips, but once (in one CI run of 204 tests) it answered nothing for the 2.8 s the
-/// default timeout gave the last attempt; this gives it the reference's figure.
+/// drops a damaged frame at its delimiter and keeps the default timeout, as a user's
+/// `smp --framing cobs` does.
 const RAW_RECOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A client of MCUboot's serial recovery once it answers; checks its parameters (or the
@@ -719,7 +718,7 @@ async fn bootloader(fixture: &SerialFixture, recovery: Recovery) -> Client<Seria
     let boot = answering_client(
         fixture.target_with(fixture.options(recovery.framing)),
         match recovery.framing {
-            Framing::Raw | Framing::RawCobs => ClientOptions::default()
+            Framing::Raw => ClientOptions::default()
                 .with_retry(smp_client::RetryPolicy::default().with_timeout(RAW_RECOVERY_TIMEOUT)),
             _ => ClientOptions::default(),
         },

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use smp_transport::header::{Header, Op, group};
+use smp_transport::header::{Header, Op, command, group};
 use smp_transport::{MemoryTransport, Transport, TransportError};
 use tokio::sync::Mutex;
 
@@ -796,6 +796,9 @@ struct Script {
     /// Replies still to drop.
     drop_replies: usize,
     delay: Duration,
+    /// The `buf_count` a parameters read is answered with; `None`: the read is refused
+    /// as unsupported.
+    buf_count: Option<u8>,
     /// When each frame arrived, its header and its text.
     arrivals: Vec<(tokio::time::Instant, Header, String)>,
 }
@@ -828,6 +831,18 @@ fn serve_script(device: Arc<MemoryTransport>, script: Arc<std::sync::Mutex<Scrip
     tokio::spawn(async move {
         loop {
             let (request, frame) = next_request(&device).await;
+            if (request.group, request.command) == (group::OS, command::os::MCUMGR_PARAMS) {
+                let payload = match script.lock().unwrap().buf_count {
+                    Some(n) => [
+                        &b"\xbf\x68buf_size\x19\x04\x00\x69buf_count"[..],
+                        &[n, 0xff],
+                    ]
+                    .concat(),
+                    None => b"\xbf\x62rc\x08\xff".to_vec(),
+                };
+                answer(&device, &request, &payload).await;
+                continue;
+            }
             let text = String::from_utf8(frame[12..].to_vec()).unwrap();
             let reply_dropped = {
                 let mut s = script.lock().unwrap();
@@ -1127,6 +1142,48 @@ async fn the_last_attempt_goes_once_the_device_is_heard_from_again() {
     );
     let policy = client.options().retry.clone();
     assert!(took < policy.budget(Duration::from_secs(1)) - Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_with_one_buffer_gets_no_learned_resends() {
+    // The device 20 ms away, learned from 20 echoes, reports one buffer, as MCUboot's
+    // serial recovery does: the request holds it, and the same frame again while the
+    // device still works on it can cost both.
+    let (client, script) = learned_client(3, 20).await;
+    let slow_echo = |buf_count| {
+        let (client, script) = (&client, &script);
+        async move {
+            {
+                let mut s = script.lock().unwrap();
+                s.buf_count = Some(buf_count);
+                s.delay = Duration::from_millis(600);
+            }
+            client.read_params().await.unwrap();
+            assert_eq!(client.buf_count(), Some(usize::from(buf_count)));
+            script.lock().unwrap().arrivals.clear();
+            assert_eq!(echo(client, "hi").await.unwrap(), echo_reply("hi"));
+            script.lock().unwrap().delay = Duration::ZERO;
+            sends(script).len()
+        }
+    };
+    // 600 ms over an echo, against the 20 ms learned and the 1 s timeout: sent once, and
+    // the probes meanwhile were answered after it.
+    assert_eq!(slow_echo(1).await, 1);
+    assert!(probes(&script) > 0);
+    // A lost request or reply is still found by a probe: round trips, not the timeout.
+    for lose in [Lose::Request, Lose::Reply] {
+        lose_next(&script, lose);
+        assert_eq!(echo(&client, "hi").await.unwrap(), echo_reply("hi"));
+        let gaps = gaps(&script);
+        assert_eq!(gaps.len(), 1, "one re-send after a lost {lose:?}");
+        assert!(
+            gaps[0] < Duration::from_millis(200),
+            "re-sent {:?} after a lost {lose:?}",
+            gaps[0]
+        );
+    }
+    // With two buffers the learned timer sends the slow echo again.
+    assert!(slow_echo(2).await > 1);
 }
 
 /// A memory link that, as serial raw framing, cannot resynchronise after a damaged frame.

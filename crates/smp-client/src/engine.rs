@@ -285,6 +285,9 @@ impl Pending {
 /// that cannot resynchronise after a damaged frame (serial raw framing:
 /// [`Transport::resynchronises`](crate::Transport::resynchronises)) none of this
 /// applies: every attempt waits the full `timeout` and the backoff, and nothing is probed.
+/// To a device that reports a `buf_count` of 1 (MCUboot's serial recovery: the same frame
+/// again while it still works on the first can cost both) nothing goes again on the
+/// learned timer: an attempt waits the full `timeout`, unless a probe finds it lost.
 ///
 /// The user's settings stay the bounds:
 ///
