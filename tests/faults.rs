@@ -17,7 +17,8 @@
 //! The serial column (`serial_fault_matrix`) runs the same rows, and rows of serial
 //! faults (lost lines, corrupted bytes), over a pseudo-terminal against a device shaped
 //! like native_sim's `serial` fixture, whose UART loses bursts of more than two lines:
-//! the client runs with its default pacing throughout.
+//! the client runs with its default pacing throughout (`auto`: paced from the first
+//! loss on).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;

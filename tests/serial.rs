@@ -155,9 +155,9 @@ fn short_attempts(retries: u32) -> ClientOptions {
     )
 }
 
-/// The client's default pacing (2 lines, then 20 ms) gets every message through a UART
-/// that loses a line arriving while its two line buffers hold lines it has not taken in
-/// yet.
+/// Fixed pacing of 2 lines, then 20 ms (what `Pacing::auto` turns into after a loss)
+/// gets every message through a UART that loses a line arriving while its two line
+/// buffers hold lines it has not taken in yet.
 ///
 /// A pseudo-terminal delivers lines late now and then on a loaded machine (by 16 ms,
 /// seen on 2 busy cores), so that two bursts written 20 ms apart reach the device a few
@@ -165,12 +165,11 @@ fn short_attempts(retries: u32) -> ClientOptions {
 /// lost request, retried like any other. Every request is answered, and few lines are
 /// lost (none, most of the time).
 #[tokio::test]
-async fn default_pacing_gets_through_a_uart_that_drops_bursts() {
+async fn fixed_pacing_gets_through_a_uart_that_drops_bursts() {
     init_tracing();
     let sim = serial_sim(SerialConfig::pty(), SLOT).await;
-    let client = serial_client(&sim, Pacing::default(), short_attempts(3))
-        .await
-        .unwrap();
+    let fixed = Pacing::new(Pacing::DEFAULT_BURST, Pacing::DEFAULT_PAUSE);
+    let client = serial_client(&sim, fixed, short_attempts(3)).await.unwrap();
     for lines in 1..=4 {
         let text = echo_of_lines(lines);
         assert_eq!(client.echo(&text).await.unwrap(), text, "{lines} lines");
@@ -186,6 +185,43 @@ async fn default_pacing_gets_through_a_uart_that_drops_bursts() {
     assert!(
         c.lines_overrun * 20 <= c.lines_received,
         "over 5% overrun: {c:?}"
+    );
+}
+
+/// The default pacing (`auto`) writes each message at once until one is lost: on a UART
+/// that drops bursts, the first message of more than two lines loses its tail once,
+/// the client's probe finds the loss, and from then on lines are paced and get through.
+#[tokio::test]
+async fn auto_pacing_starts_at_the_first_loss() {
+    init_tracing();
+    let sim = serial_sim(SerialConfig::pty(), SLOT).await;
+    let client = serial_client(&sim, Pacing::default(), short_attempts(3))
+        .await
+        .unwrap();
+    for lines in [1, 2] {
+        let text = echo_of_lines(lines);
+        assert_eq!(client.echo(&text).await.unwrap(), text, "{lines} lines");
+    }
+    assert_eq!(client.transport().stats().pacing_waited, Duration::ZERO);
+    assert_eq!(sim.counters().lines_overrun, 0);
+    let text = echo_of_lines(4);
+    assert_eq!(client.echo(&text).await.unwrap(), text);
+    let overrun = sim.counters().lines_overrun;
+    assert!(
+        overrun >= 2,
+        "the unpaced attempt lost its last two lines: {overrun}"
+    );
+    assert!(client.transport().stats().pacing_waited > Duration::ZERO);
+    let image = test_image(8 * 1024, 3, "2.0.0");
+    let summary = client
+        .upload_image(&image, &ImageUploadOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true));
+    let c = sim.counters();
+    assert!(
+        (c.lines_overrun - overrun) * 20 <= c.lines_received,
+        "paced, over 5% overrun: {c:?}"
     );
 }
 
@@ -220,7 +256,8 @@ async fn without_pacing_every_message_of_more_than_two_lines_is_lost() {
     );
 }
 
-/// With enough line buffers (native_sim's `bigrx`), an unpaced client gets through.
+/// With enough line buffers (native_sim's `bigrx`), an unpaced client gets through, and
+/// so does the default one, which never paces there.
 #[tokio::test]
 async fn without_the_overrun_an_unpaced_client_gets_through() {
     init_tracing();
@@ -229,16 +266,25 @@ async fn without_the_overrun_an_unpaced_client_gets_through() {
         ..SerialConfig::pty()
     };
     let sim = serial_sim(bigrx, SLOT).await;
-    let client = serial_client(&sim, Pacing::none(), short_attempts(1))
-        .await
-        .unwrap();
-    let text = echo_of_lines(4);
-    assert_eq!(client.echo(&text).await.unwrap(), text);
-    let image = test_image(8 * 1024, 2, "2.0.0");
-    let summary = client
-        .upload_image(&image, &ImageUploadOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(summary.matched, Some(true));
-    assert_eq!(sim.counters().lines_overrun, 0);
+    for (seed, pacing) in [(2, Pacing::none()), (4, Pacing::default())] {
+        let client = serial_client(&sim, pacing, short_attempts(1))
+            .await
+            .unwrap();
+        let text = echo_of_lines(4);
+        assert_eq!(client.echo(&text).await.unwrap(), text);
+        let image = test_image(8 * 1024, seed, "2.0.0");
+        let summary = client
+            .upload_image(&image, &ImageUploadOptions::default(), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(summary.matched, Some(true), "{pacing}");
+        assert_eq!(sim.counters().lines_overrun, 0, "{pacing}");
+        // Nothing lost, so the default never paced.
+        assert_eq!(
+            client.transport().stats().pacing_waited,
+            Duration::ZERO,
+            "{pacing}"
+        );
+        client.close().await.unwrap();
+    }
 }

@@ -136,8 +136,9 @@ enum Command {
         /// Console line length, newline included.
         #[arg(long, default_value_t = smp_client::serial::SerialOptions::DEFAULT_LINE_LENGTH)]
         line_length: usize,
-        /// Line pacing: `default` (2 lines, then 20 ms), `none`, or BURST:MS.
-        #[arg(long, default_value = "default")]
+        /// Line pacing: `auto` (unpaced until a loss, then 2 lines and 20 ms), `none`, or
+        /// BURST:MS.
+        #[arg(long, default_value = "auto")]
         pacing: smp_client::serial::Pacing,
     },
     /// Wait until the device on a serial port answers an image state read.

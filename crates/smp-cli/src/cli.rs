@@ -106,16 +106,17 @@ pub(crate) struct GlobalOptions {
     #[arg(long, global = true, value_enum, default_value_t = FramingArg::Console)]
     pub(crate) framing: FramingArg,
 
-    /// How fast console lines go out: `default` (2 lines back to back, then 20 ms: what a
-    /// device whose UART drops bursts needs, native_sim's among them), `none` (every
-    /// message in one write: for links and devices that take bursts, much faster over a
-    /// pseudo-terminal, TCP or USB), or BURST:MS.
+    /// How fast console lines go out: `auto` (each message in one write until a request or
+    /// reply is lost, then 2 lines back to back and 20 ms: what a device whose UART drops
+    /// bursts needs, native_sim's among them), `none` (every message in one write,
+    /// always), or BURST:MS (paced from the first message on; `2:20` for a device known
+    /// to drop bursts, which then loses nothing).
     #[arg(
         long,
         global = true,
         env = "SMP_PACING",
         value_name = "PACING",
-        default_value = "default"
+        default_value = "auto"
     )]
     pub(crate) pacing: Pacing,
 

@@ -156,9 +156,9 @@ async fn a_missing_port_or_a_silent_device_is_unreachable() {
 }
 
 /// `--pacing` reaches the line: unpaced, a five-line echo overruns the simulated UART's
-/// two line buffers (as native_sim's does) at every attempt; with the default pacing, or
-/// the same given as `2:20`, it gets through; a value that names
-/// no pacing is refused before anything is sent.
+/// two line buffers (as native_sim's does) at every attempt; with the default (`auto`:
+/// the first attempt goes unpaced and is lost, the second is paced) or `2:20` it gets
+/// through; a value that names no pacing is refused before anything is sent.
 #[tokio::test(flavor = "multi_thread")]
 async fn pacing_is_an_option_that_reaches_the_line() {
     let (sim, port) = serial_sim(SerialConfig::pty()).await;
@@ -177,7 +177,7 @@ async fn pacing_is_an_option_that_reaches_the_line() {
         run.status, 3,
         "unpaced, the device never hears it: {run:#?}"
     );
-    for pacing in [None, Some("default"), Some("2:20")] {
+    for pacing in [None, Some("auto"), Some("default"), Some("2:20")] {
         let run = smp(echo(pacing)).await;
         assert_eq!(run.ok().trim(), long, "--pacing {pacing:?}");
     }

@@ -112,4 +112,8 @@ impl Transport for AnyTransport {
     fn resynchronises(&self) -> bool {
         each!(self, t => t.resynchronises())
     }
+
+    fn note_loss(&self) {
+        each!(self, t => t.note_loss())
+    }
 }

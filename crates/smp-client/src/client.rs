@@ -805,6 +805,7 @@ impl<T: Transport + 'static> Client<T> {
                 }
                 Waited::Expired => {
                     shared.timers().expired(attempts.kind());
+                    shared.transport.note_loss();
                     tracing::debug!(
                         sequence,
                         group = request.group,
@@ -818,6 +819,7 @@ impl<T: Transport + 'static> Client<T> {
                 }
                 Waited::Lost => {
                     // Not the timer's doing: it is neither backed off nor learned from.
+                    shared.transport.note_loss();
                     tracing::debug!(
                         sequence,
                         group = request.group,

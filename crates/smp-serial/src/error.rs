@@ -126,11 +126,11 @@ pub enum OptionsError {
     },
 }
 
-/// Text that does not name a [`Pacing`](crate::Pacing): `default`, `none` or
-/// `BURST:MS`.
+/// Text that does not name a [`Pacing`](crate::Pacing): `auto` (or `default`), `none`
+/// or `BURST:MS`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "pacing {text:?}: {reason}; expected `default` (2 lines, then 20 ms), `none`, or BURST:MS (lines written back to back, then a pause in milliseconds, e.g. 2:20)"
+    "pacing {text:?}: {reason}; expected `auto` (the default: unpaced until a loss, then 2 lines and 20 ms), `none`, or BURST:MS (lines written back to back, then a pause in milliseconds, e.g. 2:20)"
 )]
 pub struct ParsePacingError {
     /// The text given.

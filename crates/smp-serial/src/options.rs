@@ -42,15 +42,24 @@ pub enum Framing {
 /// pseudo-terminal nothing slows the writer down, and native_sim's UART, which takes
 /// input about every 10 ms, loses every message of more than two lines written at once.
 /// Measured on its `serial` fixture with 5-line messages: 2 lines then 20 ms, 30 of 30
-/// answered; 2 lines then 15 ms, 21 of 30; 3 lines then 20 ms, none. Hence the default:
-/// 2 lines, then [`DEFAULT_PAUSE`](Self::DEFAULT_PAUSE) (20 ms). On a real UART the baud
-/// rate spaces lines anyway (two 127-byte lines take 22 ms at 115,200 baud, and a paced
-/// write only queues behind them), so the pause costs little there; over a pty or TCP
-/// it adds 20 ms for every two lines after the first two of a message.
+/// answered; 2 lines then 15 ms, 21 of 30; 3 lines then 20 ms, none. Hence the pacing
+/// that works everywhere: 2 lines, then [`DEFAULT_PAUSE`](Self::DEFAULT_PAUSE) (20 ms).
+/// On a real UART the baud rate spaces lines anyway (two 127-byte lines take 22 ms at
+/// 115,200 baud, and a paced write only queues behind them), so the pause costs little
+/// there; over a pty or TCP it adds 20 ms for every two lines after the first two of a
+/// message, which made uploads 3 times slower on MCUboot's emulated recovery and 2,000
+/// times on a pty that takes bursts.
+///
+/// So the default is [`auto`](Self::auto): no pacing until the client notes a lost
+/// request or reply ([`Transport::note_loss`](smp_transport::Transport::note_loss)),
+/// then 2 lines and 20 ms for the rest of the connection. A device that drops bursts
+/// costs one lost message, found within round trips by the client's probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pacing {
     burst: usize,
     pause: Duration,
+    /// Unpaced until the first loss.
+    until_loss: bool,
 }
 
 impl Pacing {
@@ -73,6 +82,16 @@ impl Pacing {
             } else {
                 pause
             },
+            until_loss: false,
+        }
+    }
+
+    /// The default: no pacing until the first loss, then [`DEFAULT_BURST`](Self::DEFAULT_BURST)
+    /// lines and [`DEFAULT_PAUSE`](Self::DEFAULT_PAUSE).
+    pub const fn auto() -> Self {
+        Self {
+            until_loss: true,
+            ..Self::new(Self::DEFAULT_BURST, Self::DEFAULT_PAUSE)
         }
     }
 
@@ -81,6 +100,7 @@ impl Pacing {
         Self {
             burst: usize::MAX,
             pause: Duration::ZERO,
+            until_loss: false,
         }
     }
 
@@ -99,6 +119,11 @@ impl Pacing {
         self.pause
     }
 
+    /// True when lines go unpaced until the client notes a loss ([`auto`](Self::auto)).
+    pub const fn until_loss(&self) -> bool {
+        self.until_loss
+    }
+
     /// True when nothing is ever delayed.
     pub fn is_none(&self) -> bool {
         self.burst == usize::MAX || self.pause.is_zero()
@@ -107,24 +132,28 @@ impl Pacing {
 
 impl Default for Pacing {
     fn default() -> Self {
-        Self::new(Self::DEFAULT_BURST, Self::DEFAULT_PAUSE)
+        Self::auto()
     }
 }
 
-/// `none`, or `BURST:MS` (the pause in milliseconds, fractions shown where there are any):
-/// what [`FromStr`](std::str::FromStr) reads back.
+/// `auto`, `none`, or `BURST:MS` (the pause in milliseconds, fractions shown where there
+/// are any): what [`FromStr`](std::str::FromStr) reads back.
 impl std::fmt::Display for Pacing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.is_none() {
             return f.write_str("none");
         }
+        if *self == Self::auto() {
+            return f.write_str("auto");
+        }
         write!(f, "{}:{}", self.burst, self.pause.as_secs_f64() * 1000.0)
     }
 }
 
-/// Reads `default`, `none`, or `BURST:MS`: up to BURST lines back to back, then a pause of
-/// MS milliseconds (a decimal number, at most [`Pacing::MAX_PAUSE`]). `2:20` is the
-/// default; `1:5` waits 5 ms between any two lines; a pause of 0 is no pacing.
+/// Reads `auto` (or `default`: [`Pacing::auto`]), `none`, or `BURST:MS`: up to BURST lines
+/// back to back, then a pause of MS milliseconds (a decimal number, at most
+/// [`Pacing::MAX_PAUSE`]), from the first message on. `2:20` is what `auto` turns into
+/// after a loss; `1:5` waits 5 ms between any two lines; a pause of 0 is no pacing.
 impl std::str::FromStr for Pacing {
     type Err = ParsePacingError;
 
@@ -134,7 +163,7 @@ impl std::str::FromStr for Pacing {
             reason,
         };
         match text.trim() {
-            "default" => return Ok(Self::default()),
+            "auto" | "default" => return Ok(Self::auto()),
             "none" => return Ok(Self::none()),
             _ => {}
         }
@@ -384,6 +413,9 @@ mod tests {
             (2, Duration::from_millis(20))
         );
         assert!(!default.is_none());
+        assert!(default.until_loss());
+        assert_eq!(default, Pacing::auto());
+        assert!(!Pacing::new(2, Duration::from_millis(20)).until_loss());
         assert!(Pacing::none().is_none());
         assert!(Pacing::new(3, Duration::ZERO).is_none());
         assert_eq!(Pacing::new(0, Duration::from_millis(1)).burst(), 1);
@@ -394,8 +426,10 @@ mod tests {
     #[test]
     fn pacing_reads_and_prints_as_text() {
         let read = |text: &str| text.parse::<Pacing>();
-        assert_eq!(read("default"), Ok(Pacing::default()));
-        assert_eq!(read("2:20"), Ok(Pacing::default()));
+        assert_eq!(read("default"), Ok(Pacing::auto()));
+        assert_eq!(read("auto"), Ok(Pacing::auto()));
+        let fixed = Pacing::new(2, Duration::from_millis(20));
+        assert_eq!(read("2:20"), Ok(fixed));
         assert_eq!(read(" none "), Ok(Pacing::none()));
         assert_eq!(
             read("1:2.5"),
@@ -411,12 +445,14 @@ mod tests {
         }
         for pacing in [
             Pacing::default(),
+            fixed,
             Pacing::none(),
             Pacing::per_line(Duration::from_micros(2500)),
         ] {
             assert_eq!(read(&pacing.to_string()), Ok(pacing), "{pacing}");
         }
-        assert_eq!(Pacing::default().to_string(), "2:20");
+        assert_eq!(Pacing::default().to_string(), "auto");
+        assert_eq!(fixed.to_string(), "2:20");
         assert_eq!(Pacing::none().to_string(), "none");
     }
 }

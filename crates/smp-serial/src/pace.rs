@@ -11,6 +11,8 @@ pub(crate) struct Pacer {
     pacing: Pacing,
     in_burst: usize,
     last_write: Option<Instant>,
+    /// A loss was noted: [`Pacing::until_loss`] pacing applies from now on.
+    lost: bool,
 }
 
 /// What the writer may do next.
@@ -28,12 +30,23 @@ impl Pacer {
             pacing,
             in_burst: 0,
             last_write: None,
+            lost: false,
         }
+    }
+
+    /// The client noted a loss: pacing that waits for one starts.
+    pub(crate) fn note_loss(&mut self) {
+        self.lost = true;
+    }
+
+    /// Whether lines are paced now.
+    pub(crate) fn paced(&self) -> bool {
+        !self.pacing.is_none() && (self.lost || !self.pacing.until_loss())
     }
 
     /// The next slot for lines, at time `now`.
     pub(crate) fn next_slot(&mut self, now: Instant) -> Slot {
-        if self.pacing.is_none() {
+        if !self.paced() {
             return Slot {
                 not_before: None,
                 lines: usize::MAX,
@@ -83,6 +96,7 @@ mod tests {
     fn bursts_then_pauses() {
         let t0 = Instant::now();
         let mut p = Pacer::new(Pacing::new(2, PAUSE));
+        assert!(p.paced());
         let slot = p.next_slot(t0);
         assert_eq!(
             slot,
@@ -142,6 +156,37 @@ mod tests {
                 lines: 3
             }
         );
+    }
+
+    #[test]
+    fn auto_pacing_waits_only_after_a_loss() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(Pacing::auto());
+        let unpaced = Slot {
+            not_before: None,
+            lines: usize::MAX,
+        };
+        assert_eq!(p.next_slot(t0), unpaced);
+        p.wrote(8, t0);
+        assert_eq!(p.next_slot(t0), unpaced);
+        assert!(!p.paced());
+        p.note_loss();
+        assert!(p.paced());
+        // The lines written before count: the next ones wait for the pause.
+        assert_eq!(
+            p.next_slot(t0),
+            Slot {
+                not_before: Some(t0 + Pacing::DEFAULT_PAUSE),
+                lines: Pacing::DEFAULT_BURST
+            }
+        );
+        // A loss changes nothing for fixed pacing or none.
+        for pacing in [Pacing::none(), Pacing::new(2, PAUSE)] {
+            let mut p = Pacer::new(pacing);
+            let before = p.paced();
+            p.note_loss();
+            assert_eq!(p.paced(), before, "{pacing}");
+        }
     }
 
     #[test]

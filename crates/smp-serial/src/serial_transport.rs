@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use smp_transport::{Connect, FramePool, Transport, TransportError};
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::console::{self, LineLength};
 use crate::error::FrameError;
 use crate::framing::{Deframer, encode};
-use crate::options::{Framing, SerialOptions};
+use crate::options::{Framing, Pacing, SerialOptions};
 use crate::pace::Pacer;
 use crate::port::Port;
 use crate::target::SerialTarget;
@@ -56,6 +56,8 @@ pub struct SerialTransport<P = Port> {
     pool: FramePool,
     /// Set by [`Transport::disconnect`] and when the port goes away.
     closed: watch::Sender<bool>,
+    /// The client noted a loss ([`Transport::note_loss`]): automatic pacing starts.
+    loss_noted: AtomicBool,
     /// What [`stats`](SerialTransport::stats) reports (boxed: the transport is a
     /// variant of `smp-client`'s `AnyTransport`, which stays small).
     counters: Box<Counters>,
@@ -200,6 +202,7 @@ impl<P: AsyncRead + AsyncWrite + Send> SerialTransport<P> {
             options,
             pool: FramePool::new(RECYCLED_FRAMES),
             closed: watch::Sender::new(false),
+            loss_noted: AtomicBool::new(false),
             counters: Box::default(),
         })
     }
@@ -296,6 +299,9 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
         let mut closed = self.closed.subscribe();
         let mut writer = self.writer.lock().await;
         let Writer { io, pacer } = &mut *writer;
+        if self.loss_noted.load(Ordering::Relaxed) {
+            pacer.note_loss();
+        }
         let Some(io) = io.as_mut() else {
             return Err(TransportError::Closed);
         };
@@ -431,6 +437,17 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
     /// one. Console lines (newlines, a CRC) and COBS (a delimiter, a CRC) resynchronise.
     fn resynchronises(&self) -> bool {
         self.options.framing != Framing::Raw
+    }
+
+    /// Starts [`Pacing::auto`]'s pacing (console framing) for the rest of the connection.
+    fn note_loss(&self) {
+        let paces = self.options.framing == Framing::Console && self.options.pacing.until_loss();
+        if paces && !self.loss_noted.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                pacing = %Pacing::new(self.options.pacing.burst(), self.options.pacing.pause()),
+                "a message was lost: pacing lines from now on"
+            );
+        }
     }
 }
 

@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn paced_lines_all_arrive() {
-        // The client's default pacing: two lines, then 20 ms.
+        // The client's pacing after a loss: two lines, then 20 ms.
         let t0 = Instant::now();
         let mut rx = LineRx::new(128, Some(2), HOLD);
         for burst in 0..5u32 {

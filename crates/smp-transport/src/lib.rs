@@ -128,6 +128,12 @@ pub trait Transport: Send + Sync {
     fn resynchronises(&self) -> bool {
         true
     }
+
+    /// The client found a request or its reply lost: an attempt got no reply in time, or
+    /// the device answered a later request first. A transport that can send more gently
+    /// may start now (serial console framing paces its lines from the first loss on, when
+    /// its pacing is automatic). The default does nothing.
+    fn note_loss(&self) {}
 }
 
 /// A transport that is opened by connecting to a target (an address, a device path).

@@ -70,7 +70,10 @@ impl Uploader {
 
     fn label(self) -> String {
         match self {
-            Self::Ours { pacing: "default" } => "ours, default pacing (2 lines, 20 ms)".into(),
+            Self::Ours { pacing: "auto" } => {
+                "ours, default pacing (`auto`: unpaced until a loss)".into()
+            }
+            Self::Ours { pacing: "2:20" } => "ours, fixed pacing (2 lines, 20 ms)".into(),
             Self::Ours { pacing: "none" } => "ours, no pacing".into(),
             Self::Ours { pacing } => format!("ours, pacing {pacing} (lines:ms)"),
             Self::Reference { line_buffers, tune } => {
@@ -111,7 +114,12 @@ fn links() -> Vec<Link> {
         Link {
             title: "smp-sim, pty",
             device: Device::Sim,
-            uploaders: vec![ours("default"), reference(None, false), ours("none")],
+            uploaders: vec![
+                ours("auto"),
+                reference(None, false),
+                ours("none"),
+                ours("2:20"),
+            ],
             reference_timeout: "2.5",
         },
         Link {
@@ -121,10 +129,11 @@ fn links() -> Vec<Link> {
                 launch: Launch::Bare,
             },
             uploaders: vec![
-                ours("default"),
+                ours("auto"),
                 reference(None, false),
                 ours("none"),
                 reference(None, true),
+                ours("2:20"),
             ],
             reference_timeout: "15",
         },
@@ -135,11 +144,12 @@ fn links() -> Vec<Link> {
                 launch: Launch::Manifest,
             },
             uploaders: vec![
-                ours("default"),
+                ours("auto"),
                 reference(None, false),
                 ours("none"),
                 reference(Some(2), false),
                 reference(Some(2), true),
+                ours("2:20"),
             ],
             reference_timeout: "5",
         },
@@ -549,7 +559,7 @@ impl SerialResults {
                     .iter()
                     .find(|c| c.uploader == Uploader::Ours { pacing })
             };
-            let (Some(paced), Some(unpaced)) = (find("default"), find("none")) else {
+            let (Some(paced), Some(unpaced)) = (find("2:20"), find("none")) else {
                 continue;
             };
             let (Some(paced_s), Some(unpaced_s)) = (
@@ -561,7 +571,7 @@ impl SerialResults {
             let waited = paced.median_of(|u| u.pacing_seconds).unwrap_or(0.0);
             let _ = writeln!(
                 md,
-                "- {}: default pacing {paced_s:.2} s against {unpaced_s:.2} s without: \
+                "- {}: fixed pacing (2:20) {paced_s:.2} s against {unpaced_s:.2} s without: \
                  **{:.1}×** the time; it waited {waited:.2} s between lines ({:.0}% of the upload).",
                 link.title,
                 paced_s / unpaced_s,
@@ -688,7 +698,7 @@ mod tests {
                 image_len: 1000,
                 cells: vec![
                     Cell {
-                        uploader: Uploader::Ours { pacing: "default" },
+                        uploader: Uploader::Ours { pacing: "2:20" },
                         runs: vec![Ok(upload(8.0, 7.0)), Ok(upload(10.0, 9.0))],
                     },
                     Cell {
@@ -709,7 +719,7 @@ mod tests {
         let tables = results.tables();
         assert!(
             tables.contains(
-                "| link | ours, default pacing (2 lines, 20 ms) | 380 | 3 (3) | 100 (100) | 9.00 | 0.1 | 0.40–0.45–0.50× | 1.37 | 0.030 | 0 of 2 |"
+                "| link | ours, fixed pacing (2 lines, 20 ms) | 380 | 3 (3) | 100 (100) | 9.00 | 0.1 | 0.40–0.45–0.50× | 1.37 | 0.030 | 0 of 2 |"
             ),
             "{tables}"
         );
