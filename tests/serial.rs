@@ -84,8 +84,8 @@ async fn echo_upload_and_download_in_every_framing_over_a_pty_and_tcp() {
             .await
             .unwrap();
         exercise(&sim, &client, seed as u64).await;
-        // Sized to fit, paced to pass: nothing too large, and an overrun (of a line the
-        // pty delivered late) rare.
+        // Sized to fit, paced (from the first loss on) to pass: nothing too large, and an
+        // overrun (of a line the pty delivered late, or before pacing started) rare.
         let c = sim.counters();
         assert_eq!(c.frames_too_large, 0, "{target} ({framing:?}): {c:?}");
         assert!(
@@ -202,8 +202,15 @@ async fn auto_pacing_starts_at_the_first_loss() {
         let text = echo_of_lines(lines);
         assert_eq!(client.echo(&text).await.unwrap(), text, "{lines} lines");
     }
-    assert_eq!(client.transport().stats().pacing_waited, Duration::ZERO);
     assert_eq!(sim.counters().lines_overrun, 0);
+    // Nothing paced unless the client noted a loss (none here but a reply late on a
+    // loaded machine, which counts as one).
+    let stats = client.transport().stats();
+    assert_eq!(
+        stats.pacing_waited.is_zero(),
+        stats.losses_noted == 0,
+        "{stats:?}"
+    );
     let text = echo_of_lines(4);
     assert_eq!(client.echo(&text).await.unwrap(), text);
     let overrun = sim.counters().lines_overrun;
@@ -211,7 +218,9 @@ async fn auto_pacing_starts_at_the_first_loss() {
         overrun >= 2,
         "the unpaced attempt lost its last two lines: {overrun}"
     );
-    assert!(client.transport().stats().pacing_waited > Duration::ZERO);
+    let stats = client.transport().stats();
+    assert!(stats.losses_noted > 0, "{stats:?}");
+    assert!(stats.pacing_waited > Duration::ZERO, "{stats:?}");
     let image = test_image(8 * 1024, 3, "2.0.0");
     let summary = client
         .upload_image(&image, &ImageUploadOptions::default(), |_| {})
@@ -257,7 +266,7 @@ async fn without_pacing_every_message_of_more_than_two_lines_is_lost() {
 }
 
 /// With enough line buffers (native_sim's `bigrx`), an unpaced client gets through, and
-/// so does the default one, which never paces there.
+/// so does the default one, which paces only once the client notes a loss.
 #[tokio::test]
 async fn without_the_overrun_an_unpaced_client_gets_through() {
     init_tracing();
@@ -279,11 +288,13 @@ async fn without_the_overrun_an_unpaced_client_gets_through() {
             .unwrap();
         assert_eq!(summary.matched, Some(true), "{pacing}");
         assert_eq!(sim.counters().lines_overrun, 0, "{pacing}");
-        // Nothing lost, so the default never paced.
+        // The default paces only once the client notes a loss: none is lost here, but
+        // a reply late on a loaded machine counts as one.
+        let stats = client.transport().stats();
         assert_eq!(
-            client.transport().stats().pacing_waited,
-            Duration::ZERO,
-            "{pacing}"
+            stats.pacing_waited.is_zero(),
+            pacing.is_none() || stats.losses_noted == 0,
+            "{pacing}: {stats:?}"
         );
         client.close().await.unwrap();
     }

@@ -88,7 +88,10 @@ fn parse() -> Result<Args, String> {
     let port = args
         .next()
         .ok_or("usage: probe PORT [OPTIONS] (see the source)")?;
-    let mut options = SerialOptions::default();
+    // This tool drives the transport without a client, which would note losses for
+    // `Pacing::auto`: it paces from the start.
+    let mut options =
+        SerialOptions::default().pacing(Pacing::new(Pacing::DEFAULT_BURST, Pacing::DEFAULT_PAUSE));
     let (mut echo_len, mut repeat, mut timeout) = (5, 1, Duration::from_secs(2));
     let (mut frames, mut only_send) = (Vec::new(), false);
     while let Some(flag) = args.next() {

@@ -1,4 +1,4 @@
-//! COBS framing: the SMP frame and its CRC16, COBS-encoded and ended by `00`, IO-free.
+//! COBS framing: the SMP frame and its CRC16, COBS-encoded between `00` bytes, IO-free.
 //!
 //! ```text
 //! wire = 00 | COBS(SMP frame | CRC16 big-endian) | 00
@@ -25,7 +25,7 @@ use smp_transport::header::MAX_FRAME_SIZE;
 use crate::crc::crc16;
 use crate::error::FrameError;
 
-/// The byte that ends every frame, and that COBS removes from the data.
+/// The byte that starts and ends every frame, and that COBS removes from the data.
 pub const DELIMITER: u8 = 0x00;
 /// Bytes of the CRC after the SMP frame, before encoding.
 pub const CRC_SIZE: usize = 2;

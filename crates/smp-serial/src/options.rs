@@ -22,7 +22,7 @@ pub enum Framing {
     /// it: the header's length tells where a frame ends, so nothing else may share the
     /// line. The reference's `SMPSerialRawTransport`. See [`raw`](crate::raw).
     Raw,
-    /// The frame and its CRC16, COBS-encoded and ended by a `00` byte (MCUboot's
+    /// The frame and its CRC16, COBS-encoded between `00` bytes (MCUboot's
     /// `BOOT_SERIAL_RAW_PROTOCOL_COBS`). The reference's `SMPSerialRawTransport` with
     /// `framing=Cobs()`. See [`cobs`](crate::cobs).
     RawCobs,
@@ -53,7 +53,11 @@ pub enum Framing {
 /// So the default is [`auto`](Self::auto): no pacing until the client notes a lost
 /// request or reply ([`Transport::note_loss`](smp_transport::Transport::note_loss)),
 /// then 2 lines and 20 ms for the rest of the connection. A device that drops bursts
-/// costs one lost message, found within round trips by the client's probes.
+/// costs one lost message, found within round trips by the client's probes. A reply
+/// slower than the client's learned timer counts as a loss too: pacing then starts
+/// needlessly, which costs speed, never delivery. Code that drives a
+/// [`SerialTransport`](crate::SerialTransport) without `smp-client` must call
+/// `note_loss` itself, or choose fixed pacing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pacing {
     burst: usize,

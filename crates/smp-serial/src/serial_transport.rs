@@ -69,8 +69,8 @@ pub struct SerialTransport<P = Port> {
 /// The bytes are those on the line, framing included (base64, line delimiters and
 /// newlines, length and CRC; COBS overhead), so `bytes_written` over the frames' own
 /// length is what the framing costs. `pacing_waited` adds up the pauses [`Pacing`]
-/// made between lines: with the default pacing, what a link that needs no pacing
-/// loses to it.
+/// made between lines: with fixed pacing, what a link that needs no pacing loses to it;
+/// with [`Pacing::auto`] (the default), nothing until a loss is noted.
 ///
 /// [`Pacing`]: crate::Pacing
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +88,9 @@ pub struct SerialStats {
     pub bytes_read: u64,
     /// Time spent waiting between lines because of pacing.
     pub pacing_waited: Duration,
+    /// Losses the client noted ([`Transport::note_loss`]); with [`Pacing::auto`], lines
+    /// are paced from the first on.
+    pub losses_noted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +101,7 @@ struct Counters {
     frames_received: AtomicU64,
     bytes_read: AtomicU64,
     pacing_waited_ns: AtomicU64,
+    losses_noted: AtomicU64,
 }
 
 impl Counters {
@@ -114,6 +118,7 @@ impl Counters {
             frames_received: get(&self.frames_received),
             bytes_read: get(&self.bytes_read),
             pacing_waited: Duration::from_nanos(get(&self.pacing_waited_ns)),
+            losses_noted: get(&self.losses_noted),
         }
     }
 }
@@ -441,6 +446,7 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
 
     /// Starts [`Pacing::auto`]'s pacing (console framing) for the rest of the connection.
     fn note_loss(&self) {
+        Counters::add(&self.counters.losses_noted, 1u64);
         let paces = self.options.framing == Framing::Console && self.options.pacing.until_loss();
         if paces && !self.loss_noted.swap(true, Ordering::Relaxed) {
             tracing::info!(
