@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use smp_client::serial::{Framing, Pacing};
+use smp_client::serial::{Framing, Pacing, SerialTransport};
 use smp_client::{Client, ClientError, ClientOptions, FileTransferOptions, ImageUploadOptions};
 use smp_client::{RetryPolicy, Transport};
 use smp_integration_tests::{init_tracing, serial_client, serial_sim, test_image};
@@ -155,6 +155,26 @@ fn short_attempts(retries: u32) -> ClientOptions {
     )
 }
 
+/// Echoes of one and two lines, which a UART that drops bursts of more takes whole
+/// however they are written.
+async fn short_echoes_arrive_whole(sim: &Sim, client: &Client<SerialTransport>) {
+    for lines in [1, 2] {
+        let text = echo_of_lines(lines);
+        assert_eq!(client.echo(&text).await.unwrap(), text, "{lines} lines");
+    }
+    assert_eq!(sim.counters().lines_overrun, 0);
+}
+
+/// Uploads an 8 KiB image made from `seed`, which the device must find matching.
+async fn upload_small_image(client: &Client<SerialTransport>, seed: u64) {
+    let image = test_image(8 * 1024, seed, "2.0.0");
+    let summary = client
+        .upload_image(&image, &ImageUploadOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.matched, Some(true), "image {seed}");
+}
+
 /// Fixed pacing of 2 lines, then 20 ms (what `Pacing::auto` turns into after a loss)
 /// gets every message through a UART that loses a line arriving while its two line
 /// buffers hold lines it has not taken in yet.
@@ -174,12 +194,7 @@ async fn fixed_pacing_gets_through_a_uart_that_drops_bursts() {
         let text = echo_of_lines(lines);
         assert_eq!(client.echo(&text).await.unwrap(), text, "{lines} lines");
     }
-    let image = test_image(8 * 1024, 1, "2.0.0");
-    let summary = client
-        .upload_image(&image, &ImageUploadOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(summary.matched, Some(true));
+    upload_small_image(&client, 1).await;
     let c = sim.counters();
     assert!(c.lines_received > 100, "{c:?}");
     assert!(
@@ -198,11 +213,7 @@ async fn auto_pacing_starts_at_the_first_loss() {
     let client = serial_client(&sim, Pacing::default(), short_attempts(3))
         .await
         .unwrap();
-    for lines in [1, 2] {
-        let text = echo_of_lines(lines);
-        assert_eq!(client.echo(&text).await.unwrap(), text, "{lines} lines");
-    }
-    assert_eq!(sim.counters().lines_overrun, 0);
+    short_echoes_arrive_whole(&sim, &client).await;
     // Nothing paced unless the client noted a loss (none here but a reply late on a
     // loaded machine, which counts as one).
     let stats = client.transport().stats();
@@ -221,12 +232,7 @@ async fn auto_pacing_starts_at_the_first_loss() {
     let stats = client.transport().stats();
     assert!(stats.losses_noted > 0, "{stats:?}");
     assert!(stats.pacing_waited > Duration::ZERO, "{stats:?}");
-    let image = test_image(8 * 1024, 3, "2.0.0");
-    let summary = client
-        .upload_image(&image, &ImageUploadOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(summary.matched, Some(true));
+    upload_small_image(&client, 3).await;
     let c = sim.counters();
     assert!(
         (c.lines_overrun - overrun) * 20 <= c.lines_received,
@@ -244,11 +250,7 @@ async fn without_pacing_every_message_of_more_than_two_lines_is_lost() {
     let client = serial_client(&sim, Pacing::none(), short_attempts(1))
         .await
         .unwrap();
-    for lines in [1, 2] {
-        let text = echo_of_lines(lines);
-        assert_eq!(client.echo(&text).await.unwrap(), text, "{lines} lines");
-    }
-    assert_eq!(sim.counters().lines_overrun, 0);
+    short_echoes_arrive_whole(&sim, &client).await;
     let err = client.echo(&echo_of_lines(4)).await.unwrap_err();
     assert!(
         matches!(err, ClientError::Timeout { attempts: 2, .. }),
@@ -281,12 +283,7 @@ async fn without_the_overrun_an_unpaced_client_gets_through() {
             .unwrap();
         let text = echo_of_lines(4);
         assert_eq!(client.echo(&text).await.unwrap(), text);
-        let image = test_image(8 * 1024, seed, "2.0.0");
-        let summary = client
-            .upload_image(&image, &ImageUploadOptions::default(), |_| {})
-            .await
-            .unwrap();
-        assert_eq!(summary.matched, Some(true), "{pacing}");
+        upload_small_image(&client, seed).await;
         assert_eq!(sim.counters().lines_overrun, 0, "{pacing}");
         // The default paces only once the client notes a loss: none is lost here, but
         // a reply late on a loaded machine counts as one.
