@@ -62,6 +62,7 @@ fn grown(before: SerialStats, after: SerialStats) -> Value {
         "frames_received": after.frames_received - before.frames_received,
         "bytes_read": after.bytes_read - before.bytes_read,
         "pacing_waited_seconds": (after.pacing_waited - before.pacing_waited).as_secs_f64(),
+        "losses_noted": after.losses_noted - before.losses_noted,
     })
 }
 
@@ -95,6 +96,7 @@ pub(crate) async fn upload(
     let _ = client.close().await;
     let serial = json!({
         "line_length": line_length,
+        "pacing": pacing.to_string(),
         "pacing_burst": if pacing.is_none() { 0 } else { pacing.burst() },
         "pacing_pause_ms": pacing.pause().as_secs_f64() * 1000.0,
         "cpu_seconds": cpu,
