@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use smp_transport::{Connect, FramePool, Transport, TransportError};
@@ -56,8 +56,6 @@ pub struct SerialTransport<P = Port> {
     pool: FramePool,
     /// Set by [`Transport::disconnect`] and when the port goes away.
     closed: watch::Sender<bool>,
-    /// The client noted a loss ([`Transport::note_loss`]): automatic pacing starts.
-    loss_noted: AtomicBool,
     /// What [`stats`](SerialTransport::stats) reports (boxed: the transport is a
     /// variant of `smp-client`'s `AnyTransport`, which stays small).
     counters: Box<Counters>,
@@ -207,7 +205,6 @@ impl<P: AsyncRead + AsyncWrite + Send> SerialTransport<P> {
             options,
             pool: FramePool::new(RECYCLED_FRAMES),
             closed: watch::Sender::new(false),
-            loss_noted: AtomicBool::new(false),
             counters: Box::default(),
         })
     }
@@ -304,7 +301,8 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
         let mut closed = self.closed.subscribe();
         let mut writer = self.writer.lock().await;
         let Writer { io, pacer } = &mut *writer;
-        if self.loss_noted.load(Ordering::Relaxed) {
+        // Automatic pacing starts at the first loss the client noted.
+        if self.counters.losses_noted.load(Ordering::Relaxed) > 0 {
             pacer.note_loss();
         }
         let Some(io) = io.as_mut() else {
@@ -446,9 +444,9 @@ impl<P: AsyncRead + AsyncWrite + Send> Transport for SerialTransport<P> {
 
     /// Starts [`Pacing::auto`]'s pacing (console framing) for the rest of the connection.
     fn note_loss(&self) {
-        Counters::add(&self.counters.losses_noted, 1u64);
+        let first = self.counters.losses_noted.fetch_add(1, Ordering::Relaxed) == 0;
         let paces = self.options.framing == Framing::Console && self.options.pacing.until_loss();
-        if paces && !self.loss_noted.swap(true, Ordering::Relaxed) {
+        if first && paces {
             tracing::info!(
                 pacing = %Pacing::new(self.options.pacing.burst(), self.options.pacing.pause()),
                 "a message was lost: pacing lines from now on"
